@@ -1,0 +1,100 @@
+#include <renkei/envelope.hpp>
+
+#include <openssl/rand.h>
+
+#include <cstring>
+#include <functional>
+
+namespace renkei {
+
+capnp::ReaderOptions reader_options_for(size_t bytes) {
+    capnp::ReaderOptions o;
+    o.traversalLimitInWords = (bytes / sizeof(capnp::word)) * 4 + 1024;
+    o.nestingLimit = 32;
+    return o;
+}
+
+EnvelopeView EnvelopeView::decode(const void* data, size_t size, size_t max_bytes) {
+    if (size == 0) throw EnvelopeError("frame", "empty");
+    if (size > max_bytes)
+        throw EnvelopeError("frame", "size " + std::to_string(size) + " exceeds the limit of " +
+                                         std::to_string(max_bytes) + " bytes");
+    if (size % sizeof(capnp::word) != 0)
+        throw EnvelopeError("frame", "size " + std::to_string(size) +
+                                         " is not a multiple of 8 (not a Cap'n Proto message)");
+    EnvelopeView v;
+    if (reinterpret_cast<uintptr_t>(data) % alignof(capnp::word) == 0) {
+        v.bytes_ = kj::ArrayPtr<const kj::byte>(static_cast<const kj::byte*>(data), size);
+    } else {
+        v.owned_ = kj::heapArray<capnp::word>(size / sizeof(capnp::word));
+        std::memcpy(v.owned_.begin(), data, size);
+        v.bytes_ = v.owned_.asBytes();
+    }
+    try {
+        v.reader_.emplace(
+            kj::ArrayPtr<const capnp::word>(reinterpret_cast<const capnp::word*>(v.bytes_.begin()),
+                                            size / sizeof(capnp::word)),
+            reader_options_for(size));
+        v.root_ = v.reader_->getRoot<schema::Envelope>();
+        auto e = v.root_;
+        if (e.getId().size() != 16) throw EnvelopeError("id", "must be 16 bytes");
+        if (e.getType().size() == 0) throw EnvelopeError("type", "must not be empty");
+        if (e.getTo().size() == 0) throw EnvelopeError("to", "must name a node");
+        if (e.hasCorrelationId() && e.getCorrelationId().size() != 16 &&
+            e.getCorrelationId().size() != 0)
+            throw EnvelopeError("correlationId", "must be empty or 16 bytes");
+        // Touch the remaining pointers so malformed ones fail here, not in a plugin.
+        (void)e.getFrom();
+        (void)e.getPurpose();
+        (void)e.getOperatorId();
+        (void)e.getPayload();
+    } catch (const kj::Exception& ex) {
+        throw EnvelopeError("frame", std::string("malformed Cap'n Proto message: ") +
+                                         ex.getDescription().cStr());
+    }
+    return v;
+}
+
+MessageId EnvelopeView::id() const { return to_message_id(root_.getId()); }
+
+MessageId new_message_id() {
+    MessageId id{};
+    if (RAND_bytes(id.data(), static_cast<int>(id.size())) != 1)
+        throw std::runtime_error("RAND_bytes failed");
+    return id;
+}
+
+std::string hex(kj::ArrayPtr<const kj::byte> bytes) {
+    static const char digits[] = "0123456789abcdef";
+    std::string out;
+    out.reserve(bytes.size() * 2);
+    for (auto b : bytes) {
+        out.push_back(digits[b >> 4]);
+        out.push_back(digits[b & 15]);
+    }
+    return out;
+}
+
+std::string hex(const MessageId& id) {
+    return hex(kj::ArrayPtr<const kj::byte>(id.data(), id.size()));
+}
+
+MessageId to_message_id(kj::ArrayPtr<const kj::byte> bytes) {
+    MessageId id{};
+    if (bytes.size() == id.size()) std::memcpy(id.data(), bytes.begin(), id.size());
+    return id;
+}
+
+kj::Array<capnp::word> flat_words(capnp::MessageBuilder& builder) {
+    return capnp::messageToFlatArray(builder);
+}
+
+kj::Array<capnp::word> copy_with(schema::Envelope::Reader in,
+                                 const std::function<void(schema::Envelope::Builder)>& edit) {
+    capnp::MallocMessageBuilder mb;
+    mb.setRoot(in);
+    edit(mb.getRoot<schema::Envelope>());
+    return capnp::messageToFlatArray(mb);
+}
+
+} // namespace renkei

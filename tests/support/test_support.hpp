@@ -1,0 +1,33 @@
+// Helpers shared by tests: temporary directories and free loopback ports.
+#pragma once
+
+#include <filesystem>
+#include <string>
+
+namespace renkei::test {
+
+// A fresh directory under the system temp dir, removed (recursively) on destruction.
+class TempDir {
+public:
+    TempDir();
+    ~TempDir();
+    TempDir(const TempDir&) = delete;
+    TempDir& operator=(const TempDir&) = delete;
+    const std::filesystem::path& path() const { return path_; }
+    std::filesystem::path operator/(const std::string& name) const { return path_ / name; }
+
+private:
+    std::filesystem::path path_;
+};
+
+// A TCP port on 127.0.0.1 that was free when asked (bound to port 0, then released).
+int free_port();
+
+// Writes `text` to `path` (creating parent directories).
+void write_file(const std::filesystem::path& path, const std::string& text);
+std::string read_file(const std::filesystem::path& path);
+
+// Path of a plugin built in this tree, e.g. plugin_path("adapters/mock-echo", "mock_echo").
+std::string plugin_path(const std::string& subdir, const std::string& target);
+
+} // namespace renkei::test
