@@ -1,2 +1,119 @@
-#include <cstdio>
-int main() { std::puts("renkei " RENKEI_VERSION); }
+// The renkei command line.
+#include <renkei/config.hpp>
+#include <renkei/demo.hpp>
+#include <renkei/host.hpp>
+#include <renkei/isolated_plugin.hpp>
+#include <renkei/log.hpp>
+#include <renkei/plugin_check.hpp>
+
+#include <CLI/CLI.hpp>
+
+#include <csignal>
+#include <iostream>
+
+namespace {
+
+// Blocks the shutdown signals in every thread (call before starting any) and waits for one.
+int wait_for_signal() {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    int sig = 0;
+    sigwait(&set, &sig);
+    return sig;
+}
+
+void block_signals() {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, nullptr);
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    CLI::App app{"renkei: integration middleware for the resident-registry and My Number network"};
+    app.require_subcommand(1);
+    std::string log_level = "info";
+    app.add_option("--log-level", log_level, "trace, debug, info, warn, error, off");
+
+    auto* version = app.add_subcommand("version", "print the version and ABI");
+
+    std::string config_file;
+    std::vector<std::string> plugin_dirs;
+    auto* host_cmd = app.add_subcommand("host", "run a node");
+    host_cmd->add_option("--config", config_file, "node configuration (TOML)")->required();
+    host_cmd->add_option("--plugin-dir", plugin_dirs, "extra directories to find plugins in");
+
+    auto* config_cmd = app.add_subcommand("config", "configuration tools");
+    config_cmd->require_subcommand(1);
+    auto* config_check = config_cmd->add_subcommand("check", "validate a configuration file");
+    config_check->add_option("file", config_file)->required();
+    config_check->add_option("--plugin-dir", plugin_dirs, "extra directories to find plugins in");
+
+    std::string plugin_file;
+    auto* plugin_cmd = app.add_subcommand("plugin", "plugin tools");
+    plugin_cmd->require_subcommand(1);
+    auto* plugin_check_cmd = plugin_cmd->add_subcommand("check", "load a plugin and run a smoke handshake");
+    plugin_check_cmd->add_option("file", plugin_file)->required();
+
+    std::string endpoint;
+    auto* runner = app.add_subcommand("plugin-runner", "internal: serve one isolated plugin");
+    runner->group(""); // hidden
+    runner->add_option("--plugin", plugin_file)->required();
+    runner->add_option("--endpoint", endpoint)->required();
+
+    std::string build_dir = "build", source_dir;
+    auto* demo = app.add_subcommand("demo", "run the demo");
+    demo->add_option("--build-dir", build_dir, "where the plugins were built");
+    demo->add_option("--source-dir", source_dir, "the source tree (examples/)");
+
+    CLI11_PARSE(app, argc, argv);
+    renkei::init_logging(log_level);
+
+    try {
+        if (*version) {
+            std::cout << "renkei " << RENKEI_VERSION << " (plugin ABI " << RENKEI_ABI_MAJOR << "."
+                      << RENKEI_ABI_MINOR << ")\n";
+            return 0;
+        }
+        std::vector<std::filesystem::path> dirs(plugin_dirs.begin(), plugin_dirs.end());
+        if (*config_check) {
+            auto issues = renkei::check_config(config_file, dirs);
+            for (auto& i : issues) std::cout << i.to_string() << "\n";
+            if (!issues.empty()) {
+                std::cout << issues.size() << " problem(s)\n";
+                return 1;
+            }
+            std::cout << config_file << ": ok\n";
+            return 0;
+        }
+        if (*plugin_check_cmd) return renkei::plugin_check(plugin_file, std::cout);
+        if (*runner) return renkei::run_plugin_runner(plugin_file, endpoint);
+        if (*demo) {
+            std::filesystem::path src = source_dir.empty()
+                                            ? std::filesystem::absolute(build_dir).parent_path()
+                                            : std::filesystem::path(source_dir);
+            return renkei::run_demo(std::filesystem::absolute(build_dir), src);
+        }
+        if (*host_cmd) {
+            block_signals();
+            auto cfg = renkei::load_config(config_file, dirs);
+            renkei::init_logging(log_level != "info" ? log_level : cfg.log_level);
+            renkei::Host host(cfg);
+            host.start();
+            int sig = wait_for_signal();
+            renkei::logger("host")->info("signal {}: stopping", sig);
+            host.stop();
+            return 0;
+        }
+    } catch (const std::exception& e) {
+        std::cerr << "renkei: " << e.what() << "\n";
+        return 1;
+    }
+    return 0;
+}

@@ -1,0 +1,74 @@
+// The host configuration: one TOML file per node. Every problem is reported with file, line and key.
+#pragma once
+
+#include <toml++/toml.h>
+
+#include <filesystem>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace renkei {
+
+enum class Isolation { in_process, process };
+
+struct PluginConfig {
+    std::string name;              // instance name, unique per node
+    std::filesystem::path path;    // resolved path of the .so
+    Isolation isolation = Isolation::in_process;
+    toml::table settings;          // [plugin.settings], handed to the plugin verbatim
+};
+
+struct PeerConfig {
+    std::string node;                   // e.g. "pref:13"
+    std::vector<std::string> endpoints; // primary first, then spares
+    std::string curve_public;           // Z85, 40 characters
+    std::string sign_public;            // hex Ed25519 public key
+    std::vector<std::string> reaches;   // node ids (or "kind:*" / "*") reached through this peer
+};
+
+struct HostConfig {
+    std::filesystem::path source;        // the file it came from
+    std::string node_id;                 // e.g. "muni:131016"
+    std::filesystem::path data_dir;      // state: stores, outbox, audit
+    std::filesystem::path keys_dir;      // this node's key files
+    std::string listen;                  // transport bind endpoint, empty = no inbound links
+    std::string admin_listen;            // "127.0.0.1:<port>", empty = admin HTTP off
+    std::string log_level = "info";
+    std::vector<std::filesystem::path> plugin_dirs;
+    std::vector<PluginConfig> plugins;
+    std::vector<PeerConfig> peers;
+};
+
+struct ConfigIssue {
+    std::string file;
+    int64_t line = 0;
+    std::string key;
+    std::string message;
+    std::string to_string() const; // "file:line: key: message"
+};
+
+class ConfigError : public std::runtime_error {
+public:
+    explicit ConfigError(std::vector<ConfigIssue> issues);
+    const std::vector<ConfigIssue>& issues() const { return issues_; }
+
+private:
+    std::vector<ConfigIssue> issues_;
+};
+
+// Parses and validates; throws ConfigError listing every problem found (not just the first).
+// `extra_plugin_dirs` are searched after the file's own plugin_dirs for bare plugin names.
+HostConfig load_config(const std::filesystem::path& file,
+                       const std::vector<std::filesystem::path>& extra_plugin_dirs = {});
+
+// The same checks, returning the problems instead of throwing (empty = valid).
+std::vector<ConfigIssue> check_config(const std::filesystem::path& file,
+                                      const std::vector<std::filesystem::path>& extra_plugin_dirs = {});
+
+// Node ids are "<kind>:<name>"; kinds: muni, pref, jlis, ipn, agency, vendor, wallet.
+// Returns an empty string when valid, otherwise the rule that was broken.
+std::string node_id_problem(const std::string& node_id);
+std::string node_kind(const std::string& node_id);
+
+} // namespace renkei

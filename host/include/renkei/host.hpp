@@ -1,0 +1,82 @@
+// A renkei node: loads the configured plugins, routes their messages, offers host services
+// (crypto with host-held keys, the clock) and the admin HTTP endpoint.
+#pragma once
+
+#include <renkei/config.hpp>
+#include <renkei/host_services.hpp>
+#include <renkei/metrics.hpp>
+#include <renkei/plugin_endpoint.hpp>
+#include <renkei/router.hpp>
+
+#include <filesystem>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+namespace renkei {
+
+class AdminServer;
+
+struct HostOptions {
+    // The renkei executable that runs isolated plugins ("renkei plugin-runner"); defaults to the
+    // running executable, which is right for the renkei binary but not for test programs.
+    std::filesystem::path runner_path;
+    // Clock for plugins and stamps; defaults to the system clock.
+    std::function<int64_t()> clock;
+    size_t max_envelope_bytes = 16u << 20;
+};
+
+class Host : public HostServices {
+public:
+    Host(HostConfig config, HostOptions options = {});
+    ~Host() override;
+    Host(const Host&) = delete;
+    Host& operator=(const Host&) = delete;
+
+    // Loads and starts every configured plugin, then the admin server. Throws on any failure,
+    // after stopping what was started.
+    void start();
+    // Stops in reverse order. Idempotent.
+    void stop();
+
+    // Registers an endpoint built by the caller (before or after start).
+    void add_endpoint(std::shared_ptr<PluginEndpoint> endpoint);
+
+    // Accepts an envelope as if sent by local component `origin`: fills id (if empty), from,
+    // sent-at and hop count, then routes it. Throws HostCallError when it cannot be accepted.
+    void submit(const std::string& origin, kj::ArrayPtr<const kj::byte> envelope,
+                std::function<void(int32_t, const std::string&)> done = nullptr);
+
+    const HostConfig& config() const { return config_; }
+    Router& router() { return router_; }
+    Metrics& metrics() { return metrics_; }
+    // The admin HTTP port actually bound (0 when admin is off).
+    int admin_port() const;
+    // JSON status of every endpoint (for /healthz and tests).
+    std::string status_json() const;
+
+    // HostServices
+    void submit_from_plugin(const std::string& plugin, kj::ArrayPtr<const kj::byte> envelope) override;
+    std::vector<uint8_t> sign(const std::string& key_name, kj::ArrayPtr<const kj::byte> data) override;
+    bool verify(const std::string& node_id, kj::ArrayPtr<const kj::byte> data,
+                kj::ArrayPtr<const kj::byte> signature) override;
+    std::vector<uint8_t> seal(const std::string& recipient, kj::ArrayPtr<const kj::byte> data) override;
+    std::vector<uint8_t> open(kj::ArrayPtr<const kj::byte> sealed) override;
+    int64_t now_unix_ms() override;
+
+private:
+    std::shared_ptr<PluginEndpoint> make_endpoint(const PluginConfig& pc);
+
+    HostConfig config_;
+    HostOptions options_;
+    Metrics metrics_;
+    Router router_;
+    std::unique_ptr<AdminServer> admin_;
+    std::mutex lifecycle_;
+    std::vector<std::shared_ptr<PluginEndpoint>> started_;
+    bool running_ = false;
+};
+
+} // namespace renkei

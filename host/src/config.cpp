@@ -1,0 +1,314 @@
+#include <renkei/config.hpp>
+
+#include <algorithm>
+#include <set>
+#include <sstream>
+
+namespace renkei {
+namespace fs = std::filesystem;
+
+std::string ConfigIssue::to_string() const {
+    std::ostringstream out;
+    out << file;
+    if (line > 0) out << ':' << line;
+    out << ": " << (key.empty() ? std::string("(file)") : key) << ": " << message;
+    return out.str();
+}
+
+ConfigError::ConfigError(std::vector<ConfigIssue> issues)
+    : std::runtime_error([&] {
+          std::string s = "invalid configuration:";
+          for (auto& i : issues) s += "\n  " + i.to_string();
+          return s;
+      }()),
+      issues_(std::move(issues)) {}
+
+namespace {
+
+bool is_digits(const std::string& s) {
+    return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+// 全国地方公共団体コード: ones digit of 11 - (Σ d_i × (6,5,4,3,2) mod 11).
+bool local_gov_code_ok(const std::string& s) {
+    if (s.size() != 6 || !is_digits(s)) return false;
+    int sum = 0;
+    for (int i = 0; i < 5; ++i) sum += (s[i] - '0') * (6 - i);
+    return (11 - sum % 11) % 10 == s[5] - '0';
+}
+
+bool name_ok(const std::string& s) {
+    return !s.empty() && s.size() <= 64 && std::all_of(s.begin(), s.end(), [](char c) {
+        return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+    });
+}
+
+class Checker {
+public:
+    Checker(fs::path file) : file_(std::move(file)) {}
+
+    void issue(const toml::node* node, const std::string& key, const std::string& message) {
+        int64_t line = node != nullptr ? static_cast<int64_t>(node->source().begin.line) : 0;
+        issues_.push_back({file_.string(), line, key, message});
+    }
+    void issue_at(int64_t line, const std::string& key, const std::string& message) {
+        issues_.push_back({file_.string(), line, key, message});
+    }
+
+    // Flags keys of `table` not in `allowed`: a typo must not silently change behaviour.
+    void only_keys(const toml::table& table, const std::string& prefix,
+                   std::initializer_list<std::string_view> allowed) {
+        for (auto&& [k, v] : table) {
+            if (std::find(allowed.begin(), allowed.end(), k.str()) == allowed.end())
+                issue(&v, prefix + std::string(k.str()), "unknown key");
+        }
+    }
+
+    std::string string(const toml::table& t, const std::string& prefix, std::string_view key,
+                       bool required, const toml::node* parent = nullptr) {
+        const toml::node* n = t.get(key);
+        if (n == nullptr) {
+            if (required) issue(parent, prefix + std::string(key), "required key is missing");
+            return {};
+        }
+        if (auto s = n->value<std::string>()) return *s;
+        issue(n, prefix + std::string(key), "must be a string");
+        return {};
+    }
+
+    std::vector<std::string> strings(const toml::table& t, const std::string& prefix,
+                                     std::string_view key) {
+        std::vector<std::string> out;
+        const toml::node* n = t.get(key);
+        if (n == nullptr) return out;
+        auto* arr = n->as_array();
+        if (arr == nullptr) {
+            issue(n, prefix + std::string(key), "must be an array of strings");
+            return out;
+        }
+        for (auto& e : *arr) {
+            if (auto s = e.value<std::string>())
+                out.push_back(*s);
+            else
+                issue(&e, prefix + std::string(key), "must be an array of strings");
+        }
+        return out;
+    }
+
+    fs::path resolve(const fs::path& p) const {
+        return p.is_absolute() ? p : (file_.parent_path() / p).lexically_normal();
+    }
+
+    std::vector<ConfigIssue> issues_;
+    fs::path file_;
+};
+
+std::optional<fs::path> find_plugin(const std::string& name, const std::vector<fs::path>& dirs) {
+    const std::string want = name + ".so";
+    for (auto& dir : dirs) {
+        std::error_code ec;
+        if (fs::is_regular_file(dir / want, ec)) return dir / want;
+        fs::recursive_directory_iterator it(dir, fs::directory_options::skip_permission_denied, ec);
+        for (; !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+            if (it.depth() > 3) {
+                it.disable_recursion_pending();
+                continue;
+            }
+            if (it->path().filename() == want && it->is_regular_file(ec)) return it->path();
+        }
+    }
+    return std::nullopt;
+}
+
+HostConfig parse(const fs::path& file, const std::vector<fs::path>& extra_dirs,
+                 std::vector<ConfigIssue>& issues_out) {
+    HostConfig cfg;
+    cfg.source = fs::absolute(file);
+    Checker c(cfg.source);
+    toml::table root;
+    try {
+        root = toml::parse_file(file.string());
+    } catch (const toml::parse_error& e) {
+        c.issue_at(e.source().begin.line, "", std::string("TOML syntax: ") + std::string(e.description()));
+        issues_out = std::move(c.issues_);
+        return cfg;
+    } catch (const std::exception& e) {
+        c.issue_at(0, "", std::string("cannot read: ") + e.what());
+        issues_out = std::move(c.issues_);
+        return cfg;
+    }
+    c.only_keys(root, "", {"node", "admin", "plugin", "peer", "log"});
+
+    // [node]
+    if (auto* node = root["node"].as_table()) {
+        c.only_keys(*node, "node.", {"id", "data_dir", "keys_dir", "listen", "plugin_dirs"});
+        cfg.node_id = c.string(*node, "node.", "id", true, node);
+        if (!cfg.node_id.empty()) {
+            if (auto why = node_id_problem(cfg.node_id); !why.empty()) c.issue(node->get("id"), "node.id", why);
+        }
+        auto data = c.string(*node, "node.", "data_dir", false);
+        cfg.data_dir = c.resolve(data.empty() ? fs::path("var") / cfg.node_id : fs::path(data));
+        auto keys = c.string(*node, "node.", "keys_dir", false);
+        cfg.keys_dir = keys.empty() ? cfg.data_dir / "keys" : c.resolve(keys);
+        cfg.listen = c.string(*node, "node.", "listen", false);
+        if (!cfg.listen.empty() && cfg.listen.rfind("tcp://", 0) != 0)
+            c.issue(node->get("listen"), "node.listen", "must be a tcp:// endpoint");
+        for (auto& d : c.strings(*node, "node.", "plugin_dirs")) cfg.plugin_dirs.push_back(c.resolve(d));
+    } else {
+        c.issue_at(1, "node", "required table [node] is missing");
+    }
+    for (auto& d : extra_dirs) cfg.plugin_dirs.push_back(d);
+
+    if (auto* admin = root["admin"].as_table()) {
+        c.only_keys(*admin, "admin.", {"listen"});
+        cfg.admin_listen = c.string(*admin, "admin.", "listen", false);
+        auto colon = cfg.admin_listen.rfind(':');
+        std::string host = colon == std::string::npos ? "" : cfg.admin_listen.substr(0, colon);
+        std::string port = colon == std::string::npos ? "" : cfg.admin_listen.substr(colon + 1);
+        if (!cfg.admin_listen.empty() &&
+            (!(host == "127.0.0.1" || host == "localhost" || host == "[::1]") || !is_digits(port) ||
+             std::stol(port) > 65535))
+            c.issue(admin->get("listen"), "admin.listen",
+                    "must be a loopback address with a port, e.g. \"127.0.0.1:9100\" (admin HTTP "
+                    "is never exposed beyond loopback)");
+    }
+    if (auto* log = root["log"].as_table()) {
+        c.only_keys(*log, "log.", {"level"});
+        auto lvl = c.string(*log, "log.", "level", false);
+        static const std::set<std::string> levels{"trace", "debug", "info", "warn", "error", "off"};
+        if (!lvl.empty() && !levels.count(lvl))
+            c.issue(log->get("level"), "log.level", "must be one of trace, debug, info, warn, error, off");
+        if (!lvl.empty()) cfg.log_level = lvl;
+    }
+
+    // [[plugin]]
+    std::set<std::string> names;
+    if (auto* plugins = root.get("plugin")) {
+        auto* arr = plugins->as_array();
+        if (arr == nullptr) c.issue(plugins, "plugin", "must be an array of tables: [[plugin]]");
+        for (size_t i = 0; arr != nullptr && i < arr->size(); ++i) {
+            auto* t = (*arr)[i].as_table();
+            std::string prefix = "plugin[" + std::to_string(i) + "].";
+            if (t == nullptr) {
+                c.issue(&(*arr)[i], prefix, "must be a table");
+                continue;
+            }
+            c.only_keys(*t, prefix, {"name", "path", "isolation", "settings"});
+            PluginConfig p;
+            p.name = c.string(*t, prefix, "name", true, t);
+            if (!p.name.empty() && !name_ok(p.name))
+                c.issue(t->get("name"), prefix + "name", "must be 1-64 of [a-z0-9_-]");
+            if (!p.name.empty() && !names.insert(p.name).second)
+                c.issue(t->get("name"), prefix + "name", "duplicate plugin name '" + p.name + "'");
+            std::string path = c.string(*t, prefix, "path", true, t);
+            if (!path.empty()) {
+                if (path.find('/') != std::string::npos) {
+                    p.path = c.resolve(path);
+                    std::error_code ec;
+                    if (!fs::is_regular_file(p.path, ec))
+                        c.issue(t->get("path"), prefix + "path", "no such file: " + p.path.string());
+                } else if (auto found = find_plugin(path, cfg.plugin_dirs)) {
+                    p.path = *found;
+                } else {
+                    c.issue(t->get("path"), prefix + "path",
+                            "plugin '" + path + ".so' not found in node.plugin_dirs or --plugin-dir");
+                }
+            }
+            std::string iso = c.string(*t, prefix, "isolation", false);
+            if (iso.empty() || iso == "none" || iso == "in-process")
+                p.isolation = Isolation::in_process;
+            else if (iso == "process")
+                p.isolation = Isolation::process;
+            else
+                c.issue(t->get("isolation"), prefix + "isolation",
+                        "must be \"in-process\" (default) or \"process\"");
+            if (auto* s = t->get("settings")) {
+                if (auto* st = s->as_table())
+                    p.settings = *st;
+                else
+                    c.issue(s, prefix + "settings", "must be a table");
+            }
+            cfg.plugins.push_back(std::move(p));
+        }
+    }
+
+    // [[peer]]
+    if (auto* peers = root.get("peer")) {
+        auto* arr = peers->as_array();
+        if (arr == nullptr) c.issue(peers, "peer", "must be an array of tables: [[peer]]");
+        std::set<std::string> seen;
+        for (size_t i = 0; arr != nullptr && i < arr->size(); ++i) {
+            auto* t = (*arr)[i].as_table();
+            std::string prefix = "peer[" + std::to_string(i) + "].";
+            if (t == nullptr) {
+                c.issue(&(*arr)[i], prefix, "must be a table");
+                continue;
+            }
+            c.only_keys(*t, prefix, {"node", "endpoints", "curve_public", "sign_public", "reaches"});
+            PeerConfig p;
+            p.node = c.string(*t, prefix, "node", true, t);
+            if (!p.node.empty()) {
+                if (auto why = node_id_problem(p.node); !why.empty()) c.issue(t->get("node"), prefix + "node", why);
+                if (!seen.insert(p.node).second)
+                    c.issue(t->get("node"), prefix + "node", "duplicate peer '" + p.node + "'");
+            }
+            p.endpoints = c.strings(*t, prefix, "endpoints");
+            if (p.endpoints.empty()) c.issue(t, prefix + "endpoints", "at least one tcp:// endpoint is required");
+            for (auto& e : p.endpoints)
+                if (e.rfind("tcp://", 0) != 0)
+                    c.issue(t->get("endpoints"), prefix + "endpoints", "'" + e + "' is not a tcp:// endpoint");
+            p.curve_public = c.string(*t, prefix, "curve_public", true, t);
+            if (!p.curve_public.empty() && p.curve_public.size() != 40)
+                c.issue(t->get("curve_public"), prefix + "curve_public", "must be a 40-character Z85 CURVE public key");
+            p.sign_public = c.string(*t, prefix, "sign_public", false);
+            if (!p.sign_public.empty() && (p.sign_public.size() != 64 ||
+                                           p.sign_public.find_first_not_of("0123456789abcdef") != std::string::npos))
+                c.issue(t->get("sign_public"), prefix + "sign_public", "must be 64 lowercase hex characters (Ed25519)");
+            p.reaches = c.strings(*t, prefix, "reaches");
+            cfg.peers.push_back(std::move(p));
+        }
+    }
+    issues_out = std::move(c.issues_);
+    return cfg;
+}
+
+} // namespace
+
+std::string node_kind(const std::string& node_id) {
+    auto colon = node_id.find(':');
+    return colon == std::string::npos ? std::string() : node_id.substr(0, colon);
+}
+
+std::string node_id_problem(const std::string& id) {
+    auto colon = id.find(':');
+    if (colon == std::string::npos) return "node id '" + id + "' must look like <kind>:<name>";
+    std::string kind = id.substr(0, colon), name = id.substr(colon + 1);
+    static const std::set<std::string> kinds{"muni", "pref", "jlis", "ipn", "agency", "vendor", "wallet"};
+    if (!kinds.count(kind))
+        return "node kind '" + kind + "' is not one of muni, pref, jlis, ipn, agency, vendor, wallet";
+    if (kind == "muni") {
+        if (!local_gov_code_ok(name))
+            return "muni:<code> needs a 6-digit 全国地方公共団体コード with a valid check digit, got '" + name + "'";
+    } else if (kind == "pref") {
+        if (name.size() != 2 || !is_digits(name) || std::stoi(name) < 1 || std::stoi(name) > 47)
+            return "pref:<code> needs a 2-digit 都道府県コード 01-47, got '" + name + "'";
+    } else if (!name_ok(name)) {
+        return "node name '" + name + "' must be 1-64 of [a-z0-9_-]";
+    }
+    return {};
+}
+
+std::vector<ConfigIssue> check_config(const fs::path& file, const std::vector<fs::path>& extra) {
+    std::vector<ConfigIssue> issues;
+    parse(file, extra, issues);
+    return issues;
+}
+
+HostConfig load_config(const fs::path& file, const std::vector<fs::path>& extra) {
+    std::vector<ConfigIssue> issues;
+    HostConfig cfg = parse(file, extra, issues);
+    if (!issues.empty()) throw ConfigError(std::move(issues));
+    return cfg;
+}
+
+} // namespace renkei

@@ -1,0 +1,210 @@
+#include <renkei/host.hpp>
+
+#include <renkei/admin_server.hpp>
+#include <renkei/in_process_plugin.hpp>
+#include <renkei/isolated_plugin.hpp>
+#include <renkei/log.hpp>
+#include <renkei/plugin_context.hpp>
+
+#include <chrono>
+#include <sstream>
+
+namespace renkei {
+namespace {
+std::string json_escape(const std::string& s) {
+    std::string out;
+    for (unsigned char c : s) {
+        switch (c) {
+        case '"': out += "\\\""; break;
+        case '\\': out += "\\\\"; break;
+        case '\n': out += "\\n"; break;
+        default:
+            if (c < 0x20) {
+                char buf[8];
+                snprintf(buf, sizeof buf, "\\u%04x", c);
+                out += buf;
+            } else {
+                out.push_back(static_cast<char>(c));
+            }
+        }
+    }
+    return out;
+}
+} // namespace
+
+Host::Host(HostConfig config, HostOptions options)
+    : config_(std::move(config)), options_(std::move(options)), router_(config_.node_id, metrics_) {
+    if (options_.runner_path.empty()) options_.runner_path = std::filesystem::read_symlink("/proc/self/exe");
+}
+
+Host::~Host() { stop(); }
+
+std::shared_ptr<PluginEndpoint> Host::make_endpoint(const PluginConfig& pc) {
+    if (pc.isolation == Isolation::process) {
+        IsolatedPlugin::Options o;
+        o.runner = options_.runner_path;
+        o.plugin_path = pc.path;
+        o.run_dir = config_.data_dir / "run";
+        o.log_level = config_.log_level;
+        return std::make_shared<IsolatedPlugin>(pc.name, o, pc.settings, *this);
+    }
+    auto lib = load_plugin(pc.path);
+    auto ctx = std::make_unique<PluginContext>(pc.name, pc.settings, *this);
+    return std::make_shared<InProcessPlugin>(pc.name, std::move(lib), std::move(ctx));
+}
+
+void Host::start() {
+    std::lock_guard lock(lifecycle_);
+    if (running_) return;
+    auto log = logger("host");
+    std::filesystem::create_directories(config_.data_dir);
+    try {
+        for (const auto& pc : config_.plugins) {
+            auto ep = make_endpoint(pc);
+            ep->start();
+            started_.push_back(ep);
+            router_.add_endpoint(ep);
+            const auto& info = ep->info();
+            log->info("plugin '{}' started: {} {} ({}, ABI {}.{}, {}), types: {}", pc.name, info.name,
+                      info.version, info.kind_name(), info.abi_major, info.abi_minor,
+                      pc.isolation == Isolation::process ? "isolated process" : "in-process",
+                      fmt::join(info.message_types, ", "));
+            metrics_.gauge("renkei_plugin_queue_depth", "plugin=\"" + pc.name + "\"",
+                           [ep] { return static_cast<double>(ep->status().queued); });
+            metrics_.gauge("renkei_plugin_restarts", "plugin=\"" + pc.name + "\"",
+                           [ep] { return static_cast<double>(ep->status().restarts); });
+        }
+        if (!config_.admin_listen.empty()) {
+            admin_ = std::make_unique<AdminServer>(
+                config_.admin_listen,
+                AdminServer::Handlers{[this] { return metrics_.render(); },
+                                      [this] { return status_json(); },
+                                      [this] {
+                                          for (auto& ep : router_.endpoints())
+                                              if (ep->status().state == "failed") return false;
+                                          return true;
+                                      }});
+            log->info("admin HTTP on 127.0.0.1:{}", admin_->port());
+        }
+    } catch (...) {
+        for (auto it = started_.rbegin(); it != started_.rend(); ++it) {
+            (*it)->stop();
+            router_.remove_endpoint((*it)->instance_name());
+        }
+        started_.clear();
+        throw;
+    }
+    running_ = true;
+    log->info("node {} running with {} plugin(s)", config_.node_id, started_.size());
+}
+
+void Host::stop() {
+    std::lock_guard lock(lifecycle_);
+    admin_.reset();
+    for (auto it = started_.rbegin(); it != started_.rend(); ++it) {
+        metrics_.remove_gauges_with_label("plugin=\"" + (*it)->instance_name() + "\"");
+        (*it)->stop();
+        router_.remove_endpoint((*it)->instance_name());
+    }
+    started_.clear();
+    if (running_) logger("host")->info("node {} stopped", config_.node_id);
+    running_ = false;
+}
+
+void Host::add_endpoint(std::shared_ptr<PluginEndpoint> endpoint) {
+    endpoint->start();
+    router_.add_endpoint(endpoint);
+    std::lock_guard lock(lifecycle_);
+    started_.push_back(std::move(endpoint));
+}
+
+int Host::admin_port() const { return admin_ ? admin_->port() : 0; }
+
+std::string Host::status_json() const {
+    std::ostringstream out;
+    out << "{\"node\":\"" << json_escape(config_.node_id) << "\",\"plugins\":[";
+    bool first = true;
+    for (auto& ep : router_.endpoints()) {
+        auto s = ep->status();
+        const auto& info = ep->info();
+        out << (first ? "" : ",") << "{\"name\":\"" << json_escape(ep->instance_name())
+            << "\",\"plugin\":\"" << json_escape(info.name) << "\",\"version\":\""
+            << json_escape(info.version) << "\",\"kind\":\"" << info.kind_name()
+            << "\",\"state\":\"" << s.state << "\",\"queued\":" << s.queued
+            << ",\"in_flight\":" << s.in_flight << ",\"handled\":" << s.handled
+            << ",\"failed\":" << s.failed << ",\"restarts\":" << s.restarts << "}";
+        first = false;
+    }
+    out << "]}";
+    return out.str();
+}
+
+void Host::submit(const std::string& origin, kj::ArrayPtr<const kj::byte> bytes,
+                  std::function<void(int32_t, const std::string&)> done) {
+    if (bytes.size() > options_.max_envelope_bytes)
+        throw HostCallError(RENKEI_ERR_INVALID, "envelope of " + std::to_string(bytes.size()) +
+                                                    " bytes exceeds the limit of " +
+                                                    std::to_string(options_.max_envelope_bytes));
+    if (bytes.size() % 8 != 0 || bytes.size() == 0)
+        throw HostCallError(RENKEI_ERR_INVALID, "envelope is not a Cap'n Proto flat message (size " +
+                                                    std::to_string(bytes.size()) + ")");
+    // Copy into aligned words: the plugin's buffer may be misaligned and is not ours to keep.
+    auto words = kj::heapArray<capnp::word>(bytes.size() / 8);
+    memcpy(words.begin(), bytes.begin(), bytes.size());
+    kj::Array<capnp::word> stamped;
+    try {
+        capnp::FlatArrayMessageReader reader(words.asPtr(), reader_options_for(bytes.size()));
+        auto in = reader.getRoot<schema::Envelope>();
+        if (in.getType().size() == 0)
+            throw HostCallError(RENKEI_ERR_INVALID, "envelope field 'type': must not be empty");
+        if (in.getTo().size() == 0)
+            throw HostCallError(RENKEI_ERR_INVALID, "envelope field 'to': must name a node");
+        if (in.getId().size() != 0 && in.getId().size() != 16)
+            throw HostCallError(RENKEI_ERR_INVALID, "envelope field 'id': must be empty or 16 bytes");
+        stamped = copy_with(in, [&](schema::Envelope::Builder b) {
+            if (b.getId().size() != 16) {
+                auto id = new_message_id();
+                b.setId(kj::ArrayPtr<const kj::byte>(id.data(), id.size()));
+            }
+            // A plugin speaks for its own node only: `from` is always this node.
+            b.setFrom(text(config_.node_id));
+            b.setSentAtUnixMs(now_unix_ms());
+            b.setHopCount(0);
+        });
+    } catch (const kj::Exception& e) {
+        throw HostCallError(RENKEI_ERR_INVALID,
+                            std::string("malformed envelope: ") + e.getDescription().cStr());
+    }
+    auto view = EnvelopeView::decode(stamped.begin(), stamped.asBytes().size());
+    metrics_.counters(std::string(view.get().getType()), origin).out.fetch_add(1, std::memory_order_relaxed);
+    router_.route(std::move(stamped), std::move(done));
+}
+
+void Host::submit_from_plugin(const std::string& plugin, kj::ArrayPtr<const kj::byte> envelope) {
+    submit(plugin, envelope);
+}
+
+std::vector<uint8_t> Host::sign(const std::string& key_name, kj::ArrayPtr<const kj::byte>) {
+    throw HostCallError(RENKEI_ERR_NOT_FOUND, "no host key '" + key_name + "' on " + config_.node_id);
+}
+
+bool Host::verify(const std::string& node_id, kj::ArrayPtr<const kj::byte>, kj::ArrayPtr<const kj::byte>) {
+    throw HostCallError(RENKEI_ERR_NOT_FOUND, "no trusted signing key for node " + node_id);
+}
+
+std::vector<uint8_t> Host::seal(const std::string& recipient, kj::ArrayPtr<const kj::byte>) {
+    throw HostCallError(RENKEI_ERR_NOT_FOUND, "no trusted sealing key for node " + recipient);
+}
+
+std::vector<uint8_t> Host::open(kj::ArrayPtr<const kj::byte>) {
+    throw HostCallError(RENKEI_ERR_NOT_FOUND, "no sealing key on " + config_.node_id);
+}
+
+int64_t Host::now_unix_ms() {
+    if (options_.clock) return options_.clock();
+    return std::chrono::duration_cast<std::chrono::milliseconds>(
+               std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+} // namespace renkei

@@ -1,0 +1,190 @@
+#include <renkei/plugin_context.hpp>
+
+#include <renkei/log.hpp>
+
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <sstream>
+
+namespace renkei {
+namespace {
+
+PluginContext& ctx(void* p) { return *static_cast<PluginContext*>(p); }
+
+void fill(renkei_error* err, int32_t code, const std::string& text) {
+    if (err == nullptr) return;
+    err->code = code;
+    size_t n = std::min(text.size(), sizeof(err->message) - 1);
+    std::memcpy(err->message, text.data(), n);
+    err->message[n] = '\0';
+}
+
+// Buffers handed to plugins are malloc'd so that buffer_free never depends on C++ state.
+bool give(renkei_buffer* out, const void* data, size_t size, bool nul) {
+    auto* p = static_cast<uint8_t*>(std::malloc(size + (nul ? 1 : 0) + (size == 0 ? 1 : 0)));
+    if (p == nullptr) return false;
+    if (size > 0) std::memcpy(p, data, size);
+    if (nul) p[size] = 0;
+    out->data = p;
+    out->size = size;
+    return true;
+}
+
+// Runs `fn`, converting exceptions to a status so that nothing unwinds into plugin code.
+template <typename F> int32_t guarded(renkei_error* err, F&& fn) noexcept {
+    try {
+        return fn();
+    } catch (const HostCallError& e) {
+        fill(err, e.code(), e.what());
+        return e.code();
+    } catch (const std::bad_alloc&) {
+        fill(err, RENKEI_ERR_RETRY, "out of memory");
+        return RENKEI_ERR_RETRY;
+    } catch (const std::exception& e) {
+        fill(err, RENKEI_ERR_INTERNAL, e.what());
+        return RENKEI_ERR_INTERNAL;
+    } catch (...) {
+        fill(err, RENKEI_ERR_INTERNAL, "unknown host error");
+        return RENKEI_ERR_INTERNAL;
+    }
+}
+
+kj::ArrayPtr<const kj::byte> view(const uint8_t* data, size_t size) {
+    return kj::ArrayPtr<const kj::byte>(data, size);
+}
+
+int32_t c_send(void* h, const uint8_t* envelope, size_t size, renkei_error* err) {
+    return guarded(err, [&] {
+        if (envelope == nullptr) throw HostCallError(RENKEI_ERR_INVALID, "send: envelope is NULL");
+        ctx(h).services().submit_from_plugin(ctx(h).plugin_name(), view(envelope, size));
+        return RENKEI_OK;
+    });
+}
+
+void c_log(void* h, int32_t level, const char* message) {
+    try {
+        ctx(h).log(level, message != nullptr ? message : "");
+    } catch (...) {
+    }
+}
+
+int32_t c_config_get(void* h, const char* key, renkei_buffer* out, renkei_error* err) {
+    return guarded(err, [&] {
+        if (key == nullptr || out == nullptr)
+            throw HostCallError(RENKEI_ERR_INVALID, "config_get: key and out are required");
+        *out = {nullptr, 0};
+        auto v = ctx(h).setting(key);
+        if (!v) {
+            fill(err, RENKEI_ERR_NOT_FOUND, std::string("no setting '") + key + "'");
+            return static_cast<int32_t>(RENKEI_ERR_NOT_FOUND);
+        }
+        if (!give(out, v->data(), v->size(), true)) throw std::bad_alloc();
+        return static_cast<int32_t>(RENKEI_OK);
+    });
+}
+
+int32_t give_bytes(renkei_buffer* out, const std::vector<uint8_t>& bytes) {
+    if (!give(out, bytes.data(), bytes.size(), false)) throw std::bad_alloc();
+    return RENKEI_OK;
+}
+
+int32_t c_sign(void* h, const char* key_name, const uint8_t* data, size_t size,
+               renkei_buffer* sig, renkei_error* err) {
+    return guarded(err, [&] {
+        if (key_name == nullptr || sig == nullptr || (data == nullptr && size > 0))
+            throw HostCallError(RENKEI_ERR_INVALID, "sign: key_name, data and signature required");
+        *sig = {nullptr, 0};
+        return give_bytes(sig, ctx(h).services().sign(key_name, view(data, size)));
+    });
+}
+
+int32_t c_verify(void* h, const char* node_id, const uint8_t* data, size_t size,
+                 const uint8_t* signature, size_t signature_size, renkei_error* err) {
+    return guarded(err, [&] {
+        if (node_id == nullptr || signature == nullptr || (data == nullptr && size > 0))
+            throw HostCallError(RENKEI_ERR_INVALID, "verify: node_id, data and signature required");
+        bool ok = ctx(h).services().verify(node_id, view(data, size), view(signature, signature_size));
+        if (!ok) fill(err, RENKEI_ERR_DENIED, "signature does not verify");
+        return static_cast<int32_t>(ok ? RENKEI_OK : RENKEI_ERR_DENIED);
+    });
+}
+
+int32_t c_seal(void* h, const char* recipient, const uint8_t* data, size_t size,
+               renkei_buffer* sealed, renkei_error* err) {
+    return guarded(err, [&] {
+        if (recipient == nullptr || sealed == nullptr || (data == nullptr && size > 0))
+            throw HostCallError(RENKEI_ERR_INVALID, "seal: recipient, data and output required");
+        *sealed = {nullptr, 0};
+        return give_bytes(sealed, ctx(h).services().seal(recipient, view(data, size)));
+    });
+}
+
+int32_t c_open(void* h, const uint8_t* sealed, size_t size, renkei_buffer* plain,
+               renkei_error* err) {
+    return guarded(err, [&] {
+        if (sealed == nullptr || plain == nullptr)
+            throw HostCallError(RENKEI_ERR_INVALID, "open: sealed data and output required");
+        *plain = {nullptr, 0};
+        return give_bytes(plain, ctx(h).services().open(view(sealed, size)));
+    });
+}
+
+int64_t c_now(void* h) {
+    try {
+        return ctx(h).services().now_unix_ms();
+    } catch (...) {
+        return 0;
+    }
+}
+
+void c_buffer_free(void*, renkei_buffer* b) {
+    if (b == nullptr) return;
+    std::free(b->data);
+    b->data = nullptr;
+    b->size = 0;
+}
+
+const void* c_get_interface(void*, const char*) { return nullptr; }
+
+} // namespace
+
+PluginContext::PluginContext(std::string plugin_name, toml::table settings,
+                             HostServices& services)
+    : name_(std::move(plugin_name)), settings_(std::move(settings)), services_(services),
+      log_(logger("plugin." + name_)) {
+    api_.struct_size = sizeof(renkei_host_api);
+    api_.abi_minor = RENKEI_ABI_MINOR;
+    api_.host_ctx = this;
+    api_.send = &c_send;
+    api_.log = &c_log;
+    api_.config_get = &c_config_get;
+    api_.sign = &c_sign;
+    api_.verify = &c_verify;
+    api_.seal = &c_seal;
+    api_.open = &c_open;
+    api_.now_unix_ms = &c_now;
+    api_.buffer_free = &c_buffer_free;
+    api_.get_interface = &c_get_interface;
+}
+
+std::optional<std::string> PluginContext::setting(const std::string& key) const {
+    auto node = settings_.at_path(key);
+    if (!node) return std::nullopt;
+    if (auto s = node.value<std::string>()) return *s;
+    std::ostringstream out;
+    node.visit([&](auto&& v) { out << v; });
+    return out.str();
+}
+
+void PluginContext::log(int32_t level, const char* message) const {
+    switch (level) {
+    case RENKEI_LOG_TRACE: log_->trace("{}", message); break;
+    case RENKEI_LOG_DEBUG: log_->debug("{}", message); break;
+    case RENKEI_LOG_INFO: log_->info("{}", message); break;
+    case RENKEI_LOG_WARN: log_->warn("{}", message); break;
+    default: log_->error("{}", message); break;
+    }
+}
+
+} // namespace renkei
