@@ -55,6 +55,38 @@ EnvelopeView EnvelopeView::decode(const void* data, size_t size, size_t max_byte
     return v;
 }
 
+kj::Array<capnp::word> stamp_outgoing(kj::ArrayPtr<const kj::byte> bytes, const std::string& node_id,
+                                      int64_t now_ms, size_t max_bytes) {
+    if (bytes.size() > max_bytes)
+        throw EnvelopeError("frame", "size " + std::to_string(bytes.size()) + " exceeds the limit of " +
+                                         std::to_string(max_bytes) + " bytes");
+    if (bytes.size() == 0 || bytes.size() % sizeof(capnp::word) != 0)
+        throw EnvelopeError("frame", "size " + std::to_string(bytes.size()) +
+                                         " is not a Cap'n Proto flat message");
+    // Copy into aligned words: the plugin's buffer may be misaligned and is not ours to keep.
+    auto words = kj::heapArray<capnp::word>(bytes.size() / sizeof(capnp::word));
+    std::memcpy(words.begin(), bytes.begin(), bytes.size());
+    try {
+        capnp::FlatArrayMessageReader reader(words.asPtr(), reader_options_for(bytes.size()));
+        auto in = reader.getRoot<schema::Envelope>();
+        if (in.getType().size() == 0) throw EnvelopeError("type", "must not be empty");
+        if (in.getTo().size() == 0) throw EnvelopeError("to", "must name a node");
+        if (in.getId().size() != 0 && in.getId().size() != 16)
+            throw EnvelopeError("id", "must be empty (the host assigns one) or 16 bytes");
+        return copy_with(in, [&](schema::Envelope::Builder b) {
+            if (b.getId().size() != 16) {
+                auto id = new_message_id();
+                b.setId(kj::ArrayPtr<const kj::byte>(id.data(), id.size()));
+            }
+            b.setFrom(text(node_id));
+            b.setSentAtUnixMs(now_ms);
+            b.setHopCount(0);
+        });
+    } catch (const kj::Exception& e) {
+        throw EnvelopeError("frame", std::string("malformed Cap'n Proto message: ") + e.getDescription().cStr());
+    }
+}
+
 MessageId EnvelopeView::id() const { return to_message_id(root_.getId()); }
 
 MessageId new_message_id() {

@@ -141,39 +141,11 @@ std::string Host::status_json() const {
 
 void Host::submit(const std::string& origin, kj::ArrayPtr<const kj::byte> bytes,
                   std::function<void(int32_t, const std::string&)> done) {
-    if (bytes.size() > options_.max_envelope_bytes)
-        throw HostCallError(RENKEI_ERR_INVALID, "envelope of " + std::to_string(bytes.size()) +
-                                                    " bytes exceeds the limit of " +
-                                                    std::to_string(options_.max_envelope_bytes));
-    if (bytes.size() % 8 != 0 || bytes.size() == 0)
-        throw HostCallError(RENKEI_ERR_INVALID, "envelope is not a Cap'n Proto flat message (size " +
-                                                    std::to_string(bytes.size()) + ")");
-    // Copy into aligned words: the plugin's buffer may be misaligned and is not ours to keep.
-    auto words = kj::heapArray<capnp::word>(bytes.size() / 8);
-    memcpy(words.begin(), bytes.begin(), bytes.size());
     kj::Array<capnp::word> stamped;
     try {
-        capnp::FlatArrayMessageReader reader(words.asPtr(), reader_options_for(bytes.size()));
-        auto in = reader.getRoot<schema::Envelope>();
-        if (in.getType().size() == 0)
-            throw HostCallError(RENKEI_ERR_INVALID, "envelope field 'type': must not be empty");
-        if (in.getTo().size() == 0)
-            throw HostCallError(RENKEI_ERR_INVALID, "envelope field 'to': must name a node");
-        if (in.getId().size() != 0 && in.getId().size() != 16)
-            throw HostCallError(RENKEI_ERR_INVALID, "envelope field 'id': must be empty or 16 bytes");
-        stamped = copy_with(in, [&](schema::Envelope::Builder b) {
-            if (b.getId().size() != 16) {
-                auto id = new_message_id();
-                b.setId(kj::ArrayPtr<const kj::byte>(id.data(), id.size()));
-            }
-            // A plugin speaks for its own node only: `from` is always this node.
-            b.setFrom(text(config_.node_id));
-            b.setSentAtUnixMs(now_unix_ms());
-            b.setHopCount(0);
-        });
-    } catch (const kj::Exception& e) {
-        throw HostCallError(RENKEI_ERR_INVALID,
-                            std::string("malformed envelope: ") + e.getDescription().cStr());
+        stamped = stamp_outgoing(bytes, config_.node_id, now_unix_ms(), options_.max_envelope_bytes);
+    } catch (const EnvelopeError& e) {
+        throw HostCallError(RENKEI_ERR_INVALID, e.what());
     }
     auto view = EnvelopeView::decode(stamped.begin(), stamped.asBytes().size());
     metrics_.counters(std::string(view.get().getType()), origin).out.fetch_add(1, std::memory_order_relaxed);

@@ -18,7 +18,11 @@ class SmokeServices : public HostServices {
 public:
     int sent = 0;
     void submit_from_plugin(const std::string&, kj::ArrayPtr<const kj::byte> envelope) override {
-        EnvelopeView::decode(envelope.begin(), envelope.size()); // must at least be an envelope
+        try {
+            stamp_outgoing(envelope, "muni:131016", 0, 16u << 20); // must be a valid envelope
+        } catch (const EnvelopeError& e) {
+            throw HostCallError(RENKEI_ERR_INVALID, e.what());
+        }
         ++sent;
     }
     std::vector<uint8_t> sign(const std::string&, kj::ArrayPtr<const kj::byte>) override {

@@ -71,6 +71,12 @@ kj::Array<capnp::word> flat_words(capnp::MessageBuilder& builder);
 kj::Array<capnp::word> copy_with(schema::Envelope::Reader in,
                                  const std::function<void(schema::Envelope::Builder)>& edit);
 
+// Accepts an envelope written by a plugin (possibly misaligned, id possibly empty) and returns
+// the host's copy: id filled when empty, `from` set to `node_id` (a plugin speaks for its own node
+// only), sent-at set to `now_ms`, hop count reset. Throws EnvelopeError naming the field.
+kj::Array<capnp::word> stamp_outgoing(kj::ArrayPtr<const kj::byte> bytes, const std::string& node_id,
+                                      int64_t now_ms, size_t max_bytes);
+
 // Text helpers: capnp::Text::Reader from std::string_view.
 inline capnp::Text::Reader text(std::string_view s) { return capnp::Text::Reader(s.data(), s.size()); }
 inline kj::ArrayPtr<const kj::byte> bytes_of(std::string_view s) {
