@@ -31,7 +31,7 @@ EnvelopeView EnvelopeView::decode(const void* data, size_t size, size_t max_byte
         v.bytes_ = v.owned_.asBytes();
     }
     try {
-        v.reader_.emplace(
+        v.reader_ = std::make_unique<capnp::FlatArrayMessageReader>(
             kj::ArrayPtr<const capnp::word>(reinterpret_cast<const capnp::word*>(v.bytes_.begin()),
                                             size / sizeof(capnp::word)),
             reader_options_for(size));

@@ -371,9 +371,12 @@ void IsolatedPlugin::run(std::promise<void> started) {
             std::vector<Delivery> poisoned;
             {
                 std::lock_guard lock(mutex_);
+                // The child handles deliveries in order, so the oldest unacknowledged one is
+                // the message it died on; only that one is blamed, the rest simply go again.
                 for (auto it = in_flight_.rbegin(); it != in_flight_.rend(); ++it) {
                     auto& d = it->second.delivery;
-                    if (++d.crashes >= options_.max_crashes_per_message)
+                    bool culprit = it->first == in_flight_.begin()->first;
+                    if (culprit && ++d.crashes >= options_.max_crashes_per_message)
                         poisoned.push_back(std::move(d));
                     else
                         queue_.push_front(std::move(d));

@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -55,7 +56,8 @@ private:
     EnvelopeView() = default;
     kj::Array<capnp::word> owned_;
     kj::ArrayPtr<const kj::byte> bytes_;
-    std::optional<capnp::FlatArrayMessageReader> reader_;
+    // Heap-held so that moving the view never moves the reader that root_ points into.
+    std::unique_ptr<capnp::FlatArrayMessageReader> reader_;
     schema::Envelope::Reader root_;
 };
 

@@ -91,6 +91,9 @@ public:
                                                   size / sizeof(capnp::word)),
                   limits(size)),
           env_(reader_.getRoot<schema::Envelope>()) {}
+    // Readers point into the message reader: neither may move.
+    Message(const Message&) = delete;
+    Message& operator=(const Message&) = delete;
 
     schema::Envelope::Reader envelope() const { return env_; }
     std::string type() const { return env_.getType(); }
@@ -110,6 +113,8 @@ public:
             if (bytes.size() > 0) std::memcpy(words_.begin(), bytes.begin(), bytes.size());
             reader_.emplace(words_.asPtr(), limits(bytes.size()));
         }
+        Payload(const Payload&) = delete; // readers point into reader_: it must never move
+        Payload& operator=(const Payload&) = delete;
         typename T::Reader get() { return reader_->template getRoot<T>(); }
 
     private:
