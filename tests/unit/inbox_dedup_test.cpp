@@ -1,0 +1,201 @@
+#include "renkei/inbox_dedup.hpp"
+
+#include "test_support.hpp"
+
+#include <gtest/gtest.h>
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstring>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace renkei {
+namespace {
+
+void create_effects_table(sqlite::Database& db) {
+    db.exec("CREATE TABLE IF NOT EXISTS effects (id BLOB PRIMARY KEY, note TEXT NOT NULL)",
+            "create effects table");
+}
+
+void insert_effect(sqlite::Database& db, const MessageId& id, const std::string& note) {
+    db.prepare("INSERT INTO effects (id, note) VALUES (?1, ?2)", "insert effect")
+        .bind_blob(1, std::span<const uint8_t>(id.data(), id.size()))
+        .bind_text(2, note)
+        .run();
+}
+
+std::set<MessageId> effect_ids(sqlite::Database& db) {
+    std::set<MessageId> ids;
+    auto q = db.prepare("SELECT id FROM effects", "list effects");
+    while (q.step()) {
+        MessageId id{};
+        auto b = q.column_blob_view(0);
+        std::memcpy(id.data(), b.data(), std::min(b.size(), id.size()));
+        ids.insert(id);
+    }
+    return ids;
+}
+
+std::set<MessageId> seen_ids(sqlite::Database& db) {
+    std::set<MessageId> ids;
+    auto q = db.prepare("SELECT id FROM inbox_seen", "list seen ids");
+    while (q.step()) {
+        MessageId id{};
+        auto b = q.column_blob_view(0);
+        std::memcpy(id.data(), b.data(), std::min(b.size(), id.size()));
+        ids.insert(id);
+    }
+    return ids;
+}
+
+TEST(InboxDedup, FirstTimeOnlyOnceAndAcrossReopen) {
+    test::TempDir dir;
+    auto path = dir / "inbox.db";
+    auto a = new_message_id(), b = new_message_id();
+    {
+        InboxDedup dedup(path);
+        EXPECT_TRUE(dedup.first_time(a, 10));
+        EXPECT_FALSE(dedup.first_time(a, 11));
+        EXPECT_TRUE(dedup.seen(a));
+        EXPECT_FALSE(dedup.seen(b));
+        EXPECT_EQ(dedup.size(), 1u);
+    }
+    InboxDedup dedup(path);
+    EXPECT_TRUE(dedup.seen(a));
+    EXPECT_FALSE(dedup.first_time(a, 12)) << "a restart must not forget ids";
+    EXPECT_TRUE(dedup.first_time(b, 12));
+    EXPECT_EQ(dedup.size(), 2u);
+}
+
+TEST(InboxDedup, BatchMarksOnlyFirstOccurrences) {
+    test::TempDir dir;
+    InboxDedup dedup(dir / "inbox.db");
+    auto old = new_message_id(), x = new_message_id(), y = new_message_id();
+    ASSERT_TRUE(dedup.first_time(old, 1));
+    std::vector<MessageId> ids{x, old, y, x};
+    EXPECT_EQ(dedup.first_time_batch(ids, 2), (std::vector<bool>{true, false, true, false}));
+    EXPECT_EQ(dedup.size(), 3u);
+    EXPECT_TRUE(dedup.first_time_batch({}, 3).empty());
+}
+
+TEST(InboxDedup, RejectsAllZeroIdNamingTheField) {
+    test::TempDir dir;
+    InboxDedup dedup(dir / "inbox.db");
+    try {
+        dedup.first_time(MessageId{}, 1);
+        FAIL() << "accepted an all-zero id";
+    } catch (const std::invalid_argument& e) {
+        EXPECT_STREQ(e.what(), "inbox dedup field 'id': must not be all zero");
+    }
+    std::vector<MessageId> ids{new_message_id(), MessageId{}};
+    EXPECT_THROW(dedup.first_time_batch(ids, 1), std::invalid_argument);
+    EXPECT_EQ(dedup.size(), 0u) << "a rejected batch records nothing";
+}
+
+TEST(InboxDedup, ApplyOnceCommitsEffectAndIdTogether) {
+    test::TempDir dir;
+    auto path = dir / "inbox.db";
+    auto id = new_message_id();
+    {
+        InboxDedup dedup(path);
+        int runs = 0;
+        auto effect = [&](sqlite::Database& db) {
+            ++runs;
+            create_effects_table(db);
+            insert_effect(db, id, "applied");
+        };
+        // A failing effect leaves neither the effect nor the id, so the retry is applied.
+        EXPECT_THROW(dedup.apply_once(id, 1,
+                                      [&](sqlite::Database& db) {
+                                          effect(db);
+                                          throw std::runtime_error("plugin refused");
+                                      }),
+                     std::runtime_error);
+        EXPECT_FALSE(dedup.seen(id));
+        EXPECT_TRUE(dedup.apply_once(id, 2, effect));
+        EXPECT_FALSE(dedup.apply_once(id, 3, effect));
+        EXPECT_EQ(runs, 2) << "a duplicate must not run the effect";
+    }
+    InboxDedup dedup(path);
+    EXPECT_TRUE(dedup.seen(id));
+    sqlite::Database db(path);
+    EXPECT_EQ(effect_ids(db), std::set<MessageId>{id});
+}
+
+TEST(InboxDedup, PruneForgetsOnlyIdsOlderThanTheCutoff) {
+    test::TempDir dir;
+    InboxDedup dedup(dir / "inbox.db");
+    std::vector<MessageId> ids;
+    for (int i = 0; i < 12000; ++i) ids.push_back(new_message_id());
+    std::vector<MessageId> old_ids(ids.begin(), ids.begin() + 11000);
+    std::vector<MessageId> new_ids(ids.begin() + 11000, ids.end());
+    dedup.first_time_batch(old_ids, 100);
+    dedup.first_time_batch(new_ids, 300);
+    EXPECT_EQ(dedup.prune_older_than(100), 0u) << "the cutoff itself is kept";
+    EXPECT_EQ(dedup.prune_older_than(250), 11000u) << "more than one prune chunk";
+    EXPECT_EQ(dedup.size(), 1000u);
+    EXPECT_FALSE(dedup.first_time(new_ids[0], 400));
+    EXPECT_TRUE(dedup.first_time(old_ids[0], 400)) << "a pruned id is new again";
+}
+
+// A receiver killed at any instant: every recorded id has its effect and vice versa.
+TEST(InboxDedup, SigkillNeverSeparatesIdFromEffect) {
+    test::TempDir dir;
+    auto path = dir / "inbox.db";
+    {
+        sqlite::Database db(path);
+        create_effects_table(db);
+    }
+    int fds[2];
+    ASSERT_EQ(pipe(fds), 0);
+    pid_t child = fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+        close(fds[0]);
+        try {
+            InboxDedup dedup(path);
+            for (;;) {
+                MessageId id = new_message_id();
+                dedup.apply_once(id, 1, [&](sqlite::Database& db) { insert_effect(db, id, "e"); });
+                dedup.apply_once(id, 1, [&](sqlite::Database& db) { insert_effect(db, id, "x"); });
+                if (write(fds[1], id.data(), id.size()) != ssize_t(id.size())) _exit(3);
+            }
+        } catch (...) {
+            _exit(2);
+        }
+    }
+    close(fds[1]);
+    std::set<MessageId> reported;
+    MessageId id{};
+    auto read_id = [&] {
+        size_t got = 0;
+        while (got < id.size()) {
+            ssize_t n = read(fds[0], id.data() + got, id.size() - got);
+            if (n <= 0) return false;
+            got += size_t(n);
+        }
+        return true;
+    };
+    while (reported.size() < 1500 && read_id()) reported.insert(id);
+    ASSERT_EQ(kill(child, SIGKILL), 0);
+    int status = 0;
+    ASSERT_EQ(waitpid(child, &status, 0), child);
+    ASSERT_TRUE(WIFSIGNALED(status)) << "receiver exited early with " << WEXITSTATUS(status);
+    while (read_id()) reported.insert(id);
+    close(fds[0]);
+
+    sqlite::Database db(path);
+    auto effects = effect_ids(db);
+    auto seen = seen_ids(db);
+    EXPECT_EQ(effects, seen);
+    for (auto& r : reported) EXPECT_TRUE(seen.count(r)) << "a reported id was lost";
+    EXPECT_LE(seen.size() - reported.size(), 1u);
+}
+
+} // namespace
+} // namespace renkei
