@@ -7,7 +7,7 @@
 namespace renkei {
 
 InProcessPlugin::InProcessPlugin(std::string instance_name, std::shared_ptr<LoadedPlugin> library,
-                                 std::unique_ptr<PluginContext> context, RetryPolicy retry)
+                                 std::unique_ptr<PluginContext> context, DeliveryRetry retry)
     : name_(std::move(instance_name)), library_(std::move(library)),
       context_(std::move(context)), retry_(retry) {}
 

@@ -22,6 +22,12 @@ void send(zmq::socket_t& socket, capnp::MessageBuilder& frame) {
     socket.send(zmq::buffer(bytes.begin(), bytes.size()), zmq::send_flags::none);
 }
 
+bool try_send(zmq::socket_t& socket, capnp::MessageBuilder& frame) {
+    auto words = capnp::messageToFlatArray(frame);
+    auto bytes = words.asBytes();
+    return socket.send(zmq::buffer(bytes.begin(), bytes.size()), zmq::send_flags::dontwait).has_value();
+}
+
 std::unique_ptr<Received> receive(zmq::socket_t& socket, long timeout_ms) {
     zmq::pollitem_t item{socket.handle(), 0, ZMQ_POLLIN, 0};
     if (zmq::poll(&item, 1, std::chrono::milliseconds(timeout_ms)) == 0) return nullptr;

@@ -195,7 +195,10 @@ bool IsolatedPlugin::spawn_and_handshake(ChildLink& link, std::string& error) {
         std::ostringstream settings;
         settings << settings_;
         init.setSettingsToml(settings.str());
-        ipc::send(*link.socket, mb);
+        if (!ipc::try_send(*link.socket, mb)) {
+            error = "plugin '" + name_ + "': runner went away before init";
+            return false;
+        }
     }
     if (!await(ipc::Frame::READY)) return false;
     log->info("isolated plugin '{}' running in pid {}", name_, link.pid);
@@ -207,10 +210,7 @@ void IsolatedPlugin::reap_child(ChildLink& link, bool crashed) {
         // Polite shutdown first, then force.
         capnp::MallocMessageBuilder mb;
         mb.initRoot<ipc::Frame>().setShutdown();
-        try {
-            ipc::send(*link.socket, mb);
-        } catch (...) {
-        }
+        ipc::try_send(*link.socket, mb);
         auto deadline = Clock::now() + std::chrono::seconds(5);
         int status = 0;
         while (Clock::now() < deadline) {
@@ -263,7 +263,8 @@ void IsolatedPlugin::run(std::promise<void> started) {
         auto d = mb.initRoot<ipc::Frame>().initDeliver();
         d.setSeq(seq);
         d.setEnvelope(f.delivery.envelope.asBytes());
-        ipc::send(*link.socket, mb);
+        // If the child is gone the delivery stays in flight and goes again after the restart.
+        ipc::try_send(*link.socket, mb);
     };
 
     auto handle_call = [&](ipc::Call::Reader call) {
@@ -295,7 +296,7 @@ void IsolatedPlugin::run(std::promise<void> started) {
             reply.setStatus(RENKEI_ERR_INTERNAL);
             reply.setMessage(e.what());
         }
-        ipc::send(*link.socket, mb);
+        ipc::try_send(*link.socket, mb); // a dead child needs no answer
     };
 
     for (;;) {

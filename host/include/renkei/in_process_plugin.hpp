@@ -16,7 +16,7 @@ namespace renkei {
 class InProcessPlugin : public PluginEndpoint {
 public:
     InProcessPlugin(std::string instance_name, std::shared_ptr<LoadedPlugin> library,
-                    std::unique_ptr<PluginContext> context, RetryPolicy retry = {});
+                    std::unique_ptr<PluginContext> context, DeliveryRetry retry = {});
     ~InProcessPlugin() override;
 
     const PluginInfo& info() const override { return library_->info(); }
@@ -33,7 +33,7 @@ private:
     // Declared first so it is destroyed last: the library outlives the instance it created.
     std::shared_ptr<LoadedPlugin> library_;
     std::unique_ptr<PluginContext> context_;
-    RetryPolicy retry_;
+    DeliveryRetry retry_;
     void* instance_ = nullptr;
 
     mutable std::mutex mutex_;

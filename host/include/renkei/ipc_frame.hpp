@@ -24,6 +24,9 @@ private:
 };
 
 void send(zmq::socket_t& socket, capnp::MessageBuilder& frame);
+// Never blocks: false when the frame cannot be queued (PAIR with no connected peer, i.e. the
+// other side is gone). The host uses this so a dead child can never wedge its I/O thread.
+bool try_send(zmq::socket_t& socket, capnp::MessageBuilder& frame);
 // Waits up to `timeout_ms` (-1 = forever) for a frame; null on timeout.
 std::unique_ptr<Received> receive(zmq::socket_t& socket, long timeout_ms);
 

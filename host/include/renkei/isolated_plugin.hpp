@@ -33,7 +33,7 @@ public:
         uint32_t max_backoff_ms = 10000;   // ... up to this
         uint32_t max_crashes_per_message = 3;
         uint32_t start_timeout_ms = 15000;
-        RetryPolicy retry;
+        DeliveryRetry retry;
     };
 
     IsolatedPlugin(std::string instance_name, Options options, toml::table settings,

@@ -47,7 +47,7 @@ public:
 };
 
 // Retry policy shared by endpoints for RENKEI_ERR_RETRY answers: exponential back-off.
-struct RetryPolicy {
+struct DeliveryRetry {
     uint32_t max_attempts = 8;
     uint32_t first_delay_ms = 50;
     uint32_t max_delay_ms = 5000;
