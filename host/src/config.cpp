@@ -1,5 +1,7 @@
 #include <renkei/config.hpp>
 
+#include <renkei/validate.hpp>
+
 #include <algorithm>
 #include <set>
 #include <sstream>
@@ -27,14 +29,6 @@ namespace {
 
 bool is_digits(const std::string& s) {
     return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
-}
-
-// 全国地方公共団体コード: ones digit of 11 - (Σ d_i × (6,5,4,3,2) mod 11).
-bool local_gov_code_ok(const std::string& s) {
-    if (s.size() != 6 || !is_digits(s)) return false;
-    int sum = 0;
-    for (int i = 0; i < 5; ++i) sum += (s[i] - '0') * (6 - i);
-    return (11 - sum % 11) % 10 == s[5] - '0';
 }
 
 bool name_ok(const std::string& s) {
@@ -287,8 +281,9 @@ std::string node_id_problem(const std::string& id) {
     if (!kinds.count(kind))
         return "node kind '" + kind + "' is not one of muni, pref, jlis, ipn, agency, vendor, wallet";
     if (kind == "muni") {
-        if (!local_gov_code_ok(name))
-            return "muni:<code> needs a 6-digit 全国地方公共団体コード with a valid check digit, got '" + name + "'";
+        if (auto v = validate::local_gov_code("node id", name))
+            return "muni:<code> needs a 6-digit 全国地方公共団体コード with a valid check digit, got '" + name +
+                   "' (" + v->message + ")";
     } else if (kind == "pref") {
         if (name.size() != 2 || !is_digits(name) || std::stoi(name) < 1 || std::stoi(name) > 47)
             return "pref:<code> needs a 2-digit 都道府県コード 01-47, got '" + name + "'";
