@@ -43,11 +43,14 @@ EnvelopeView EnvelopeView::decode(const void* data, size_t size, size_t max_byte
         if (e.hasCorrelationId() && e.getCorrelationId().size() != 16 &&
             e.getCorrelationId().size() != 0)
             throw EnvelopeError("correlationId", "must be empty or 16 bytes");
-        // Touch the remaining pointers so malformed ones fail here, not in a plugin.
-        (void)e.getFrom();
-        (void)e.getPurpose();
-        (void)e.getOperatorId();
-        (void)e.getPayload();
+        // Walk every pointer once (also of fields this host does not know yet) so a malformed
+        // one fails here, with the traversal limit, and never later in the router or a plugin.
+        (void)e.totalSize();
+        if (e.hasFault()) {
+            auto f = e.getFault();
+            (void)f.getField(), (void)f.getRule(), (void)f.getMessage();
+        }
+        (void)e.getFrom(), (void)e.getPurpose(), (void)e.getOperatorId(), (void)e.getPayload();
     } catch (const kj::Exception& ex) {
         throw EnvelopeError("frame", std::string("malformed Cap'n Proto message: ") +
                                          ex.getDescription().cStr());
