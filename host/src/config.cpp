@@ -238,7 +238,7 @@ HostConfig parse(const fs::path& file, const std::vector<fs::path>& extra_dirs,
                 c.issue(&(*arr)[i], prefix, "must be a table");
                 continue;
             }
-            c.only_keys(*t, prefix, {"node", "endpoints", "curve_public", "sign_public", "reaches"});
+            c.only_keys(*t, prefix, {"node", "endpoints", "curve_public", "sign_public", "seal_public", "reaches"});
             PeerConfig p;
             p.node = c.string(*t, prefix, "node", true, t);
             if (!p.node.empty()) {
@@ -258,6 +258,10 @@ HostConfig parse(const fs::path& file, const std::vector<fs::path>& extra_dirs,
             if (!p.sign_public.empty() && (p.sign_public.size() != 64 ||
                                            p.sign_public.find_first_not_of("0123456789abcdef") != std::string::npos))
                 c.issue(t->get("sign_public"), prefix + "sign_public", "must be 64 lowercase hex characters (Ed25519)");
+            p.seal_public = c.string(*t, prefix, "seal_public", false);
+            if (!p.seal_public.empty() && (p.seal_public.size() != 64 ||
+                                           p.seal_public.find_first_not_of("0123456789abcdef") != std::string::npos))
+                c.issue(t->get("seal_public"), prefix + "seal_public", "must be 64 lowercase hex characters (X25519)");
             p.reaches = c.strings(*t, prefix, "reaches");
             cfg.peers.push_back(std::move(p));
         }

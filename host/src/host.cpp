@@ -35,6 +35,12 @@ std::string json_escape(const std::string& s) {
 Host::Host(HostConfig config, HostOptions options)
     : config_(std::move(config)), options_(std::move(options)), router_(config_.node_id, metrics_) {
     if (options_.runner_path.empty()) options_.runner_path = std::filesystem::read_symlink("/proc/self/exe");
+    if (!config_.keys_dir.empty() && std::filesystem::exists(config_.keys_dir / "node.toml")) {
+        keys_ = load_node_keys(config_.keys_dir);
+        if (keys_->node_id != config_.node_id)
+            throw std::runtime_error(config_.keys_dir.string() + ": keys belong to " + keys_->node_id +
+                                     ", not to " + config_.node_id);
+    }
 }
 
 Host::~Host() { stop(); }
@@ -156,20 +162,43 @@ void Host::submit_from_plugin(const std::string& plugin, kj::ArrayPtr<const kj::
     submit(plugin, envelope);
 }
 
-std::vector<uint8_t> Host::sign(const std::string& key_name, kj::ArrayPtr<const kj::byte>) {
-    throw HostCallError(RENKEI_ERR_NOT_FOUND, "no host key '" + key_name + "' on " + config_.node_id);
+namespace {
+crypto::View cview(kj::ArrayPtr<const kj::byte> b) { return {b.begin(), b.size()}; }
+} // namespace
+
+std::vector<uint8_t> Host::sign(const std::string& key_name, kj::ArrayPtr<const kj::byte> data) {
+    if (key_name != "node" || !keys_)
+        throw HostCallError(RENKEI_ERR_NOT_FOUND, "no host key '" + key_name + "' on " + config_.node_id +
+                                                      (keys_ ? "" : " (run renkei keygen for this node)"));
+    return keys_->sign.sign(cview(data));
 }
 
-bool Host::verify(const std::string& node_id, kj::ArrayPtr<const kj::byte>, kj::ArrayPtr<const kj::byte>) {
-    throw HostCallError(RENKEI_ERR_NOT_FOUND, "no trusted signing key for node " + node_id);
+bool Host::verify(const std::string& node_id, kj::ArrayPtr<const kj::byte> data, kj::ArrayPtr<const kj::byte> signature) {
+    std::string sign_public;
+    if (keys_ && node_id == config_.node_id) sign_public = crypto::to_hex(keys_->sign.public_raw());
+    for (auto& p : config_.peers)
+        if (p.node == node_id) sign_public = p.sign_public;
+    if (sign_public.empty()) throw HostCallError(RENKEI_ERR_NOT_FOUND, "no trusted signing key for node " + node_id);
+    return crypto::VerifyKey::from_raw(crypto::from_hex(sign_public)).verify(cview(data), cview(signature));
 }
 
-std::vector<uint8_t> Host::seal(const std::string& recipient, kj::ArrayPtr<const kj::byte>) {
-    throw HostCallError(RENKEI_ERR_NOT_FOUND, "no trusted sealing key for node " + recipient);
+std::vector<uint8_t> Host::seal(const std::string& recipient, kj::ArrayPtr<const kj::byte> data) {
+    std::string seal_public;
+    if (keys_ && recipient == config_.node_id) seal_public = crypto::to_hex(keys_->seal.public_key);
+    for (auto& p : config_.peers)
+        if (p.node == recipient) seal_public = p.seal_public;
+    if (seal_public.empty()) throw HostCallError(RENKEI_ERR_NOT_FOUND, "no trusted sealing key for node " + recipient);
+    // The recipient's node id is bound as associated data: a box cannot be replayed to another node.
+    return crypto::seal(crypto::from_hex(seal_public), cview(data), crypto::view(recipient));
 }
 
-std::vector<uint8_t> Host::open(kj::ArrayPtr<const kj::byte>) {
-    throw HostCallError(RENKEI_ERR_NOT_FOUND, "no sealing key on " + config_.node_id);
+std::vector<uint8_t> Host::open(kj::ArrayPtr<const kj::byte> sealed) {
+    if (!keys_) throw HostCallError(RENKEI_ERR_NOT_FOUND, "no sealing key on " + config_.node_id + " (run renkei keygen)");
+    try {
+        return crypto::open(keys_->seal, cview(sealed), crypto::view(config_.node_id));
+    } catch (const crypto::CryptoError& e) {
+        throw HostCallError(RENKEI_ERR_DENIED, e.what());
+    }
 }
 
 int64_t Host::now_unix_ms() {

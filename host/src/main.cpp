@@ -3,6 +3,7 @@
 #include <renkei/demo.hpp>
 #include <renkei/host.hpp>
 #include <renkei/isolated_plugin.hpp>
+#include <renkei/keys.hpp>
 #include <renkei/log.hpp>
 #include <renkei/plugin_check.hpp>
 
@@ -67,6 +68,13 @@ int main(int argc, char** argv) {
     runner->add_option("--plugin", plugin_file)->required();
     runner->add_option("--endpoint", endpoint)->required();
 
+    std::string keys_dir, node_id;
+    bool force = false;
+    auto* keygen = app.add_subcommand("keygen", "write a node's CURVE, signing and sealing key pairs");
+    keygen->add_option("--dir", keys_dir, "directory for the key files (created 0700)")->required();
+    keygen->add_option("--node", node_id, "node id, e.g. muni:131016")->required();
+    keygen->add_flag("--force", force, "overwrite existing key files");
+
     std::string build_dir = "build", source_dir;
     auto* demo = app.add_subcommand("demo", "run the demo");
     demo->add_option("--build-dir", build_dir, "where the plugins were built");
@@ -90,6 +98,13 @@ int main(int argc, char** argv) {
                 return 1;
             }
             std::cout << config_file << ": ok\n";
+            return 0;
+        }
+        if (*keygen) {
+            auto card = renkei::generate_node_keys(keys_dir, node_id, force);
+            std::cout << "wrote the keys of " << node_id << " to " << keys_dir
+                      << " (private files 0600); public node card:\n\n"
+                      << card.to_toml();
             return 0;
         }
         if (*plugin_check_cmd) return renkei::plugin_check(plugin_file, std::cout);

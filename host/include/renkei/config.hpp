@@ -24,6 +24,7 @@ struct PeerConfig {
     std::vector<std::string> endpoints; // primary first, then spares
     std::string curve_public;           // Z85, 40 characters
     std::string sign_public;            // hex Ed25519 public key
+    std::string seal_public;            // hex X25519 public key (for sealing end to end)
     std::vector<std::string> reaches;   // node ids (or "kind:*" / "*") reached through this peer
 };
 

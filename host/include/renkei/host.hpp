@@ -4,6 +4,7 @@
 
 #include <renkei/config.hpp>
 #include <renkei/host_services.hpp>
+#include <renkei/keys.hpp>
 #include <renkei/metrics.hpp>
 #include <renkei/plugin_endpoint.hpp>
 #include <renkei/router.hpp>
@@ -12,6 +13,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -50,6 +52,7 @@ public:
                 std::function<void(int32_t, const std::string&)> done = nullptr);
 
     const HostConfig& config() const { return config_; }
+    bool has_keys() const { return keys_.has_value(); }
     Router& router() { return router_; }
     Metrics& metrics() { return metrics_; }
     // The admin HTTP port actually bound (0 when admin is off).
@@ -71,6 +74,7 @@ private:
 
     HostConfig config_;
     HostOptions options_;
+    std::optional<NodeKeys> keys_; // loaded from keys_dir when present
     Metrics metrics_;
     Router router_;
     std::unique_ptr<AdminServer> admin_;
