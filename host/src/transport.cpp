@@ -1,0 +1,303 @@
+#include <renkei/transport.hpp>
+
+#include <renkei/log.hpp>
+
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstring>
+
+namespace renkei {
+namespace {
+using Clock = std::chrono::steady_clock;
+constexpr const char* kZapEndpoint = "inproc://zeromq.zap.01";
+constexpr const char* kZapDomain = "renkei";
+
+std::string z85(const uint8_t* key32) {
+    char out[41];
+    zmq_z85_encode(out, key32, 32);
+    return out;
+}
+} // namespace
+
+Transport::Transport(TransportOptions options, std::map<std::string, std::string> trusted)
+    : options_(std::move(options)), ctx_(1) {
+    for (auto& [node, key] : trusted) key_to_node_[key] = node;
+    wake_fd_ = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (wake_fd_ < 0) throw std::runtime_error("eventfd failed");
+}
+
+Transport::~Transport() {
+    stop();
+    close(wake_fd_);
+}
+
+void Transport::configure(zmq::socket_t& s) const {
+    s.set(zmq::sockopt::linger, 200);
+    s.set(zmq::sockopt::maxmsgsize, options_.max_message_bytes);
+    s.set(zmq::sockopt::heartbeat_ivl, options_.heartbeat_ms);
+    s.set(zmq::sockopt::heartbeat_timeout, options_.heartbeat_ms * 3);
+    s.set(zmq::sockopt::heartbeat_ttl, options_.heartbeat_ms * 3);
+    s.set(zmq::sockopt::sndhwm, options_.hwm);
+    s.set(zmq::sockopt::rcvhwm, options_.hwm);
+    s.set(zmq::sockopt::reconnect_ivl, options_.reconnect_ms);
+    s.set(zmq::sockopt::reconnect_ivl_max, options_.reconnect_max_ms);
+}
+
+void Transport::add_peer(const std::string& node_id, const std::vector<std::string>& endpoints,
+                         const std::string& server_curve_public) {
+    peers_[node_id] = Peer{endpoints, server_curve_public, nullptr};
+}
+
+void Transport::set_trust(std::map<std::string, std::string> trusted) {
+    std::map<std::string, std::string> by_key;
+    for (auto& [node, key] : trusted) by_key[key] = node;
+    std::lock_guard lock(trust_mutex_);
+    key_to_node_ = std::move(by_key);
+}
+
+TransportStats Transport::stats() const {
+    return TransportStats{frames_in_.load(), frames_out_.load(), bytes_in_.load(), bytes_out_.load(),
+                          auth_failures_.load(), send_failures_.load()};
+}
+
+// ZAP (RFC 27): admits a CURVE client only when its long-term key is trusted, and names it.
+void Transport::zap_loop() {
+    auto log = logger("transport");
+    while (running_) {
+        zmq::pollitem_t item{zap_->handle(), 0, ZMQ_POLLIN, 0};
+        if (zmq::poll(&item, 1, std::chrono::milliseconds(100)) == 0) continue;
+        std::vector<zmq::message_t> req;
+        while (true) {
+            zmq::message_t part;
+            if (!zap_->recv(part, zmq::recv_flags::dontwait)) break;
+            bool more = part.more();
+            req.push_back(std::move(part));
+            if (!more) break;
+        }
+        if (req.size() < 6) continue; // malformed: libzmq never sends this
+        std::string version = req[0].to_string(), request_id = req[1].to_string();
+        std::string domain = req[2].to_string(), address = req[3].to_string();
+        std::string mechanism = req[5].to_string();
+        std::string status = "400", text = "unknown key", user;
+        if (version != "1.0") {
+            text = "bad ZAP version";
+        } else if (mechanism != "CURVE" || req.size() < 7 || req[6].size() != 32) {
+            text = "CURVE required";
+        } else if (domain != kZapDomain) {
+            text = "wrong ZAP domain";
+        } else {
+            std::string key = z85(static_cast<const uint8_t*>(req[6].data()));
+            std::lock_guard lock(trust_mutex_);
+            if (auto it = key_to_node_.find(key); it != key_to_node_.end()) {
+                status = "200";
+                text = "OK";
+                user = it->second;
+            }
+        }
+        if (status != "200") {
+            auth_failures_.fetch_add(1);
+            log->warn("refused a {} handshake from {}: {}", mechanism, address, text);
+        }
+        std::vector<zmq::const_buffer> reply{zmq::str_buffer("1.0"), zmq::buffer(request_id),
+                                             zmq::buffer(status), zmq::buffer(text), zmq::buffer(user),
+                                             zmq::str_buffer("")};
+        for (size_t i = 0; i < reply.size(); ++i)
+            zap_->send(reply[i], i + 1 < reply.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
+    }
+}
+
+void Transport::self_test() {
+    // A throw-away client with a key nobody trusts must not get a frame through.
+    char pub[41], sec[41];
+    zmq_curve_keypair(pub, sec);
+    zmq::socket_t probe(ctx_, zmq::socket_type::dealer);
+    probe.set(zmq::sockopt::linger, 0);
+    probe.set(zmq::sockopt::curve_serverkey, options_.curve_public);
+    probe.set(zmq::sockopt::curve_publickey, std::string(pub));
+    probe.set(zmq::sockopt::curve_secretkey, std::string(sec));
+    probe.connect(bound_);
+    probe.send(zmq::str_buffer("renkei self-test probe"), zmq::send_flags::dontwait);
+    uint64_t before = auth_failures_.load();
+    auto deadline = Clock::now() + std::chrono::seconds(5);
+    bool refused = false, delivered = false;
+    while (Clock::now() < deadline && !refused && !delivered) {
+        zmq::pollitem_t item{router_->handle(), 0, ZMQ_POLLIN, 0};
+        if (zmq::poll(&item, 1, std::chrono::milliseconds(20)) > 0) {
+            std::vector<zmq::message_t> parts;
+            while (true) {
+                zmq::message_t m;
+                if (!router_->recv(m, zmq::recv_flags::dontwait)) break;
+                bool more = m.more();
+                parts.push_back(std::move(m));
+                if (!more) break;
+            }
+            delivered = true;
+        }
+        refused = auth_failures_.load() > before;
+    }
+    probe.close();
+    if (delivered)
+        throw std::runtime_error("transport self-test failed: a CURVE client with an unknown key got a frame "
+                                 "through " + bound_ + " (no ZAP handler?); refusing to start");
+    if (!refused)
+        throw std::runtime_error("transport self-test failed: the ZAP handler was never consulted for an "
+                                 "unknown key on " + bound_ + "; refusing to start");
+    auth_failures_.fetch_sub(1); // the probe is not an attack
+}
+
+void Transport::start() {
+    auto log = logger("transport");
+    running_ = true;
+    if (!options_.skip_zap_for_test) {
+        zap_ = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::rep);
+        zap_->bind(kZapEndpoint); // must exist before any CURVE server socket is bound
+        zap_thread_ = std::thread([this] { zap_loop(); });
+    }
+    try {
+        if (!options_.listen.empty()) {
+            router_ = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::router);
+            configure(*router_);
+            router_->set(zmq::sockopt::curve_server, 1);
+            router_->set(zmq::sockopt::curve_secretkey, options_.curve_secret);
+            router_->set(zmq::sockopt::zap_domain, kZapDomain);
+            router_->set(zmq::sockopt::router_mandatory, 1);
+            router_->bind(options_.listen);
+            bound_ = router_->get(zmq::sockopt::last_endpoint);
+            self_test();
+            log->info("{} listening on {} (CURVE, ZAP self-test passed)", options_.node_id, bound_);
+        }
+        for (auto& [node, peer] : peers_) {
+            peer.dealer = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::dealer);
+            configure(*peer.dealer);
+            peer.dealer->set(zmq::sockopt::immediate, 1); // only to live connections: fail over to spares
+            peer.dealer->set(zmq::sockopt::curve_serverkey, peer.server_key);
+            peer.dealer->set(zmq::sockopt::curve_publickey, options_.curve_public);
+            peer.dealer->set(zmq::sockopt::curve_secretkey, options_.curve_secret);
+            for (auto& ep : peer.endpoints) peer.dealer->connect(ep);
+        }
+    } catch (...) {
+        running_ = false;
+        if (zap_thread_.joinable()) zap_thread_.join();
+        throw;
+    }
+    io_thread_ = std::thread([this] { io_loop(); });
+}
+
+void Transport::stop() {
+    if (!running_.exchange(false)) return;
+    uint64_t one = 1;
+    (void)!write(wake_fd_, &one, sizeof one);
+    if (io_thread_.joinable()) io_thread_.join();
+    if (zap_thread_.joinable()) zap_thread_.join();
+    for (auto& [node, peer] : peers_) peer.dealer.reset();
+    router_.reset();
+    zap_.reset();
+}
+
+void Transport::send(const std::string& peer, std::vector<uint8_t> frame) {
+    std::lock_guard lock(queue_mutex_);
+    bool was_empty = queue_.empty();
+    queue_.emplace_back(peer, std::move(frame));
+    if (was_empty) {
+        uint64_t one = 1;
+        (void)!write(wake_fd_, &one, sizeof one);
+    }
+}
+
+void Transport::io_loop() {
+    auto log = logger("transport");
+    // Routing ids of peers connected to our ROUTER, learnt from their authenticated frames.
+    std::map<std::string, std::string> inbound_route;
+    std::vector<zmq::pollitem_t> items;
+    std::vector<std::string> item_peer; // "" for the router
+    if (router_) {
+        items.push_back({router_->handle(), 0, ZMQ_POLLIN, 0});
+        item_peer.push_back("");
+    }
+    for (auto& [node, peer] : peers_) {
+        items.push_back({peer.dealer->handle(), 0, ZMQ_POLLIN, 0});
+        item_peer.push_back(node);
+    }
+    items.push_back({nullptr, wake_fd_, ZMQ_POLLIN, 0});
+
+    auto fail = [&](const std::string& peer, const std::string& why) {
+        send_failures_.fetch_add(1);
+        if (send_failure_) send_failure_(peer, why);
+    };
+
+    std::deque<std::pair<std::string, std::vector<uint8_t>>> batch;
+    while (running_) {
+        zmq::poll(items.data(), items.size(), std::chrono::milliseconds(100));
+        if (items.back().revents & ZMQ_POLLIN) {
+            uint64_t n;
+            (void)!read(wake_fd_, &n, sizeof n);
+        }
+        {
+            std::lock_guard lock(queue_mutex_);
+            batch.swap(queue_);
+        }
+        for (auto& [peer, frame] : batch) {
+            bool sent = false;
+            try {
+                if (auto it = peers_.find(peer); it != peers_.end()) {
+                    sent = it->second.dealer->send(zmq::buffer(frame), zmq::send_flags::dontwait).has_value();
+                    if (!sent) fail(peer, "no live connection to " + peer + " (or its queue is full)");
+                } else if (auto r = inbound_route.find(peer); r != inbound_route.end() && router_) {
+                    router_->send(zmq::buffer(r->second), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+                    sent = router_->send(zmq::buffer(frame), zmq::send_flags::dontwait).has_value();
+                    if (!sent) fail(peer, "queue to " + peer + " is full");
+                } else {
+                    fail(peer, "no link to " + peer);
+                }
+            } catch (const zmq::error_t& e) {
+                fail(peer, std::string("link to ") + peer + ": " + e.what()); // EHOSTUNREACH: it went away
+            }
+            if (sent) {
+                frames_out_.fetch_add(1, std::memory_order_relaxed);
+                bytes_out_.fetch_add(frame.size(), std::memory_order_relaxed);
+            }
+        }
+        batch.clear();
+
+        for (size_t i = 0; i + 1 < items.size(); ++i) {
+            if (!(items[i].revents & ZMQ_POLLIN)) continue;
+            zmq::socket_ref s(zmq::from_handle, items[i].socket);
+            for (int burst = 0; burst < 1024; ++burst) {
+                zmq::message_t first;
+                if (!s.recv(first, zmq::recv_flags::dontwait)) break;
+                std::string peer = item_peer[i];
+                zmq::message_t payload;
+                if (peer.empty()) { // ROUTER: [routing id][payload]
+                    if (!first.more() || !s.recv(payload, zmq::recv_flags::dontwait)) continue;
+                    while (payload.more()) { // a peer may not send more parts than one payload
+                        zmq::message_t extra;
+                        if (!s.recv(extra, zmq::recv_flags::dontwait)) break;
+                        payload.move(extra);
+                    }
+                    const char* user = payload.gets("User-Id");
+                    if (user == nullptr || *user == '\0') {
+                        auth_failures_.fetch_add(1);
+                        continue; // never happens with the ZAP handler; never trust it anyway
+                    }
+                    peer = user;
+                    inbound_route[peer] = first.to_string();
+                } else {
+                    payload.move(first);
+                }
+                frames_in_.fetch_add(1, std::memory_order_relaxed);
+                bytes_in_.fetch_add(payload.size(), std::memory_order_relaxed);
+                if (receiver_) {
+                    try {
+                        receiver_(peer, payload);
+                    } catch (const std::exception& e) {
+                        log->error("frame from {} dropped: {}", peer, e.what());
+                    }
+                }
+            }
+        }
+    }
+}
+
+} // namespace renkei

@@ -1,0 +1,189 @@
+// CURVE links between real sockets on 127.0.0.1.
+#include "test_support.hpp"
+
+#include <renkei/transport.hpp>
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <condition_variable>
+#include <thread>
+
+using namespace renkei;
+using namespace std::chrono_literals;
+
+namespace {
+
+struct Keys {
+    std::string pub, sec;
+    Keys() {
+        char p[41], s[41];
+        zmq_curve_keypair(p, s);
+        pub = p;
+        sec = s;
+    }
+};
+
+// Collects frames received by a transport.
+struct Inbox {
+    std::mutex m;
+    std::condition_variable cv;
+    std::vector<std::pair<std::string, std::string>> got; // (peer, payload)
+    void attach(Transport& t) {
+        t.on_receive([this](const std::string& peer, const zmq::message_t& f) {
+            std::lock_guard lock(m);
+            got.emplace_back(peer, f.to_string());
+            cv.notify_all();
+        });
+    }
+    bool wait(size_t n, std::chrono::milliseconds timeout = 10s) {
+        std::unique_lock lock(m);
+        return cv.wait_for(lock, timeout, [&] { return got.size() >= n; });
+    }
+};
+
+std::vector<uint8_t> bytes(const std::string& s) { return {s.begin(), s.end()}; }
+
+// A new link accepts frames only once its CURVE handshake is done (ZMQ_IMMEDIATE); until then
+// send() reports a failure and the durable outbox above retries. Tests retry the same way.
+bool send_until_received(Transport& from, const std::string& to, const std::string& payload, Inbox& inbox) {
+    for (int i = 0; i < 200; ++i) {
+        size_t before;
+        {
+            std::lock_guard lock(inbox.m);
+            before = inbox.got.size();
+            for (auto& g : inbox.got)
+                if (g.second == payload) return true;
+        }
+        from.send(to, bytes(payload));
+        inbox.wait(before + 1, 50ms);
+    }
+    return false;
+}
+
+TransportOptions opts(const std::string& node, const Keys& k, bool listen) {
+    TransportOptions o;
+    o.node_id = node;
+    o.curve_public = k.pub;
+    o.curve_secret = k.sec;
+    if (listen) o.listen = "tcp://127.0.0.1:0";
+    o.heartbeat_ms = 200;
+    return o;
+}
+
+} // namespace
+
+TEST(Transport, TwoNodesExchangeBothWaysWithAuthenticatedIds) {
+    Keys pk, mk;
+    Transport pref(opts("pref:13", pk, true), {{"muni:131016", mk.pub}});
+    Inbox pin;
+    pin.attach(pref);
+    pref.start();
+    Transport muni(opts("muni:131016", mk, false), {});
+    Inbox min;
+    min.attach(muni);
+    muni.add_peer("pref:13", {pref.endpoint()}, pk.pub);
+    muni.start();
+
+    ASSERT_TRUE(send_until_received(muni, "pref:13", "update 1", pin));
+    EXPECT_EQ(pin.got[0].first, "muni:131016"); // stamped by ZAP, not claimed by the client
+    EXPECT_EQ(pin.got[0].second, "update 1");
+    pref.send("muni:131016", bytes("ack 1")); // back through the ROUTER
+    ASSERT_TRUE(min.wait(1));
+    EXPECT_EQ(min.got[0].first, "pref:13");
+    EXPECT_EQ(min.got[0].second, "ack 1");
+    EXPECT_EQ(pref.stats().auth_failures, 0u);
+}
+
+TEST(Transport, UnknownKeyCannotDeliver) {
+    Keys pk, mk, stranger;
+    Transport pref(opts("pref:13", pk, true), {{"muni:131016", mk.pub}});
+    Inbox pin;
+    pin.attach(pref);
+    pref.start();
+    Transport intruder(opts("muni:131016", stranger, false), {}); // claims the name, lacks the key
+    intruder.add_peer("pref:13", {pref.endpoint()}, pk.pub);
+    intruder.start();
+    for (int i = 0; i < 20 && pref.stats().auth_failures == 0; ++i) {
+        intruder.send("pref:13", bytes("forged"));
+        std::this_thread::sleep_for(50ms);
+    }
+    EXPECT_FALSE(pin.wait(1, 300ms));
+    EXPECT_GE(pref.stats().auth_failures, 1u);
+}
+
+TEST(Transport, StartRefusesWithoutZapHandler) {
+    Keys pk;
+    auto o = opts("pref:13", pk, true);
+    o.skip_zap_for_test = true;
+    Transport t(o, {});
+    try {
+        t.start();
+        FAIL() << "start must refuse";
+    } catch (const std::runtime_error& e) {
+        EXPECT_NE(std::string(e.what()).find("self-test failed"), std::string::npos) << e.what();
+    }
+}
+
+TEST(Transport, OversizeFrameDropsThatPeerOthersKeepWorking) {
+    Keys pk, ak, bk;
+    auto o = opts("pref:13", pk, true);
+    o.max_message_bytes = 1024;
+    Transport pref(o, {{"muni:131016", ak.pub}, {"muni:011002", bk.pub}});
+    Inbox pin;
+    pin.attach(pref);
+    pref.start();
+    Transport a(opts("muni:131016", ak, false), {});
+    a.add_peer("pref:13", {pref.endpoint()}, pk.pub);
+    a.start();
+    Transport b(opts("muni:011002", bk, false), {});
+    b.add_peer("pref:13", {pref.endpoint()}, pk.pub);
+    b.start();
+    for (int i = 0; i < 20; ++i) {
+        a.send("pref:13", std::vector<uint8_t>(4096, 'x'));
+        std::this_thread::sleep_for(10ms);
+    }
+    ASSERT_TRUE(send_until_received(b, "pref:13", "small", pin));
+    std::this_thread::sleep_for(200ms);
+    for (auto& [peer, payload] : pin.got) EXPECT_LE(payload.size(), 1024u);
+    EXPECT_EQ(pin.got[0].first, "muni:011002");
+}
+
+TEST(Transport, FailsOverFromDeadPrimaryToSpare) {
+    Keys pk, mk;
+    int dead_port = test::free_port();
+    Transport spare(opts("pref:13", pk, true), {{"muni:131016", mk.pub}});
+    Inbox sin;
+    sin.attach(spare);
+    spare.start();
+    Transport muni(opts("muni:131016", mk, false), {});
+    std::atomic<int> failures{0};
+    muni.on_send_failure([&](const std::string&, const std::string&) { ++failures; });
+    muni.add_peer("pref:13", {"tcp://127.0.0.1:" + std::to_string(dead_port), spare.endpoint()}, pk.pub);
+    muni.start();
+    // Until the spare's handshake completes a send may be refused (reported, never silently lost).
+    for (int i = 0; i < 100 && sin.got.empty(); ++i) {
+        muni.send("pref:13", bytes("via spare"));
+        sin.wait(1, 50ms);
+    }
+    ASSERT_FALSE(sin.got.empty());
+    EXPECT_EQ(sin.got[0].second, "via spare");
+}
+
+TEST(Transport, RotationRefusesRemovedKeyOnNewConnections) {
+    Keys pk, mk;
+    Transport pref(opts("pref:13", pk, true), {{"muni:131016", mk.pub}});
+    Inbox pin;
+    pin.attach(pref);
+    pref.start();
+    pref.set_trust({}); // revoked before it connects
+    Transport muni(opts("muni:131016", mk, false), {});
+    muni.add_peer("pref:13", {pref.endpoint()}, pk.pub);
+    muni.start();
+    for (int i = 0; i < 20 && pref.stats().auth_failures == 0; ++i) {
+        muni.send("pref:13", bytes("x"));
+        std::this_thread::sleep_for(50ms);
+    }
+    EXPECT_FALSE(pin.wait(1, 300ms));
+    EXPECT_GE(pref.stats().auth_failures, 1u);
+}
