@@ -247,7 +247,6 @@ HostConfig parse(const fs::path& file, const std::vector<fs::path>& extra_dirs,
                     c.issue(t->get("node"), prefix + "node", "duplicate peer '" + p.node + "'");
             }
             p.endpoints = c.strings(*t, prefix, "endpoints");
-            if (p.endpoints.empty()) c.issue(t, prefix + "endpoints", "at least one tcp:// endpoint is required");
             for (auto& e : p.endpoints)
                 if (e.rfind("tcp://", 0) != 0)
                     c.issue(t->get("endpoints"), prefix + "endpoints", "'" + e + "' is not a tcp:// endpoint");

@@ -3,6 +3,7 @@
 #include <renkei/admin_server.hpp>
 #include <renkei/in_process_plugin.hpp>
 #include <renkei/isolated_plugin.hpp>
+#include <renkei/links.hpp>
 #include <renkei/log.hpp>
 #include <renkei/plugin_context.hpp>
 
@@ -65,6 +66,14 @@ void Host::start() {
     auto log = logger("host");
     std::filesystem::create_directories(config_.data_dir);
     try {
+        if (keys_ && (!config_.listen.empty() || !config_.peers.empty())) {
+            links_ = std::make_unique<Links>(config_, *keys_, router_, metrics_, [this] { return now_unix_ms(); });
+            links_->start();
+            router_.set_forwarder([this](const EnvelopeView& v) { return links_->forward(v); });
+        } else if (!config_.peers.empty() || !config_.listen.empty()) {
+            throw std::runtime_error(config_.node_id + " has peers or a listen endpoint but no keys in " +
+                                     config_.keys_dir.string() + " (run renkei keygen)");
+        }
         for (const auto& pc : config_.plugins) {
             auto ep = make_endpoint(pc);
             ep->start();
@@ -98,6 +107,8 @@ void Host::start() {
             router_.remove_endpoint((*it)->instance_name());
         }
         started_.clear();
+        router_.set_forwarder(nullptr);
+        links_.reset();
         throw;
     }
     running_ = true;
@@ -113,6 +124,9 @@ void Host::stop() {
         router_.remove_endpoint((*it)->instance_name());
     }
     started_.clear();
+    router_.set_forwarder(nullptr);
+    if (links_) links_->stop();
+    links_.reset();
     if (running_) logger("host")->info("node {} stopped", config_.node_id);
     running_ = false;
 }
@@ -125,6 +139,8 @@ void Host::add_endpoint(std::shared_ptr<PluginEndpoint> endpoint) {
 }
 
 int Host::admin_port() const { return admin_ ? admin_->port() : 0; }
+std::string Host::link_endpoint() const { return links_ ? links_->endpoint() : ""; }
+size_t Host::links_pending() const { return links_ ? links_->pending() : 0; }
 
 std::string Host::status_json() const {
     std::ostringstream out;

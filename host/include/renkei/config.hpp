@@ -21,7 +21,7 @@ struct PluginConfig {
 
 struct PeerConfig {
     std::string node;                   // e.g. "pref:13"
-    std::vector<std::string> endpoints; // primary first, then spares
+    std::vector<std::string> endpoints; // primary first, then spares; none: the peer dials us
     std::string curve_public;           // Z85, 40 characters
     std::string sign_public;            // hex Ed25519 public key
     std::string seal_public;            // hex X25519 public key (for sealing end to end)

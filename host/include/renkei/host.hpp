@@ -20,6 +20,7 @@
 namespace renkei {
 
 class AdminServer;
+class Links;
 
 struct HostOptions {
     // The renkei executable that runs isolated plugins ("renkei plugin-runner"); defaults to the
@@ -57,6 +58,10 @@ public:
     Metrics& metrics() { return metrics_; }
     // The admin HTTP port actually bound (0 when admin is off).
     int admin_port() const;
+    // The bound inter-host endpoint ("" when this node has no inbound links).
+    std::string link_endpoint() const;
+    // Messages committed to the outbox and not yet acknowledged by the next hop.
+    size_t links_pending() const;
     // JSON status of every endpoint (for /healthz and tests).
     std::string status_json() const;
 
@@ -77,6 +82,7 @@ private:
     std::optional<NodeKeys> keys_; // loaded from keys_dir when present
     Metrics metrics_;
     Router router_;
+    std::unique_ptr<Links> links_;         // to other hosts, when this node has keys and peers
     std::unique_ptr<AdminServer> admin_;
     std::mutex lifecycle_;
     std::vector<std::shared_ptr<PluginEndpoint>> started_;

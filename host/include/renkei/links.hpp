@@ -1,0 +1,59 @@
+// The host's links to other hosts: next-hop routing, signing, custody and acknowledgement.
+//
+// Sending (the Router's forwarder): the envelope goes to the peer that is its destination, or to
+// the first peer whose `reaches` covers it; its hop count is incremented, its canonical bytes are
+// signed with this node's Ed25519 key, and the signed frame is committed to the durable outbox
+// before it is handed to the transport. It is resent with back-off until the peer acknowledges.
+//
+// Receiving: a frame is accepted only if (1) the signature's key id is the node the CURVE link
+// authenticated (a relay cannot speak for another host), (2) the Ed25519 signature over the body
+// verifies with that node's trusted key, (3) the body is a well-formed envelope within the hop
+// limit, and (4) its id was not taken before (InboxDedup, persistent). Accepted envelopes are
+// routed; the sender is acknowledged once this host has taken custody (delivered to a plugin,
+// committed to its own outbox for the next hop, or answered with a Fault). A duplicate of a
+// message already taken is acknowledged again and dropped; every refusal is reported through the
+// observer so it is audited.
+#pragma once
+
+#include <renkei/config.hpp>
+#include <renkei/envelope.hpp>
+#include <renkei/keys.hpp>
+#include <renkei/metrics.hpp>
+#include <renkei/router.hpp>
+
+#include <memory>
+#include <string>
+
+namespace renkei {
+
+class Links {
+public:
+    // event: "refused", "duplicate", "accepted", "forwarded"; detail: the reason or the peer.
+    using Observer = std::function<void(const std::string& event, const std::string& peer,
+                                        const std::string& message_id, const std::string& type,
+                                        const std::string& detail)>;
+
+    Links(const HostConfig& config, const NodeKeys& keys, Router& router, Metrics& metrics,
+          std::function<int64_t()> clock);
+    ~Links();
+
+    void set_observer(Observer o);
+    // Starts the transport (ZAP self-test included) and the retry loop. Throws on failure.
+    void start();
+    void stop();
+
+    // Router forwarder: "" when taken into the outbox, else why it cannot be routed.
+    std::string forward(const EnvelopeView& envelope);
+
+    // The bound transport endpoint (after start), e.g. "tcp://127.0.0.1:40123".
+    std::string endpoint() const;
+    // Messages waiting for an acknowledgement.
+    size_t pending() const;
+
+    struct Impl;
+
+private:
+    std::unique_ptr<Impl> impl_;
+};
+
+} // namespace renkei

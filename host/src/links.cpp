@@ -1,0 +1,278 @@
+#include <renkei/links.hpp>
+
+#include <renkei/crypto.hpp>
+#include <renkei/inbox_dedup.hpp>
+#include <renkei/log.hpp>
+#include <renkei/outbox.hpp>
+#include <renkei/transport.hpp>
+
+#include <wire.capnp.h>
+
+#include <capnp/message.h>
+#include <capnp/serialize.h>
+
+#include <condition_variable>
+#include <deque>
+#include <set>
+#include <thread>
+
+namespace renkei {
+namespace {
+
+bool reaches(const std::string& pattern, const std::string& node) {
+    if (pattern == "*" || pattern == node) return true;
+    if (pattern.size() >= 2 && pattern.compare(pattern.size() - 2, 2, ":*") == 0)
+        return node.compare(0, pattern.size() - 1, pattern, 0, pattern.size() - 1) == 0;
+    return false;
+}
+
+std::vector<uint8_t> to_vector(kj::ArrayPtr<const kj::byte> b) { return {b.begin(), b.end()}; }
+
+} // namespace
+
+struct Links::Impl {
+    const HostConfig& config;
+    const NodeKeys& keys;
+    Router& router;
+    Metrics& metrics;
+    std::function<int64_t()> clock;
+    Observer observer;
+
+    std::map<std::string, crypto::VerifyKey> verify_keys; // node -> signing key
+    std::unique_ptr<Transport> transport;
+    std::unique_ptr<Outbox> outbox;
+    std::unique_ptr<InboxDedup> dedup;
+
+    // Received frames are processed off the transport's I/O thread (SQLite and plugins may block).
+    std::mutex mutex;
+    std::condition_variable cv;
+    std::deque<std::pair<std::string, std::vector<uint8_t>>> inbound;
+    std::set<MessageId> in_progress; // taken, not yet finished: a retransmission waits for them
+    bool stopping = false;
+    std::thread receiver, resender;
+
+    Impl(const HostConfig& c, const NodeKeys& k, Router& r, Metrics& m, std::function<int64_t()> clk)
+        : config(c), keys(k), router(r), metrics(m), clock(std::move(clk)) {}
+
+    void observe(const std::string& event, const std::string& peer, const std::string& id,
+                 const std::string& type, const std::string& detail) {
+        if (observer) observer(event, peer, id, type, detail);
+    }
+
+    std::string next_hop(const std::string& to) const {
+        for (auto& p : config.peers)
+            if (p.node == to) return p.node;
+        for (auto& p : config.peers)
+            for (auto& pattern : p.reaches)
+                if (reaches(pattern, to)) return p.node;
+        return {};
+    }
+
+    void send_ack(const std::string& peer, const MessageId& id) {
+        capnp::MallocMessageBuilder mb;
+        auto ids = mb.initRoot<wire::Frame>().initAck(1);
+        ids.set(0, kj::ArrayPtr<const kj::byte>(id.data(), id.size()));
+        transport->send(peer, to_vector(capnp::messageToFlatArray(mb).asBytes()));
+    }
+
+    std::string forward(const EnvelopeView& env) {
+        auto e = env.get();
+        std::string to = e.getTo();
+        std::string hop = next_hop(to);
+        if (hop.empty()) return "no route from " + config.node_id + " to node " + to;
+        // Sign the canonical bytes of the envelope as it leaves this host (one more hop).
+        capnp::MallocMessageBuilder copy;
+        copy.setRoot(e);
+        auto root = copy.getRoot<schema::Envelope>();
+        root.setHopCount(static_cast<uint8_t>(e.getHopCount() + 1));
+        auto canonical = capnp::canonicalize(root.asReader());
+        auto body = canonical.asBytes();
+        capnp::MallocMessageBuilder mb;
+        auto signed_env = mb.initRoot<wire::Frame>().initEnvelope();
+        signed_env.setBody(body);
+        signed_env.setAlg(schema::SignatureAlg::ED25519);
+        signed_env.setKeyId(config.node_id);
+        auto sig = keys.sign.sign({body.begin(), body.size()});
+        signed_env.setSignature(kj::ArrayPtr<const kj::byte>(sig.data(), sig.size()));
+        auto frame = capnp::messageToFlatArray(mb);
+        auto bytes = frame.asBytes();
+        auto id = env.id();
+        uint64_t seq = outbox->put(hop, id, std::string(e.getType()), {bytes.begin(), bytes.size()}, clock());
+        transport->send(hop, to_vector(bytes));
+        outbox->mark_sent(std::span<const uint64_t>(&seq, 1), clock());
+        observe("forwarded", hop, hex(id), e.getType(), "to " + to + " via " + hop);
+        return {};
+    }
+
+    void refuse(const std::string& peer, const std::string& id, const std::string& type, const std::string& why) {
+        metrics.counters(type.empty() ? "(unreadable)" : type, "links").failed.fetch_add(1, std::memory_order_relaxed);
+        logger("links")->warn("refused a frame from {}: {}", peer, why);
+        observe("refused", peer, id, type, why);
+    }
+
+    void handle_frame(const std::string& peer, const std::vector<uint8_t>& bytes) {
+        if (bytes.size() % 8 != 0 || bytes.empty()) return refuse(peer, "", "", "frame is not a Cap'n Proto message");
+        auto words = kj::heapArray<capnp::word>(bytes.size() / 8);
+        memcpy(words.begin(), bytes.data(), bytes.size());
+        capnp::FlatArrayMessageReader reader(words.asPtr(), reader_options_for(bytes.size()));
+        auto frame = reader.getRoot<wire::Frame>();
+        if (frame.which() == wire::Frame::ACK) {
+            for (auto id : frame.getAck())
+                if (id.size() == 16) outbox->ack(peer, to_message_id(id));
+            return;
+        }
+        auto s = frame.getEnvelope();
+        auto body = s.getBody();
+        if (std::string(s.getKeyId()) != peer)
+            return refuse(peer, "", "", "signed by '" + std::string(s.getKeyId()) + "' but the link is authenticated as '" + peer + "' (forged sender)");
+        auto key = verify_keys.find(peer);
+        if (key == verify_keys.end()) return refuse(peer, "", "", "no trusted signing key for " + peer);
+        if (s.getAlg() != schema::SignatureAlg::ED25519 ||
+            !key->second.verify({body.begin(), body.size()}, {s.getSignature().begin(), s.getSignature().size()}))
+            return refuse(peer, "", "", "signature does not verify (tampered or wrong key)");
+
+        // The signed body is canonical (one segment, no table); add a segment table to read it.
+        auto flat = kj::heapArray<capnp::word>(body.size() / 8 + 1);
+        uint32_t table[2] = {0, static_cast<uint32_t>(body.size() / 8)};
+        memcpy(flat.begin(), table, 8);
+        memcpy(flat.begin() + 1, body.begin(), body.size() / 8 * 8);
+        std::unique_ptr<EnvelopeView> view;
+        try {
+            view = std::make_unique<EnvelopeView>(EnvelopeView::decode(flat.begin(), flat.asBytes().size()));
+        } catch (const EnvelopeError& e) {
+            return refuse(peer, "", "", e.what());
+        }
+        auto env = view->get();
+        auto id = view->id();
+        std::string type = env.getType(), idhex = hex(id);
+        if (env.getHopCount() > Router::kMaxHops) return refuse(peer, idhex, type, "hop limit exceeded");
+        if (body.size() % 8 != 0) return refuse(peer, idhex, type, "signed body is not word-aligned");
+        {
+            std::lock_guard lock(mutex);
+            if (in_progress.count(id)) return; // its completion will acknowledge
+        }
+        if (dedup->seen(id)) {
+            observe("duplicate", peer, idhex, type, "already taken: acknowledged again, not delivered again");
+            send_ack(peer, id);
+            return;
+        }
+        {
+            std::lock_guard lock(mutex);
+            in_progress.insert(id);
+        }
+        observe("accepted", peer, idhex, type, "from " + std::string(env.getFrom()));
+        router.route(std::move(flat), [this, peer, id](int32_t status, const std::string&) {
+            if (status == RENKEI_ERR_RETRY) { // host stopping: the sender keeps custody and retries
+                std::lock_guard lock(mutex);
+                in_progress.erase(id);
+                return;
+            }
+            dedup->first_time(id, clock());
+            send_ack(peer, id);
+            std::lock_guard lock(mutex);
+            in_progress.erase(id);
+        });
+    }
+
+    void receive_loop() {
+        for (;;) {
+            std::deque<std::pair<std::string, std::vector<uint8_t>>> batch;
+            {
+                std::unique_lock lock(mutex);
+                cv.wait(lock, [&] { return stopping || !inbound.empty(); });
+                if (stopping) return;
+                batch.swap(inbound);
+            }
+            for (auto& [peer, bytes] : batch) {
+                try {
+                    handle_frame(peer, bytes);
+                } catch (const std::exception& e) {
+                    refuse(peer, "", "", std::string("malformed frame: ") + e.what());
+                }
+            }
+        }
+    }
+
+    void resend_loop() {
+        for (;;) {
+            {
+                std::unique_lock lock(mutex);
+                if (cv.wait_for(lock, std::chrono::milliseconds(100), [&] { return stopping; })) return;
+            }
+            try {
+                auto now = clock();
+                auto due = outbox->due(now, 1000);
+                std::vector<uint64_t> seqs;
+                for (auto& e : due) {
+                    transport->send(e.peer, std::move(e.bytes));
+                    seqs.push_back(e.seq);
+                }
+                if (!seqs.empty()) outbox->mark_sent(seqs, now);
+                for (auto& id : outbox->dead_letter_exhausted(now))
+                    logger("links")->error("message {} moved to dead letters after its last attempt", hex(id));
+            } catch (const std::exception& e) {
+                logger("links")->error("resend loop: {}", e.what());
+            }
+        }
+    }
+};
+
+Links::Links(const HostConfig& config, const NodeKeys& keys, Router& router, Metrics& metrics,
+             std::function<int64_t()> clock)
+    : impl_(std::make_unique<Impl>(config, keys, router, metrics, std::move(clock))) {}
+
+Links::~Links() { stop(); }
+
+void Links::set_observer(Observer o) { impl_->observer = std::move(o); }
+
+void Links::start() {
+    auto& m = *impl_;
+    std::filesystem::create_directories(m.config.data_dir);
+    OutboxOptions oo;
+    oo.retry.base_delay_ms = 500;
+    oo.retry.max_delay_ms = 10000;
+    m.outbox = std::make_unique<Outbox>(m.config.data_dir / "outbox.db", oo);
+    m.dedup = std::make_unique<InboxDedup>(m.config.data_dir / "inbox.db");
+
+    TransportOptions to;
+    to.node_id = m.config.node_id;
+    to.curve_public = m.keys.curve_public;
+    to.curve_secret.assign(reinterpret_cast<const char*>(m.keys.curve_secret.view().data()), m.keys.curve_secret.size());
+    to.listen = m.config.listen;
+    std::map<std::string, std::string> trusted;
+    for (auto& p : m.config.peers) {
+        trusted[p.node] = p.curve_public;
+        if (!p.sign_public.empty()) m.verify_keys.emplace(p.node, crypto::VerifyKey::from_raw(crypto::from_hex(p.sign_public)));
+    }
+    m.transport = std::make_unique<Transport>(to, trusted);
+    for (auto& p : m.config.peers)
+        if (!p.endpoints.empty()) m.transport->add_peer(p.node, p.endpoints, p.curve_public);
+    m.transport->on_receive([&m](const std::string& peer, const zmq::message_t& f) {
+        auto* d = static_cast<const uint8_t*>(f.data());
+        std::lock_guard lock(m.mutex);
+        m.inbound.emplace_back(peer, std::vector<uint8_t>(d, d + f.size()));
+        m.cv.notify_all();
+    });
+    m.transport->start();
+    m.receiver = std::thread([&m] { m.receive_loop(); });
+    m.resender = std::thread([&m] { m.resend_loop(); });
+}
+
+void Links::stop() {
+    auto& m = *impl_;
+    {
+        std::lock_guard lock(m.mutex);
+        if (m.stopping) return;
+        m.stopping = true;
+        m.cv.notify_all();
+    }
+    if (m.receiver.joinable()) m.receiver.join();
+    if (m.resender.joinable()) m.resender.join();
+    if (m.transport) m.transport->stop();
+}
+
+std::string Links::forward(const EnvelopeView& envelope) { return impl_->forward(envelope); }
+std::string Links::endpoint() const { return impl_->transport ? impl_->transport->endpoint() : ""; }
+size_t Links::pending() const { return impl_->outbox ? impl_->outbox->size() : 0; }
+
+} // namespace renkei

@@ -1,0 +1,203 @@
+// Three hosts (municipality, prefecture, J-LIS) over CURVE links with signed envelopes.
+#include "collector.hpp"
+#include "network.hpp"
+
+#include <renkei/transport.hpp>
+#include <wire.capnp.h>
+
+#include <gtest/gtest.h>
+
+using namespace renkei;
+using namespace renkei::test;
+using namespace std::chrono_literals;
+
+namespace {
+
+// J-LIS <- prefecture <- municipality, started in the order the tiers start.
+struct ThreeTier {
+    TempDir tmp;
+    Network net{tmp};
+    ThreeTier() {
+        net.start({"jlis:juki", true, {echo_plugin()}, {{"pref:13", {"muni:*"}}}});
+        net.start({"pref:13", true, {echo_plugin()}, {{"jlis:juki", {"jlis:*"}}, {"muni:131016", {}}}});
+        net.start({"muni:131016", false, {}, {{"pref:13", {"*"}}}});
+    }
+};
+
+std::string ping(Host& from, const std::string& origin, const std::string& to, const std::string& payload) {
+    capnp::MallocMessageBuilder mb;
+    auto e = mb.initRoot<schema::Envelope>();
+    auto id = new_message_id();
+    e.setId(kj::ArrayPtr<const kj::byte>(id.data(), id.size()));
+    e.setType("echo.Ping");
+    e.setTo(to);
+    e.setPurpose("test");
+    e.setPayload(bytes_of(payload));
+    from.submit(origin, capnp::messageToFlatArray(mb).asBytes());
+    return hex(id);
+}
+
+} // namespace
+
+TEST(Network, MunicipalityReachesJlisThroughPrefectureAndBack) {
+    ThreeTier t;
+    Collector client("client", {"echo.Pong", "echo.Ping.Fault"});
+    t.net["muni:131016"].add_endpoint(client.endpoint());
+    auto id = ping(t.net["muni:131016"], client.name(), "jlis:juki", "本人確認情報");
+    auto got = client.wait_for(1, 20s);
+    ASSERT_EQ(got.size(), 1u);
+    EXPECT_EQ(got[0].type, "echo.Pong") << got[0].fault_message;
+    EXPECT_EQ(got[0].correlation, id);
+    EXPECT_EQ(got[0].payload, "本人確認情報");
+    // Custody was acknowledged hop by hop: nothing stays in an outbox.
+    for (int i = 0; i < 100 && (t.net["muni:131016"].links_pending() || t.net["pref:13"].links_pending() ||
+                                t.net["jlis:juki"].links_pending());
+         ++i)
+        std::this_thread::sleep_for(50ms);
+    EXPECT_EQ(t.net["muni:131016"].links_pending(), 0u);
+    EXPECT_EQ(t.net["pref:13"].links_pending(), 0u);
+    EXPECT_EQ(t.net["jlis:juki"].links_pending(), 0u);
+}
+
+TEST(Network, UnroutableMessageGetsAFaultBack) {
+    ThreeTier t;
+    Collector client("client", {"echo.Pong", "echo.Ping.Fault"});
+    t.net["jlis:juki"].add_endpoint(client.endpoint());
+    ping(t.net["jlis:juki"], client.name(), "agency:nta", "x"); // J-LIS has no route to agencies here
+    auto got = client.wait_for(1, 10s);
+    ASSERT_EQ(got.size(), 1u);
+    EXPECT_EQ(got[0].type, "echo.Ping.Fault");
+    EXPECT_NE(got[0].fault_message.find("no route from jlis:juki to node agency:nta"), std::string::npos)
+        << got[0].fault_message;
+}
+
+TEST(Network, HostWithUnknownKeyCannotConnect) {
+    ThreeTier t;
+    // A host whose keys the prefecture does not trust: it knows the prefecture's endpoint and key.
+    TempDir other;
+    Network rogue_net(other);
+    auto card = t.net.keys_for("pref:13");
+    auto cfg = rogue_net.config({"muni:011002", false, {}, {}});
+    PeerConfig p;
+    p.node = "pref:13";
+    p.endpoints = {t.net.endpoint("pref:13")};
+    p.curve_public = card.curve_public;
+    p.sign_public = card.sign_public;
+    p.reaches = {"*"};
+    cfg.peers.push_back(p);
+    HostOptions o;
+    o.runner_path = RENKEI_BINARY;
+    Host rogue(cfg, o);
+    rogue.start();
+    Collector client("client", {"echo.Pong", "echo.Ping.Fault"});
+    rogue.add_endpoint(client.endpoint());
+    ping(rogue, client.name(), "pref:13", "let me in");
+    EXPECT_TRUE(client.wait_for(1, 2s).empty());
+    EXPECT_EQ(rogue.links_pending(), 1u); // never acknowledged: still in its outbox
+    auto echo = t.net["pref:13"].router().handler_for("echo.Ping");
+    EXPECT_EQ(echo->status().handled, 0u);
+    rogue.stop();
+}
+
+namespace {
+
+std::vector<uint8_t> signed_frame(const NodeKeys& signer, const std::string& key_id, schema::Envelope::Reader env,
+                                  bool tamper_after_signing) {
+    auto canonical = capnp::canonicalize(env);
+    auto body = canonical.asBytes();
+    std::vector<uint8_t> b(body.begin(), body.end());
+    auto sig = signer.sign.sign(b);
+    if (tamper_after_signing) b[b.size() - 3] ^= 1;
+    capnp::MallocMessageBuilder mb;
+    auto s = mb.initRoot<wire::Frame>().initEnvelope();
+    s.setBody(kj::ArrayPtr<const kj::byte>(b.data(), b.size()));
+    s.setAlg(schema::SignatureAlg::ED25519);
+    s.setKeyId(key_id);
+    s.setSignature(kj::ArrayPtr<const kj::byte>(sig.data(), sig.size()));
+    auto flat = capnp::messageToFlatArray(mb);
+    auto bytes = flat.asBytes();
+    return {bytes.begin(), bytes.end()};
+}
+
+} // namespace
+
+TEST(Network, TamperedForgedAndReplayedEnvelopesAreRefused) {
+    ThreeTier t;
+    t.net.stop("muni:131016"); // we speak with its keys instead
+    auto keys = load_node_keys(t.net.keys_dir("muni:131016"));
+    TransportOptions o;
+    o.node_id = "muni:131016";
+    o.curve_public = keys.curve_public;
+    o.curve_secret.assign(reinterpret_cast<const char*>(keys.curve_secret.view().data()), 40);
+    Transport raw(o, {});
+    std::mutex m;
+    std::condition_variable cv;
+    std::vector<std::string> acked;
+    raw.on_receive([&](const std::string&, const zmq::message_t& f) {
+        auto words = kj::heapArray<capnp::word>(f.size() / 8);
+        memcpy(words.begin(), f.data(), f.size());
+        capnp::FlatArrayMessageReader r(words.asPtr());
+        auto frame = r.getRoot<wire::Frame>();
+        if (frame.which() != wire::Frame::ACK) return;
+        std::lock_guard lock(m);
+        for (auto id : frame.getAck()) acked.push_back(hex(id));
+        cv.notify_all();
+    });
+    raw.add_peer("pref:13", {t.net.endpoint("pref:13")}, t.net.keys_for("pref:13").curve_public);
+    raw.start();
+
+    auto echo = t.net["pref:13"].router().handler_for("echo.Ping");
+    auto make = [&](const std::string& payload) {
+        capnp::MallocMessageBuilder mb;
+        auto e = mb.initRoot<schema::Envelope>();
+        auto id = new_message_id();
+        e.setId(kj::ArrayPtr<const kj::byte>(id.data(), id.size()));
+        e.setType("echo.Ping");
+        e.setFrom("muni:131016");
+        e.setTo("pref:13");
+        e.setHopCount(1);
+        e.setPayload(bytes_of(payload));
+        return std::make_pair(capnp::messageToFlatArray(mb), hex(id));
+    };
+    auto send_until_acked = [&](const std::vector<uint8_t>& frame, const std::string& id) {
+        for (int i = 0; i < 100; ++i) {
+            raw.send("pref:13", frame);
+            std::unique_lock lock(m);
+            if (cv.wait_for(lock, 100ms, [&] { return std::count(acked.begin(), acked.end(), id) > 0; })) return true;
+        }
+        return false;
+    };
+
+    // 1. A genuine frame is accepted and delivered once.
+    auto [good_words, good_id] = make("genuine");
+    capnp::FlatArrayMessageReader good_reader(good_words);
+    auto good = signed_frame(keys, "muni:131016", good_reader.getRoot<schema::Envelope>(), false);
+    ASSERT_TRUE(send_until_acked(good, good_id));
+    for (int i = 0; i < 100 && echo->status().handled < 1; ++i) std::this_thread::sleep_for(20ms);
+    EXPECT_EQ(echo->status().handled, 1u);
+
+    // 2. Replay of the same id: acknowledged again, never delivered again.
+    size_t acks_before = acked.size();
+    raw.send("pref:13", good);
+    {
+        std::unique_lock lock(m);
+        cv.wait_for(lock, 5s, [&] { return acked.size() > acks_before; });
+    }
+    std::this_thread::sleep_for(200ms);
+    EXPECT_EQ(echo->status().handled, 1u);
+
+    // 3. Tampered after signing, and 4. signed as J-LIS over the municipality's link: refused.
+    auto [w2, id2] = make("tampered");
+    capnp::FlatArrayMessageReader r2(w2);
+    raw.send("pref:13", signed_frame(keys, "muni:131016", r2.getRoot<schema::Envelope>(), true));
+    auto [w3, id3] = make("forged");
+    capnp::FlatArrayMessageReader r3(w3);
+    raw.send("pref:13", signed_frame(keys, "jlis:juki", r3.getRoot<schema::Envelope>(), false));
+    std::this_thread::sleep_for(500ms);
+    EXPECT_EQ(echo->status().handled, 1u);
+    std::lock_guard lock(m);
+    EXPECT_EQ(std::count(acked.begin(), acked.end(), id2), 0);
+    EXPECT_EQ(std::count(acked.begin(), acked.end(), id3), 0);
+    EXPECT_GE(t.net["pref:13"].metrics().counters("(unreadable)", "links").failed.load(), 2u);
+    raw.stop();
+}

@@ -1,0 +1,95 @@
+// Builds small networks of real hosts on 127.0.0.1 with real keys for integration tests.
+#pragma once
+
+#include "test_support.hpp"
+
+#include <renkei/host.hpp>
+#include <renkei/keys.hpp>
+
+#include <map>
+#include <memory>
+#include <string>
+
+namespace renkei::test {
+
+struct NodeSpec {
+    std::string id;
+    bool listen = true;
+    std::vector<PluginConfig> plugins;
+    // peer node id -> reaches patterns; a peer that listens is dialled, others only dial us.
+    std::map<std::string, std::vector<std::string>> peers;
+};
+
+class Network {
+public:
+    explicit Network(const TempDir& dir) : dir_(dir) {}
+
+    NodeCard keys_for(const std::string& id) {
+        if (!cards_.count(id)) cards_[id] = generate_node_keys(dir_ / ("keys-" + safe(id)), id);
+        return cards_[id];
+    }
+
+    HostConfig config(const NodeSpec& spec) {
+        keys_for(spec.id);
+        HostConfig c;
+        c.node_id = spec.id;
+        c.data_dir = dir_ / ("data-" + safe(spec.id));
+        c.keys_dir = dir_ / ("keys-" + safe(spec.id));
+        if (spec.listen) c.listen = "tcp://127.0.0.1:0";
+        c.plugins = spec.plugins;
+        for (auto& [peer, reaches] : spec.peers) {
+            auto card = keys_for(peer);
+            PeerConfig p;
+            p.node = peer;
+            p.curve_public = card.curve_public;
+            p.sign_public = card.sign_public;
+            p.seal_public = card.seal_public;
+            p.reaches = reaches;
+            if (endpoints_.count(peer)) p.endpoints = {endpoints_[peer]};
+            c.peers.push_back(p);
+        }
+        return c;
+    }
+
+    // Starts a node (peers it dials must already run). Returns it; the network owns it.
+    Host& start(const NodeSpec& spec) {
+        HostOptions o;
+        o.runner_path = RENKEI_BINARY;
+        auto host = std::make_unique<Host>(config(spec), o);
+        host->start();
+        if (!host->link_endpoint().empty()) endpoints_[spec.id] = host->link_endpoint();
+        hosts_[spec.id] = std::move(host);
+        return *hosts_[spec.id];
+    }
+
+    Host& operator[](const std::string& id) { return *hosts_.at(id); }
+    std::string endpoint(const std::string& id) { return endpoints_.at(id); }
+    std::filesystem::path keys_dir(const std::string& id) { return dir_ / ("keys-" + safe(id)); }
+
+    // Stops in reverse start order is not tracked: stop callers' nodes first where it matters.
+    void stop(const std::string& id) { hosts_.at(id)->stop(); }
+    ~Network() {
+        for (auto& [id, h] : hosts_) h->stop();
+    }
+
+    static std::string safe(std::string id) {
+        for (auto& c : id)
+            if (c == ':') c = '_';
+        return id;
+    }
+
+private:
+    const TempDir& dir_;
+    std::map<std::string, NodeCard> cards_;
+    std::map<std::string, std::string> endpoints_;
+    std::map<std::string, std::unique_ptr<Host>> hosts_;
+};
+
+inline PluginConfig echo_plugin(const std::string& name = "echo") {
+    PluginConfig p;
+    p.name = name;
+    p.path = plugin_path("adapters/mock-echo", "mock_echo");
+    return p;
+}
+
+} // namespace renkei::test
