@@ -284,9 +284,9 @@ std::string node_id_problem(const std::string& id) {
     if (!kinds.count(kind))
         return "node kind '" + kind + "' is not one of muni, pref, jlis, ipn, agency, vendor, wallet";
     if (kind == "muni") {
-        if (auto v = validate::local_gov_code("node id", name))
+        if (auto v = validate::local_gov_code("node id", name); !v)
             return "muni:<code> needs a 6-digit 全国地方公共団体コード with a valid check digit, got '" + name +
-                   "' (" + v->message + ")";
+                   "' (" + v.message + ")";
     } else if (kind == "pref") {
         if (name.size() != 2 || !is_digits(name) || std::stoi(name) < 1 || std::stoi(name) > 47)
             return "pref:<code> needs a 2-digit 都道府県コード 01-47, got '" + name + "'";
