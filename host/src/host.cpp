@@ -1,6 +1,7 @@
 #include <renkei/host.hpp>
 
 #include <renkei/admin_server.hpp>
+#include <renkei/audit_log.hpp>
 #include <renkei/in_process_plugin.hpp>
 #include <renkei/isolated_plugin.hpp>
 #include <renkei/links.hpp>
@@ -66,8 +67,38 @@ void Host::start() {
     auto log = logger("host");
     std::filesystem::create_directories(config_.data_dir);
     try {
+        audit_ = std::make_unique<AuditLog>(config_.data_dir / "audit");
+        router_.set_observer([this](const EnvelopeView& v, const std::string& event, const std::string& detail) {
+            auto e = v.get();
+            AuditRecord r;
+            r.time_ms = now_unix_ms();
+            r.event = event;
+            r.message_id = hex(e.getId());
+            r.type = e.getType();
+            r.from = e.getFrom();
+            r.to = e.getTo();
+            r.purpose = e.getPurpose();
+            r.operator_id = e.getOperatorId();
+            r.outcome = event == "delivered" || event == "forwarded" ? "ok" : "refused";
+            r.detail = detail;
+            audit_->append(std::move(r));
+        });
         if (keys_ && (!config_.listen.empty() || !config_.peers.empty())) {
             links_ = std::make_unique<Links>(config_, *keys_, router_, metrics_, [this] { return now_unix_ms(); });
+            links_->set_observer([this](const std::string& event, const std::string& peer, const std::string& id,
+                                        const std::string& type, const std::string& detail) {
+                if (event == "forwarded") return; // the router records it
+                AuditRecord r;
+                r.time_ms = now_unix_ms();
+                r.event = event;
+                r.message_id = id;
+                r.type = type;
+                r.from = peer;
+                r.to = config_.node_id;
+                r.outcome = event == "accepted" ? "ok" : "refused";
+                r.detail = detail;
+                audit_->append(std::move(r));
+            });
             links_->start();
             router_.set_forwarder([this](const EnvelopeView& v) { return links_->forward(v); });
         } else if (!config_.peers.empty() || !config_.listen.empty()) {
@@ -109,6 +140,8 @@ void Host::start() {
         started_.clear();
         router_.set_forwarder(nullptr);
         links_.reset();
+        router_.set_observer(nullptr);
+        audit_.reset();
         throw;
     }
     running_ = true;
@@ -127,6 +160,8 @@ void Host::stop() {
     router_.set_forwarder(nullptr);
     if (links_) links_->stop();
     links_.reset();
+    router_.set_observer(nullptr);
+    audit_.reset(); // flushes
     if (running_) logger("host")->info("node {} stopped", config_.node_id);
     running_ = false;
 }

@@ -1,4 +1,5 @@
 // The renkei command line.
+#include <renkei/audit_log.hpp>
 #include <renkei/config.hpp>
 #include <renkei/demo.hpp>
 #include <renkei/host.hpp>
@@ -75,6 +76,12 @@ int main(int argc, char** argv) {
     keygen->add_option("--node", node_id, "node id, e.g. muni:131016")->required();
     keygen->add_flag("--force", force, "overwrite existing key files");
 
+    std::string audit_dir;
+    auto* audit_cmd = app.add_subcommand("audit", "audit trail tools");
+    audit_cmd->require_subcommand(1);
+    auto* audit_verify = audit_cmd->add_subcommand("verify", "check the hash chain of an audit directory");
+    audit_verify->add_option("dir", audit_dir, "e.g. <data_dir>/audit")->required();
+
     std::string build_dir = "build", source_dir;
     auto* demo = app.add_subcommand("demo", "run the demo");
     demo->add_option("--build-dir", build_dir, "where the plugins were built");
@@ -106,6 +113,15 @@ int main(int argc, char** argv) {
                       << " (private files 0600); public node card:\n\n"
                       << card.to_toml();
             return 0;
+        }
+        if (*audit_verify) {
+            auto r = renkei::verify_audit(audit_dir);
+            if (r.ok) {
+                std::cout << audit_dir << ": ok, " << r.records << " records, chain intact\n";
+                return 0;
+            }
+            std::cout << audit_dir << ": BROKEN after " << r.records << " good records: " << r.error << "\n";
+            return 1;
         }
         if (*plugin_check_cmd) return renkei::plugin_check(plugin_file, std::cout);
         if (*runner) return renkei::run_plugin_runner(plugin_file, endpoint);

@@ -2,6 +2,7 @@
 #include "collector.hpp"
 #include "network.hpp"
 
+#include <renkei/audit_log.hpp>
 #include <renkei/transport.hpp>
 #include <wire.capnp.h>
 
@@ -200,4 +201,17 @@ TEST(Network, TamperedForgedAndReplayedEnvelopesAreRefused) {
     EXPECT_EQ(std::count(acked.begin(), acked.end(), id3), 0);
     EXPECT_GE(t.net["pref:13"].metrics().counters("(unreadable)", "links").failed.load(), 2u);
     raw.stop();
+
+    // Every refusal and the duplicate are in the prefecture's audit trail, which verifies.
+    auto* audit = t.net["pref:13"].audit();
+    audit->flush();
+    std::string trail;
+    for (auto& e : std::filesystem::directory_iterator(audit->dir()))
+        if (e.path().extension() == ".log") trail += read_file(e.path());
+    EXPECT_NE(trail.find("refused\t\t\tmuni:131016\tpref:13\t\t\trefused\tsignature does not verify"), std::string::npos);
+    EXPECT_NE(trail.find("(forged sender)"), std::string::npos);
+    EXPECT_NE(trail.find("duplicate\t" + good_id), std::string::npos);
+    EXPECT_NE(trail.find("delivered\t" + good_id), std::string::npos);
+    auto verified = verify_audit(audit->dir());
+    EXPECT_TRUE(verified.ok) << verified.error;
 }

@@ -20,6 +20,7 @@
 namespace renkei {
 
 class AdminServer;
+class AuditLog;
 class Links;
 
 struct HostOptions {
@@ -62,6 +63,8 @@ public:
     std::string link_endpoint() const;
     // Messages committed to the outbox and not yet acknowledged by the next hop.
     size_t links_pending() const;
+    // The audit trail (null before start).
+    AuditLog* audit() { return audit_.get(); }
     // JSON status of every endpoint (for /healthz and tests).
     std::string status_json() const;
 
@@ -82,6 +85,7 @@ private:
     std::optional<NodeKeys> keys_; // loaded from keys_dir when present
     Metrics metrics_;
     Router router_;
+    std::unique_ptr<AuditLog> audit_;     // <data_dir>/audit
     std::unique_ptr<Links> links_;         // to other hosts, when this node has keys and peers
     std::unique_ptr<AdminServer> admin_;
     std::mutex lifecycle_;

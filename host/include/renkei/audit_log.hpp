@@ -1,0 +1,87 @@
+// The audit log: append-only, hash-chained, one record per message event and per decision.
+//
+// Records are lines of tab-separated fields (tab, newline and backslash escaped) in files
+// audit-<first seq>.log that rotate by size. Each record carries its sequence number, the hash of
+// the previous record and its own hash, SHA-256(previous hash || the record's fields), so any
+// edit, deletion, insertion or reordering breaks the chain at a place verify() names. Personal
+// identifiers are stored only as HMAC-SHA256 under the node's audit key, never raw.
+//
+// append() is cheap and thread-safe: a writer thread commits records in batches (group commit),
+// with fdatasync per batch in durable mode; flush() waits until all appended records are on disk.
+// Expiring old files writes an anchor (the first remaining seq and the hash it chains from), so
+// what remains still verifies while a missing file in the middle is still detected.
+#pragma once
+
+#include <condition_variable>
+#include <cstdint>
+#include <filesystem>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace renkei {
+
+struct AuditRecord {
+    int64_t time_ms = 0;
+    std::string event;      // accepted, forwarded, delivered, refused, failed, duplicate, policy_allow, policy_deny, admin
+    std::string message_id; // hex
+    std::string type, from, to, purpose, operator_id;
+    std::string outcome;    // ok, refused, failed, ...
+    std::string detail;     // the reason or the peer, no personal data
+    std::string subject;    // a personal identifier (個人番号, 住民票コード): stored only as its HMAC
+};
+
+struct AuditOptions {
+    bool durable = true;                  // fdatasync each batch
+    uint64_t max_file_bytes = 64u << 20;  // rotate after this
+    std::filesystem::path key_file;       // HMAC key; default <dir>/../audit.key, created 0600
+};
+
+class AuditLog {
+public:
+    AuditLog(std::filesystem::path dir, AuditOptions options = {});
+    ~AuditLog();
+    AuditLog(const AuditLog&) = delete;
+    AuditLog& operator=(const AuditLog&) = delete;
+
+    void append(AuditRecord record);
+    void flush();
+    uint64_t appended() const;
+
+    // Removes whole files whose records are all older than `cutoff_ms` (never the current file)
+    // and anchors the chain at the first remaining record. Returns the number of files removed.
+    size_t expire_before(int64_t cutoff_ms);
+
+    const std::filesystem::path& dir() const { return dir_; }
+
+private:
+    void writer();
+    void open_tail();
+    std::string hmac(const std::string& value) const;
+
+    std::filesystem::path dir_;
+    AuditOptions options_;
+    std::vector<uint8_t> key_;
+    mutable std::mutex mutex_;
+    std::condition_variable cv_, flushed_;
+    std::vector<AuditRecord> pending_;
+    uint64_t next_seq_ = 1, written_seq_ = 0, queued_seq_ = 0;
+    std::string last_hash_;
+    std::filesystem::path current_file_;
+    uint64_t current_size_ = 0;
+    int fd_ = -1;
+    bool stopping_ = false;
+    std::thread thread_;
+};
+
+struct AuditVerifyResult {
+    bool ok = false;
+    uint64_t records = 0;
+    std::string error; // the first broken link: file, line, sequence number and why
+};
+
+// Checks the chain of every file in `dir` from the anchor (or the genesis) to the last record.
+AuditVerifyResult verify_audit(const std::filesystem::path& dir);
+
+} // namespace renkei

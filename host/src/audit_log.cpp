@@ -1,0 +1,326 @@
+#include <renkei/audit_log.hpp>
+
+#include <renkei/crypto.hpp>
+#include <renkei/log.hpp>
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <openssl/hmac.h>
+
+#include <algorithm>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+namespace renkei {
+namespace fs = std::filesystem;
+namespace {
+
+const std::string kGenesis(64, '0');
+constexpr size_t kFields = 14; // seq time event id type from to purpose operator outcome detail subject prev hash
+
+std::string escape(const std::string& s) {
+    std::string out;
+    out.reserve(s.size());
+    for (char c : s) {
+        if (c == '\\') out += "\\\\";
+        else if (c == '\t') out += "\\t";
+        else if (c == '\n') out += "\\n";
+        else if (c == '\r') out += "\\r";
+        else out.push_back(c);
+    }
+    return out;
+}
+
+std::vector<std::string> split(const std::string& line) {
+    std::vector<std::string> out(1);
+    for (char c : line) {
+        if (c == '\t') out.emplace_back();
+        else out.back().push_back(c);
+    }
+    return out;
+}
+
+std::string chain_hash(const std::string& prev, const std::string& body) {
+    std::string input = prev + "\t" + body;
+    return crypto::to_hex(crypto::sha256(crypto::view(input)));
+}
+
+std::string file_name(uint64_t first_seq) {
+    char buf[48];
+    snprintf(buf, sizeof buf, "audit-%020llu.log", static_cast<unsigned long long>(first_seq));
+    return buf;
+}
+
+// The log files in sequence order.
+std::vector<fs::path> log_files(const fs::path& dir) {
+    std::vector<fs::path> files;
+    std::error_code ec;
+    for (auto& e : fs::directory_iterator(dir, ec)) {
+        auto n = e.path().filename().string();
+        if (n.rfind("audit-", 0) == 0 && n.size() > 4 && n.substr(n.size() - 4) == ".log") files.push_back(e.path());
+    }
+    std::sort(files.begin(), files.end());
+    return files;
+}
+
+struct Anchor {
+    uint64_t seq = 1;
+    std::string prev = kGenesis;
+};
+
+Anchor read_anchor(const fs::path& dir) {
+    Anchor a;
+    std::ifstream in(dir / "anchor");
+    if (in) in >> a.seq >> a.prev;
+    return a;
+}
+
+std::vector<uint8_t> load_or_create_key(const fs::path& path) {
+    std::ifstream in(path);
+    std::string hex;
+    if (in && std::getline(in, hex)) return crypto::from_hex(hex);
+    fs::create_directories(path.parent_path());
+    auto key = crypto::random_bytes(32);
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    if (fd < 0) throw std::runtime_error(path.string() + ": cannot create the audit key");
+    std::string text = crypto::to_hex(key) + "\n";
+    bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size()) && ::fsync(fd) == 0;
+    ::close(fd);
+    if (!ok) throw std::runtime_error(path.string() + ": cannot write the audit key");
+    return key;
+}
+
+} // namespace
+
+AuditLog::AuditLog(fs::path dir, AuditOptions options) : dir_(std::move(dir)), options_(std::move(options)) {
+    fs::create_directories(dir_);
+    if (options_.key_file.empty()) options_.key_file = dir_.parent_path() / "audit.key";
+    key_ = load_or_create_key(options_.key_file);
+    open_tail();
+    thread_ = std::thread([this] { writer(); });
+}
+
+AuditLog::~AuditLog() {
+    {
+        std::lock_guard lock(mutex_);
+        stopping_ = true;
+        cv_.notify_all();
+    }
+    if (thread_.joinable()) thread_.join();
+    if (fd_ >= 0) ::close(fd_);
+}
+
+// Finds where the chain ends; a torn last line (a crash mid-write) is cut off and reported.
+void AuditLog::open_tail() {
+    auto anchor = read_anchor(dir_);
+    next_seq_ = anchor.seq;
+    last_hash_ = anchor.prev;
+    auto files = log_files(dir_);
+    if (!files.empty()) {
+        current_file_ = files.back();
+        std::ifstream in(current_file_, std::ios::binary);
+        std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        size_t good = content.rfind('\n');
+        good = good == std::string::npos ? 0 : good + 1;
+        if (good < content.size()) {
+            logger("audit")->warn("{}: cut a torn last record ({} bytes) left by a crash", current_file_.string(),
+                                  content.size() - good);
+            fs::resize_file(current_file_, good);
+            content.resize(good);
+        }
+        std::istringstream lines(content);
+        std::string line, last;
+        while (std::getline(lines, line))
+            if (!line.empty()) last = line;
+        if (!last.empty()) {
+            auto f = split(last);
+            if (f.size() == kFields) {
+                next_seq_ = std::stoull(f[0]) + 1;
+                last_hash_ = f[13];
+            }
+        } else if (files.size() > 1) {
+            // Empty newest file: continue from the one before it.
+            std::ifstream prev(files[files.size() - 2]);
+            std::string l, lastp;
+            while (std::getline(prev, l))
+                if (!l.empty()) lastp = l;
+            auto f = split(lastp);
+            if (f.size() == kFields) {
+                next_seq_ = std::stoull(f[0]) + 1;
+                last_hash_ = f[13];
+            }
+        }
+        current_size_ = content.size();
+    }
+    if (current_file_.empty() || current_size_ >= options_.max_file_bytes) {
+        current_file_ = dir_ / file_name(next_seq_);
+        current_size_ = 0;
+    }
+    fd_ = ::open(current_file_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+    if (fd_ < 0) throw std::runtime_error(current_file_.string() + ": cannot open the audit log");
+    written_seq_ = queued_seq_ = next_seq_ - 1;
+}
+
+std::string AuditLog::hmac(const std::string& value) const {
+    unsigned char out[32];
+    unsigned int n = 0;
+    HMAC(EVP_sha256(), key_.data(), static_cast<int>(key_.size()), reinterpret_cast<const unsigned char*>(value.data()),
+         value.size(), out, &n);
+    return crypto::to_hex({out, n});
+}
+
+void AuditLog::append(AuditRecord r) {
+    if (!r.subject.empty()) r.subject = hmac(r.subject);
+    std::lock_guard lock(mutex_);
+    pending_.push_back(std::move(r));
+    ++queued_seq_;
+    cv_.notify_one();
+}
+
+void AuditLog::flush() {
+    std::unique_lock lock(mutex_);
+    uint64_t target = queued_seq_;
+    flushed_.wait(lock, [&] { return written_seq_ >= target; });
+}
+
+uint64_t AuditLog::appended() const {
+    std::lock_guard lock(mutex_);
+    return queued_seq_;
+}
+
+void AuditLog::writer() {
+    std::vector<AuditRecord> batch;
+    std::string out;
+    for (;;) {
+        {
+            std::unique_lock lock(mutex_);
+            cv_.wait(lock, [&] { return stopping_ || !pending_.empty(); });
+            if (pending_.empty() && stopping_) return;
+            batch.swap(pending_);
+        }
+        out.clear();
+        for (auto& r : batch) {
+            std::ostringstream body;
+            body << next_seq_ << '\t' << r.time_ms << '\t' << escape(r.event) << '\t' << escape(r.message_id) << '\t'
+                 << escape(r.type) << '\t' << escape(r.from) << '\t' << escape(r.to) << '\t' << escape(r.purpose)
+                 << '\t' << escape(r.operator_id) << '\t' << escape(r.outcome) << '\t' << escape(r.detail) << '\t'
+                 << r.subject << '\t' << last_hash_;
+            std::string b = body.str();
+            std::string h = chain_hash(last_hash_, b);
+            out += b;
+            out += '\t';
+            out += h;
+            out += '\n';
+            last_hash_ = h;
+            ++next_seq_;
+        }
+        size_t done = 0;
+        while (done < out.size()) {
+            ssize_t n = ::write(fd_, out.data() + done, out.size() - done);
+            if (n < 0) {
+                if (errno == EINTR) continue;
+                logger("audit")->critical("{}: write failed: {}", current_file_.string(), strerror(errno));
+                std::abort(); // never run on without the trail
+            }
+            done += static_cast<size_t>(n);
+        }
+        if (options_.durable) ::fdatasync(fd_);
+        current_size_ += out.size();
+        if (current_size_ >= options_.max_file_bytes) {
+            ::close(fd_);
+            current_file_ = dir_ / file_name(next_seq_);
+            current_size_ = 0;
+            fd_ = ::open(current_file_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
+            if (fd_ < 0) std::abort();
+        }
+        {
+            std::lock_guard lock(mutex_);
+            written_seq_ += batch.size();
+            flushed_.notify_all();
+        }
+        batch.clear();
+    }
+}
+
+size_t AuditLog::expire_before(int64_t cutoff_ms) {
+    flush();
+    std::lock_guard lock(mutex_);
+    auto files = log_files(dir_);
+    size_t removed = 0;
+    for (size_t i = 0; i + 1 < files.size(); ++i) {
+        if (files[i] == current_file_) break;
+        // The newest record of the file decides: all of it must be older than the cutoff.
+        std::ifstream in(files[i]);
+        std::string line, last;
+        while (std::getline(in, line))
+            if (!line.empty()) last = line;
+        auto f = split(last);
+        if (f.size() != kFields || std::stoll(f[1]) >= cutoff_ms) break;
+        // Anchor at the first record of the next file before removing this one.
+        std::ifstream next(files[i + 1]);
+        std::string first;
+        std::getline(next, first);
+        auto nf = split(first);
+        if (nf.size() != kFields) break;
+        {
+            std::ofstream a(dir_ / "anchor.tmp", std::ios::trunc);
+            a << nf[0] << ' ' << nf[12] << '\n';
+        }
+        fs::rename(dir_ / "anchor.tmp", dir_ / "anchor");
+        fs::remove(files[i]);
+        ++removed;
+    }
+    return removed;
+}
+
+AuditVerifyResult verify_audit(const fs::path& dir) {
+    AuditVerifyResult r;
+    if (!fs::is_directory(dir)) {
+        r.error = dir.string() + ": not a directory";
+        return r;
+    }
+    auto anchor = read_anchor(dir);
+    uint64_t expect_seq = anchor.seq;
+    std::string prev = anchor.prev;
+    for (auto& file : log_files(dir)) {
+        std::ifstream in(file, std::ios::binary);
+        std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        std::istringstream lines(content);
+        std::string line;
+        size_t lineno = 0;
+        auto fail = [&](const std::string& why) {
+            r.error = file.string() + ":" + std::to_string(lineno) + ": record " + std::to_string(expect_seq) + ": " + why;
+            return r;
+        };
+        while (std::getline(lines, line)) {
+            ++lineno;
+            auto f = split(line);
+            if (f.size() != kFields) return fail("malformed record (" + std::to_string(f.size()) + " fields)");
+            uint64_t seq = 0;
+            try {
+                seq = std::stoull(f[0]);
+            } catch (...) {
+                return fail("malformed sequence number");
+            }
+            if (seq != expect_seq)
+                return fail("sequence number " + f[0] + " where " + std::to_string(expect_seq) +
+                            " was expected (a record was deleted, inserted or reordered)");
+            if (f[12] != prev) return fail("does not chain from the previous record (deleted, inserted or reordered)");
+            std::string body = line.substr(0, line.size() - f[13].size() - 1);
+            if (chain_hash(prev, body) != f[13]) return fail("hash mismatch (the record was edited)");
+            prev = f[13];
+            ++expect_seq;
+            ++r.records;
+        }
+        if (!content.empty() && content.back() != '\n') {
+            r.error = file.string() + ":" + std::to_string(lineno) + ": the last record is truncated";
+            return r;
+        }
+    }
+    r.ok = true;
+    return r;
+}
+
+} // namespace renkei
