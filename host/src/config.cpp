@@ -135,7 +135,7 @@ HostConfig parse(const fs::path& file, const std::vector<fs::path>& extra_dirs,
 
     // [node]
     if (auto* node = root["node"].as_table()) {
-        c.only_keys(*node, "node.", {"id", "data_dir", "keys_dir", "listen", "plugin_dirs"});
+        c.only_keys(*node, "node.", {"id", "data_dir", "keys_dir", "listen", "plugin_dirs", "policy"});
         cfg.node_id = c.string(*node, "node.", "id", true, node);
         if (!cfg.node_id.empty()) {
             if (auto why = node_id_problem(cfg.node_id); !why.empty()) c.issue(node->get("id"), "node.id", why);
@@ -148,6 +148,13 @@ HostConfig parse(const fs::path& file, const std::vector<fs::path>& extra_dirs,
         if (!cfg.listen.empty() && cfg.listen.rfind("tcp://", 0) != 0)
             c.issue(node->get("listen"), "node.listen", "must be a tcp:// endpoint");
         for (auto& d : c.strings(*node, "node.", "plugin_dirs")) cfg.plugin_dirs.push_back(c.resolve(d));
+        auto policy = c.string(*node, "node.", "policy", false);
+        if (!policy.empty()) {
+            cfg.policy_file = c.resolve(policy);
+            std::error_code ec;
+            if (!fs::is_regular_file(cfg.policy_file, ec))
+                c.issue(node->get("policy"), "node.policy", "no such file: " + cfg.policy_file.string());
+        }
     } else {
         c.issue_at(1, "node", "required table [node] is missing");
     }

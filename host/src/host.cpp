@@ -43,6 +43,7 @@ Host::Host(HostConfig config, HostOptions options)
             throw std::runtime_error(config_.keys_dir.string() + ": keys belong to " + keys_->node_id +
                                      ", not to " + config_.node_id);
     }
+    if (!config_.policy_file.empty()) policy_ = Policy::from_file(config_.policy_file);
 }
 
 Host::~Host() { stop(); }
@@ -98,6 +99,26 @@ void Host::start() {
                 r.outcome = event == "accepted" ? "ok" : "refused";
                 r.detail = detail;
                 audit_->append(std::move(r));
+            });
+            links_->set_policy([this](const schema::Envelope::Reader& e) -> std::string {
+                std::vector<std::string> conditions;
+                for (auto c : e.getConditions()) conditions.emplace_back(c);
+                std::string from = e.getFrom(), type = e.getType(), purpose = e.getPurpose();
+                auto d = policy_ ? policy_->check(from, type, purpose, conditions)
+                                 : PolicyDecision{false, "", "no access policy configured: denied by default"};
+                AuditRecord r;
+                r.time_ms = now_unix_ms();
+                r.event = d.allowed ? "policy_allow" : "policy_deny";
+                r.message_id = hex(e.getId());
+                r.type = type;
+                r.from = from;
+                r.to = config_.node_id;
+                r.purpose = purpose;
+                r.operator_id = e.getOperatorId();
+                r.outcome = d.allowed ? "ok" : "refused";
+                r.detail = d.reason;
+                audit_->append(std::move(r));
+                return d.allowed ? std::string() : d.reason;
             });
             links_->start();
             router_.set_forwarder([this](const EnvelopeView& v) { return links_->forward(v); });

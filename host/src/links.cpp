@@ -37,6 +37,7 @@ struct Links::Impl {
     Metrics& metrics;
     std::function<int64_t()> clock;
     Observer observer;
+    std::function<std::string(const schema::Envelope::Reader&)> policy;
 
     std::map<std::string, crypto::VerifyKey> verify_keys; // node -> signing key
     std::unique_ptr<Transport> transport;
@@ -161,6 +162,18 @@ struct Links::Impl {
             in_progress.insert(id);
         }
         observe("accepted", peer, idhex, type, "from " + std::string(env.getFrom()));
+        if (std::string(env.getTo()) == config.node_id) {
+            std::string why = policy ? policy(env) : "no access policy configured: denied by default";
+            if (!why.empty()) {
+                // Custody is taken (acknowledged, recorded) and the sender is told why.
+                router.fault(*view, RENKEI_ERR_DENIED, why, "purpose", "access policy");
+                dedup->first_time(id, clock());
+                send_ack(peer, id);
+                std::lock_guard lock(mutex);
+                in_progress.erase(id);
+                return;
+            }
+        }
         router.route(std::move(flat), [this, peer, id](int32_t status, const std::string&) {
             if (status == RENKEI_ERR_RETRY) { // host stopping: the sender keeps custody and retries
                 std::lock_guard lock(mutex);
@@ -224,6 +237,9 @@ Links::Links(const HostConfig& config, const NodeKeys& keys, Router& router, Met
 Links::~Links() { stop(); }
 
 void Links::set_observer(Observer o) { impl_->observer = std::move(o); }
+void Links::set_policy(std::function<std::string(const schema::Envelope::Reader&)> check) {
+    impl_->policy = std::move(check);
+}
 
 void Links::start() {
     auto& m = *impl_;

@@ -18,6 +18,9 @@ struct Envelope @0xed0e6d7a0fdc1fb8 {
   payload @8 :Data;         # canonical bytes of the domain message named by `type`
   hopCount @9 :UInt8;       # incremented per host; the router drops a message at its hop limit
   fault @10 :Fault;         # set on an error reply (type "<original>.Fault"), otherwise absent
+  conditions @11 :List(Text); # query conditions present in the payload (e.g. "myNumber", "name",
+                              # "dateOfBirth"), checked by the receiving host's access policy;
+                              # the receiving plugin refuses a payload that uses others
 }
 
 # A refusal or failure reported back to the sender of `correlationId`.

@@ -215,3 +215,42 @@ TEST(Network, TamperedForgedAndReplayedEnvelopesAreRefused) {
     auto verified = verify_audit(audit->dir());
     EXPECT_TRUE(verified.ok) << verified.error;
 }
+
+TEST(Network, PolicyDeniedMessageNeverReachesThePlugin) {
+    TempDir tmp;
+    Network net(tmp);
+    NodeSpec jlis{"jlis:juki", true, {echo_plugin()}, {{"pref:13", {"muni:*"}}}};
+    jlis.policy = "[[rule]]\nsender = \"kind:muni\"\ntype = \"echo.Ping\"\npurpose = \"juki-30-6\"\n";
+    net.start(jlis);
+    net.start({"pref:13", true, {}, {{"jlis:juki", {"jlis:*"}}, {"muni:131016", {}}}});
+    net.start({"muni:131016", false, {}, {{"pref:13", {"*"}}}});
+    Collector client("client", {"echo.Pong", "echo.Ping.Fault"});
+    net["muni:131016"].add_endpoint(client.endpoint());
+
+    capnp::MallocMessageBuilder mb;
+    auto e = mb.initRoot<schema::Envelope>();
+    e.setType("echo.Ping");
+    e.setTo("jlis:juki");
+    e.setPurpose("no-legal-basis");
+    e.setPayload(bytes_of("x"));
+    net["muni:131016"].submit(client.name(), capnp::messageToFlatArray(mb).asBytes());
+    e.setPurpose("juki-30-6");
+    net["muni:131016"].submit(client.name(), capnp::messageToFlatArray(mb).asBytes());
+
+    auto got = client.wait_for(2, 20s);
+    ASSERT_EQ(got.size(), 2u);
+    std::map<std::string, Received> by_type;
+    for (auto& r : got) by_type[r.type] = r;
+    ASSERT_TRUE(by_type.count("echo.Ping.Fault"));
+    EXPECT_EQ(by_type["echo.Ping.Fault"].fault_code, static_cast<uint32_t>(RENKEI_ERR_DENIED));
+    EXPECT_NE(by_type["echo.Ping.Fault"].fault_message.find("denied by default"), std::string::npos);
+    ASSERT_TRUE(by_type.count("echo.Pong"));
+    EXPECT_EQ(net["jlis:juki"].router().handler_for("echo.Ping")->status().handled, 1u);
+    auto* audit = net["jlis:juki"].audit();
+    audit->flush();
+    std::string trail;
+    for (auto& f : std::filesystem::directory_iterator(audit->dir()))
+        if (f.path().extension() == ".log") trail += read_file(f.path());
+    EXPECT_NE(trail.find("policy_deny"), std::string::npos);
+    EXPECT_NE(trail.find("policy_allow"), std::string::npos);
+}

@@ -18,6 +18,7 @@ struct NodeSpec {
     std::vector<PluginConfig> plugins;
     // peer node id -> reaches patterns; a peer that listens is dialled, others only dial us.
     std::map<std::string, std::vector<std::string>> peers;
+    std::string policy; // TOML; empty: allow everything (tests of other things)
 };
 
 class Network {
@@ -36,6 +37,9 @@ public:
         c.data_dir = dir_ / ("data-" + safe(spec.id));
         c.keys_dir = dir_ / ("keys-" + safe(spec.id));
         if (spec.listen) c.listen = "tcp://127.0.0.1:0";
+        c.policy_file = dir_ / ("policy-" + safe(spec.id) + ".toml");
+        if (!std::filesystem::exists(c.policy_file))
+            write_file(c.policy_file, spec.policy.empty() ? "[[rule]]\nsender = \"*\"\ntype = \"*\"\npurpose = \"*\"\n" : spec.policy);
         c.plugins = spec.plugins;
         for (auto& [peer, reaches] : spec.peers) {
             auto card = keys_for(peer);

@@ -34,6 +34,7 @@ struct HostConfig {
     std::filesystem::path data_dir;      // state: stores, outbox, audit
     std::filesystem::path keys_dir;      // this node's key files
     std::string listen;                  // transport bind endpoint, empty = no inbound links
+    std::filesystem::path policy_file;   // access policy for messages from other hosts (deny all if unset)
     std::string admin_listen;            // "127.0.0.1:<port>", empty = admin HTTP off
     std::string log_level = "info";
     std::vector<std::filesystem::path> plugin_dirs;

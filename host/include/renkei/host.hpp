@@ -7,6 +7,7 @@
 #include <renkei/keys.hpp>
 #include <renkei/metrics.hpp>
 #include <renkei/plugin_endpoint.hpp>
+#include <renkei/policy.hpp>
 #include <renkei/router.hpp>
 
 #include <filesystem>
@@ -83,6 +84,7 @@ private:
     HostConfig config_;
     HostOptions options_;
     std::optional<NodeKeys> keys_; // loaded from keys_dir when present
+    std::optional<Policy> policy_; // loaded from policy_file when set
     Metrics metrics_;
     Router router_;
     std::unique_ptr<AuditLog> audit_;     // <data_dir>/audit

@@ -38,6 +38,9 @@ public:
     ~Links();
 
     void set_observer(Observer o);
+    // Decides whether an envelope for this node, arriving from another host, may reach a plugin.
+    // Returns "" to allow, else the reason for the refusal. Unset: everything is refused.
+    void set_policy(std::function<std::string(const schema::Envelope::Reader&)> check);
     // Starts the transport (ZAP self-test included) and the retry loop. Throws on failure.
     void start();
     void stop();
