@@ -58,7 +58,7 @@ std::shared_ptr<PluginEndpoint> Host::make_endpoint(const PluginConfig& pc) {
         return std::make_shared<IsolatedPlugin>(pc.name, o, pc.settings, *this);
     }
     auto lib = load_plugin(pc.path);
-    auto ctx = std::make_unique<PluginContext>(pc.name, pc.settings, *this);
+    auto ctx = std::make_unique<PluginContext>(pc.name, pc.settings, *this, config_.data_dir / "store" / (pc.name + ".db"));
     return std::make_shared<InProcessPlugin>(pc.name, std::move(lib), std::move(ctx));
 }
 

@@ -69,7 +69,14 @@ void InProcessPlugin::run() {
         renkei_error err{};
         for (uint32_t attempt = 0;; ++attempt) {
             err = {};
-            rc = d.handle(instance_, bytes.begin(), bytes.size(), &err);
+            auto call = [&] { return d.handle(instance_, bytes.begin(), bytes.size(), &err); };
+            try {
+                // A plugin that keeps state in the host store gets exactly-once effects.
+                rc = context_->store() ? context_->store()->handle_once(msg.id, call) : call();
+            } catch (const std::exception& e) {
+                rc = RENKEI_ERR_RETRY; // the store failed (disk?): nothing committed, try again
+                snprintf(err.message, sizeof err.message, "plugin store: %s", e.what());
+            }
             if (rc != RENKEI_ERR_RETRY || attempt + 1 >= retry_.max_attempts) break;
             std::unique_lock lock(mutex_);
             if (cv_.wait_for(lock, std::chrono::milliseconds(retry_.delay_ms(attempt)),

@@ -145,14 +145,64 @@ void c_buffer_free(void*, renkei_buffer* b) {
     b->size = 0;
 }
 
-const void* c_get_interface(void*, const char*) { return nullptr; }
+const void* c_get_interface(void* h, const char* id) {
+    try {
+        return id != nullptr ? ctx(h).interface(id) : nullptr;
+    } catch (const std::exception& e) {
+        ctx(h).log(RENKEI_LOG_ERROR, (std::string("cannot open the plugin store: ") + e.what()).c_str());
+        return nullptr;
+    }
+}
+
+std::span<const uint8_t> span_of(const uint8_t* p, size_t n) { return {p, n}; }
+
+int32_t check_key(const uint8_t* key, size_t size) {
+    if (key == nullptr || size == 0 || size > 1024)
+        throw HostCallError(RENKEI_ERR_INVALID, "store key must be 1..1024 bytes");
+    return RENKEI_OK;
+}
+
+int32_t c_store_put(void* h, const uint8_t* key, size_t key_size, const uint8_t* value, size_t value_size,
+                    renkei_error* err) {
+    return guarded(err, [&] {
+        check_key(key, key_size);
+        if (value == nullptr && value_size > 0) throw HostCallError(RENKEI_ERR_INVALID, "store value is NULL");
+        if (value_size > (16u << 20)) throw HostCallError(RENKEI_ERR_INVALID, "store value exceeds 16 MiB");
+        static const uint8_t empty = 0;
+        ctx(h).store()->put(span_of(key, key_size), span_of(value ? value : &empty, value_size));
+        return static_cast<int32_t>(RENKEI_OK);
+    });
+}
+
+int32_t c_store_get(void* h, const uint8_t* key, size_t key_size, renkei_buffer* value, renkei_error* err) {
+    return guarded(err, [&] {
+        check_key(key, key_size);
+        *value = {nullptr, 0};
+        auto v = ctx(h).store()->get(span_of(key, key_size));
+        if (!v) {
+            fill(err, RENKEI_ERR_NOT_FOUND, "no such key");
+            return static_cast<int32_t>(RENKEI_ERR_NOT_FOUND);
+        }
+        return give_bytes(value, *v);
+    });
+}
+
+int32_t c_store_remove(void* h, const uint8_t* key, size_t key_size, renkei_error* err) {
+    return guarded(err, [&] {
+        check_key(key, key_size);
+        ctx(h).store()->remove(span_of(key, key_size));
+        return static_cast<int32_t>(RENKEI_OK);
+    });
+}
+
+const renkei_store_v1 kStoreV1{sizeof(renkei_store_v1), &c_store_put, &c_store_get, &c_store_remove};
 
 } // namespace
 
 PluginContext::PluginContext(std::string plugin_name, toml::table settings,
-                             HostServices& services)
+                             HostServices& services, std::filesystem::path store_file)
     : name_(std::move(plugin_name)), settings_(std::move(settings)), services_(services),
-      log_(logger("plugin." + name_)) {
+      log_(logger("plugin." + name_)), store_file_(std::move(store_file)) {
     api_.struct_size = sizeof(renkei_host_api);
     api_.abi_minor = RENKEI_ABI_MINOR;
     api_.host_ctx = this;
@@ -166,6 +216,14 @@ PluginContext::PluginContext(std::string plugin_name, toml::table settings,
     api_.now_unix_ms = &c_now;
     api_.buffer_free = &c_buffer_free;
     api_.get_interface = &c_get_interface;
+}
+
+const void* PluginContext::interface(const char* id) {
+    if (std::string_view(id) == RENKEI_STORE_V1 && !store_file_.empty()) {
+        if (!store_) store_ = std::make_unique<PluginStore>(store_file_);
+        return &kStoreV1;
+    }
+    return nullptr;
 }
 
 std::optional<std::string> PluginContext::setting(const std::string& key) const {

@@ -101,6 +101,7 @@ void Router::route(kj::Array<capnp::word> flat, std::function<void(int32_t, cons
     counters.in.fetch_add(1, std::memory_order_relaxed);
     Delivery d;
     d.type = type;
+    d.id = view->id();
     d.envelope = std::move(flat);
     // `view` borrows d.envelope's buffer; keep it alive alongside the bytes.
     d.done = [this, view, &counters, done = std::move(done), plugin = ep->instance_name()](

@@ -4,6 +4,7 @@
 
 #include <renkei/host_services.hpp>
 #include <renkei/plugin.h>
+#include <renkei/plugin_store.hpp>
 
 #include <spdlog/logger.h>
 #include <toml++/toml.h>
@@ -16,7 +17,9 @@ namespace renkei {
 
 class PluginContext {
 public:
-    PluginContext(std::string plugin_name, toml::table settings, HostServices& services);
+    // `store_file`: where "renkei.store.v1" keeps this instance's data (empty: not offered).
+    PluginContext(std::string plugin_name, toml::table settings, HostServices& services,
+                  std::filesystem::path store_file = {});
     PluginContext(const PluginContext&) = delete;
     PluginContext& operator=(const PluginContext&) = delete;
 
@@ -28,6 +31,9 @@ public:
     // The setting at dotted `key` rendered as text (strings verbatim, other values as TOML).
     std::optional<std::string> setting(const std::string& key) const;
     void log(int32_t level, const char* message) const;
+    // The store, opened on the plugin's first request for it; null if it never asked.
+    PluginStore* store() const { return store_.get(); }
+    const void* interface(const char* id);
 
 private:
     std::string name_;
@@ -35,6 +41,8 @@ private:
     HostServices& services_;
     std::shared_ptr<spdlog::logger> log_;
     renkei_host_api api_{};
+    std::filesystem::path store_file_;
+    std::unique_ptr<PluginStore> store_;
 };
 
 } // namespace renkei

@@ -1,6 +1,7 @@
 // A running plugin instance as the router sees it, whether in this process or isolated in a child.
 #pragma once
 
+#include <renkei/envelope.hpp>
 #include <renkei/plugin_loader.hpp>
 
 #include <capnp/common.h>
@@ -17,6 +18,7 @@ namespace renkei {
 struct Delivery {
     kj::Array<capnp::word> envelope; // flat Envelope, 8-byte aligned
     std::string type;
+    MessageId id{};
     std::function<void(int32_t status, const std::string& message)> done;
     uint32_t crashes = 0; // times an isolated plugin died while handling this message
 };

@@ -187,6 +187,34 @@ typedef struct renkei_plugin_descriptor {
     const void* (*get_interface)(void* instance, const char* interface_id);
 } renkei_plugin_descriptor;
 
+/*
+ * Interface "renkei.store.v1" (host_api->get_interface): a key-value store private to the plugin
+ * instance, kept by the host (SQLite in <data_dir>/store/<instance>.db).
+ *
+ * Exactly-once effect: writes made during `handle` are committed in one transaction together with
+ * the host's record that this message id was handled. If the host dies mid-way nothing of the
+ * message's writes survives and it is delivered again; a message whose writes were committed is
+ * never handed to `handle` again. A non-OK status from `handle` rolls its writes back.
+ * Writes made in `start` or `stop` commit immediately.
+ *
+ * Threading: call only from within create/start/handle/stop (the host's threads for this
+ * instance), never from threads the plugin started itself. Keys and values are opaque bytes
+ * (keys at most 1 KiB, values at most 16 MiB). Process-isolated plugins do not get this interface
+ * yet (get_interface returns NULL there).
+ */
+#define RENKEI_STORE_V1 "renkei.store.v1"
+
+typedef struct renkei_store_v1 {
+    uint32_t struct_size;
+    int32_t (*put)(void* host_ctx, const uint8_t* key, size_t key_size, const uint8_t* value,
+                   size_t value_size, renkei_error* err);
+    /* RENKEI_ERR_NOT_FOUND when absent; otherwise `*value` receives a host buffer. */
+    int32_t (*get)(void* host_ctx, const uint8_t* key, size_t key_size, renkei_buffer* value,
+                   renkei_error* err);
+    /* RENKEI_OK whether or not the key existed. */
+    int32_t (*remove)(void* host_ctx, const uint8_t* key, size_t key_size, renkei_error* err);
+} renkei_store_v1;
+
 /* Signature of the exported entry point. */
 typedef const renkei_plugin_descriptor* (*renkei_plugin_entry_fn)(void);
 

@@ -236,6 +236,44 @@ private:
     const renkei_host_api* api_;
 };
 
+// The host's key-value store for this plugin ("renkei.store.v1"): writes made while handling a
+// message commit atomically with the host's record of that message (exactly-once effect).
+class Store {
+public:
+    explicit Store(const renkei_host_api* api)
+        : api_(api), store_(static_cast<const renkei_store_v1*>(api->get_interface(api->host_ctx, RENKEI_STORE_V1))) {}
+    bool available() const { return store_ != nullptr; }
+    void put(std::string_view key, kj::ArrayPtr<const kj::byte> value) {
+        renkei_error err{};
+        detail::check(need()->put(api_->host_ctx, bytes(key), key.size(), value.begin(), value.size(), &err), err,
+                      "store put");
+    }
+    void put(std::string_view key, std::string_view value) {
+        put(key, kj::ArrayPtr<const kj::byte>(bytes(value), value.size()));
+    }
+    std::optional<std::string> get(std::string_view key) {
+        detail::HostBuffer out(api_);
+        renkei_error err{};
+        int32_t rc = need()->get(api_->host_ctx, bytes(key), key.size(), out.get(), &err);
+        if (rc == RENKEI_ERR_NOT_FOUND) return std::nullopt;
+        detail::check(rc, err, "store get");
+        return out.text();
+    }
+    void remove(std::string_view key) {
+        renkei_error err{};
+        detail::check(need()->remove(api_->host_ctx, bytes(key), key.size(), &err), err, "store remove");
+    }
+
+private:
+    static const uint8_t* bytes(std::string_view s) { return reinterpret_cast<const uint8_t*>(s.data()); }
+    const renkei_store_v1* need() {
+        if (!store_) throw Error(RENKEI_ERR_UNSUPPORTED, "this host offers no renkei.store.v1 here");
+        return store_;
+    }
+    const renkei_host_api* api_;
+    const renkei_store_v1* store_;
+};
+
 // Base class of a plugin. Derive, add `using Plugin::Plugin;`, override handle().
 class Plugin {
 public:
