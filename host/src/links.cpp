@@ -50,7 +50,21 @@ struct Links::Impl {
     std::deque<std::pair<std::string, std::vector<uint8_t>>> inbound;
     std::set<MessageId> in_progress; // taken, not yet finished: a retransmission waits for them
     bool stopping = false;
-    std::thread receiver, resender;
+    std::thread receiver, resender, committer;
+
+    // Group commit: forward() queues signed frames; the committer writes each batch to the outbox
+    // in one transaction, hands the frames to the transport, and releases the waiting callers.
+    struct Outgoing {
+        std::string hop;
+        MessageId id;
+        std::string type;
+        std::vector<uint8_t> frame;
+    };
+    std::vector<Outgoing> to_commit;
+    uint64_t enqueued_batches = 0, committed_batches = 0;
+    std::condition_variable committed_cv;
+    // Acknowledgements are recorded (dedup) and sent in batches too.
+    std::vector<std::pair<std::string, MessageId>> to_ack;
 
     Impl(const HostConfig& c, const NodeKeys& k, Router& r, Metrics& m, std::function<int64_t()> clk)
         : config(c), keys(k), router(r), metrics(m), clock(std::move(clk)) {}
@@ -98,9 +112,15 @@ struct Links::Impl {
         auto frame = capnp::messageToFlatArray(mb);
         auto bytes = frame.asBytes();
         auto id = env.id();
-        uint64_t seq = outbox->put(hop, id, std::string(e.getType()), {bytes.begin(), bytes.size()}, clock());
-        transport->send(hop, to_vector(bytes));
-        outbox->mark_sent(std::span<const uint64_t>(&seq, 1), clock());
+        {
+            // Custody: return only once the frame is committed to the outbox.
+            std::unique_lock lock(mutex);
+            to_commit.push_back(Outgoing{hop, id, std::string(e.getType()), to_vector(bytes)});
+            uint64_t mine = enqueued_batches + 1;
+            cv.notify_all();
+            committed_cv.wait(lock, [&] { return committed_batches >= mine || stopping; });
+            if (committed_batches < mine) return "host stopping before " + hex(id) + " was committed";
+        }
         observe("forwarded", hop, hex(id), e.getType(), "to " + to + " via " + hop);
         return {};
     }
@@ -167,10 +187,7 @@ struct Links::Impl {
             if (!why.empty()) {
                 // Custody is taken (acknowledged, recorded) and the sender is told why.
                 router.fault(*view, RENKEI_ERR_DENIED, why, "purpose", "access policy");
-                dedup->first_time(id, clock());
-                send_ack(peer, id);
-                std::lock_guard lock(mutex);
-                in_progress.erase(id);
+                taken(peer, id);
                 return;
             }
         }
@@ -180,11 +197,68 @@ struct Links::Impl {
                 in_progress.erase(id);
                 return;
             }
-            dedup->first_time(id, clock());
-            send_ack(peer, id);
-            std::lock_guard lock(mutex);
-            in_progress.erase(id);
+            taken(peer, id);
         });
+    }
+
+    void commit_loop() {
+        std::vector<Outgoing> batch;
+        std::vector<std::pair<std::string, MessageId>> acks;
+        for (;;) {
+            {
+                std::unique_lock lock(mutex);
+                cv.wait(lock, [&] { return stopping || !to_commit.empty() || !to_ack.empty(); });
+                if (stopping) return;
+                batch.swap(to_commit);
+                acks.swap(to_ack);
+                if (!batch.empty()) ++enqueued_batches; // callers queued so far wait for this batch
+            }
+            if (!batch.empty()) {
+                try {
+                    std::vector<OutboxPut> puts;
+                    puts.reserve(batch.size());
+                    for (auto& o : batch) puts.push_back(OutboxPut{o.hop, o.id, o.type, o.frame});
+                    auto now = clock();
+                    auto seqs = outbox->put_batch(puts, now);
+                    for (auto& o : batch) transport->send(o.hop, std::move(o.frame));
+                    outbox->mark_sent(seqs, now);
+                } catch (const std::exception& e) {
+                    logger("links")->error("outbox commit failed: {}", e.what());
+                }
+                std::lock_guard lock(mutex);
+                ++committed_batches;
+                committed_cv.notify_all();
+                batch.clear();
+            }
+            if (!acks.empty()) {
+                std::vector<MessageId> ids;
+                for (auto& [peer, id] : acks) ids.push_back(id);
+                try {
+                    dedup->first_time_batch(ids, clock());
+                } catch (const std::exception& e) {
+                    logger("links")->error("dedup commit failed: {}", e.what());
+                }
+                std::map<std::string, std::vector<MessageId>> by_peer;
+                for (auto& [peer, id] : acks) by_peer[peer].push_back(id);
+                for (auto& [peer, list] : by_peer) {
+                    capnp::MallocMessageBuilder mb;
+                    auto out = mb.initRoot<wire::Frame>().initAck(static_cast<unsigned>(list.size()));
+                    for (size_t i = 0; i < list.size(); ++i)
+                        out.set(static_cast<unsigned>(i), kj::ArrayPtr<const kj::byte>(list[i].data(), list[i].size()));
+                    transport->send(peer, to_vector(capnp::messageToFlatArray(mb).asBytes()));
+                }
+                std::lock_guard lock(mutex);
+                for (auto& [peer, id] : acks) in_progress.erase(id);
+                acks.clear();
+            }
+        }
+    }
+
+    // Records `id` as taken and acknowledges it to `peer` (batched by the committer).
+    void taken(const std::string& peer, const MessageId& id) {
+        std::lock_guard lock(mutex);
+        to_ack.emplace_back(peer, id);
+        cv.notify_all();
     }
 
     void receive_loop() {
@@ -272,6 +346,7 @@ void Links::start() {
     m.transport->start();
     m.receiver = std::thread([&m] { m.receive_loop(); });
     m.resender = std::thread([&m] { m.resend_loop(); });
+    m.committer = std::thread([&m] { m.commit_loop(); });
 }
 
 void Links::stop() {
@@ -284,6 +359,8 @@ void Links::stop() {
     }
     if (m.receiver.joinable()) m.receiver.join();
     if (m.resender.joinable()) m.resender.join();
+    if (m.committer.joinable()) m.committer.join();
+    m.committed_cv.notify_all();
     if (m.transport) m.transport->stop();
 }
 
