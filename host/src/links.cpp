@@ -138,8 +138,10 @@ struct Links::Impl {
         capnp::FlatArrayMessageReader reader(words.asPtr(), reader_options_for(bytes.size()));
         auto frame = reader.getRoot<wire::Frame>();
         if (frame.which() == wire::Frame::ACK) {
+            std::vector<MessageId> ids;
             for (auto id : frame.getAck())
-                if (id.size() == 16) outbox->ack(peer, to_message_id(id));
+                if (id.size() == 16) ids.push_back(to_message_id(id));
+            outbox->ack_batch(peer, ids); // one transaction per ack frame
             return;
         }
         auto s = frame.getEnvelope();
@@ -319,7 +321,7 @@ void Links::start() {
     auto& m = *impl_;
     std::filesystem::create_directories(m.config.data_dir);
     OutboxOptions oo;
-    oo.retry.base_delay_ms = 500;
+    oo.retry.base_delay_ms = 5000;
     oo.retry.max_delay_ms = 10000;
     m.outbox = std::make_unique<Outbox>(m.config.data_dir / "outbox.db", oo);
     m.dedup = std::make_unique<InboxDedup>(m.config.data_dir / "inbox.db");
