@@ -245,7 +245,7 @@ HostConfig parse(const fs::path& file, const std::vector<fs::path>& extra_dirs,
                 c.issue(&(*arr)[i], prefix, "must be a table");
                 continue;
             }
-            c.only_keys(*t, prefix, {"node", "endpoints", "curve_public", "sign_public", "seal_public", "reaches"});
+            c.only_keys(*t, prefix, {"node", "endpoints", "curve_public", "sign_public", "seal_public", "reaches", "signing"});
             PeerConfig p;
             p.node = c.string(*t, prefix, "node", true, t);
             if (!p.node.empty()) {
@@ -269,6 +269,12 @@ HostConfig parse(const fs::path& file, const std::vector<fs::path>& extra_dirs,
                                            p.seal_public.find_first_not_of("0123456789abcdef") != std::string::npos))
                 c.issue(t->get("seal_public"), prefix + "seal_public", "must be 64 lowercase hex characters (X25519)");
             p.reaches = c.strings(*t, prefix, "reaches");
+            std::string signing = c.string(*t, prefix, "signing", false);
+            if (signing == "batch")
+                p.batch_signing = true;
+            else if (!signing.empty() && signing != "message")
+                c.issue(t->get("signing"), prefix + "signing",
+                        "must be \"message\" (one signature per envelope) or \"batch\" (one per Merkle batch)");
             cfg.peers.push_back(std::move(p));
         }
     }

@@ -33,7 +33,8 @@ InboxDedup::InboxDedup(const std::filesystem::path& path, const sqlite::OpenOpti
       insert_((create_schema(db_),
                db_.prepare("INSERT INTO inbox_seen (id, seen_ms) VALUES (?1, ?2)"
                            " ON CONFLICT (id) DO NOTHING",
-                           "record inbox message id"))) {}
+                           "record inbox message id"))),
+      select_(db_.prepare("SELECT 1 FROM inbox_seen WHERE id = ?1", "look up inbox message id")) {}
 
 bool InboxDedup::record(const MessageId& id, int64_t now_ms) {
     insert_.bind_blob(1, id_bytes(id)).bind(2, now_ms);
@@ -70,9 +71,10 @@ bool InboxDedup::apply_once(const MessageId& id, int64_t now_ms,
 
 bool InboxDedup::seen(const MessageId& id) {
     std::lock_guard lock(mutex_);
-    auto q = db_.prepare("SELECT 1 FROM inbox_seen WHERE id = ?1", "look up inbox message id");
-    q.bind_blob(1, id_bytes(id));
-    return q.step();
+    select_.bind_blob(1, id_bytes(id));
+    bool found = select_.step();
+    select_.reset();
+    return found;
 }
 
 size_t InboxDedup::prune_older_than(int64_t cutoff_ms) {

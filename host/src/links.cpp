@@ -3,6 +3,7 @@
 #include <renkei/crypto.hpp>
 #include <renkei/inbox_dedup.hpp>
 #include <renkei/log.hpp>
+#include <renkei/merkle.hpp>
 #include <renkei/outbox.hpp>
 #include <renkei/transport.hpp>
 
@@ -11,9 +12,11 @@
 #include <capnp/message.h>
 #include <capnp/serialize.h>
 
+#include <algorithm>
 #include <condition_variable>
 #include <deque>
 #include <set>
+#include <unordered_set>
 #include <thread>
 
 namespace renkei {
@@ -58,11 +61,33 @@ struct Links::Impl {
         std::string hop;
         MessageId id;
         std::string type;
-        std::vector<uint8_t> frame;
+        std::vector<uint8_t> body;  // canonical envelope, signed in a Merkle batch by the committer
+        std::vector<uint8_t> frame; // or the frame already signed on its own
     };
+    static constexpr size_t kMaxQueued = 65536; // forward() waits while this many await commit
+    // Flow control: a local sender waits while this many messages are queued or unacknowledged,
+    // so a fast sender cannot run ahead of the next hop into retry storms and long queues.
+    // (Relayed messages, forwarded on the receiver thread, never wait here: that thread also
+    // takes the acknowledgements that make room.)
+    static constexpr size_t kWindow = 4096;
+    size_t unacked = 0; // committed to the outbox, not yet acknowledged (under `mutex`)
+    // Frames the transport could not hand over (the link is not up yet, e.g. just after start):
+    // tried again every resend round for a short while instead of waiting for the outbox's
+    // back-off. They are in the outbox already; past kParkMs the back-off takes over.
+    std::mutex parked_mutex;
+    std::deque<std::pair<std::string, std::vector<uint8_t>>> parked;
+    std::map<std::string, int64_t> outage_since; // peer -> first failed hand-over of this outage
+    static constexpr size_t kMaxParked = 65536;
+    static constexpr int64_t kParkMs = 10000;
+    static constexpr uint32_t kMaxBatchLeaves = 4096;
     std::vector<Outgoing> to_commit;
-    uint64_t enqueued_batches = 0, committed_batches = 0;
-    std::condition_variable committed_cv;
+    std::condition_variable room_cv;
+    std::set<std::string> batch_peers; // peers configured with signing = "batch"
+    // Merkle roots already verified, per peer: a batch costs one signature check, not one per leaf.
+    std::mutex roots_mutex;
+    std::unordered_set<std::string> verified_roots;
+    std::deque<std::string> verified_order;
+    static constexpr size_t kVerifiedRoots = 1024;
     // Acknowledgements are recorded (dedup) and sent in batches too.
     std::vector<std::pair<std::string, MessageId>> to_ack;
 
@@ -90,6 +115,29 @@ struct Links::Impl {
         transport->send(peer, to_vector(capnp::messageToFlatArray(mb).asBytes()));
     }
 
+    static std::vector<uint8_t> signed_frame(std::span<const uint8_t> body, schema::SignatureAlg alg,
+                                             const std::string& key_id, std::span<const uint8_t> sig,
+                                             const std::vector<merkle::Hash>* proof = nullptr,
+                                             uint32_t index = 0, uint32_t size = 0) {
+        capnp::MallocMessageBuilder mb;
+        auto s = mb.initRoot<wire::Frame>().initEnvelope();
+        s.setBody(kj::ArrayPtr<const kj::byte>(body.data(), body.size()));
+        s.setAlg(alg);
+        s.setKeyId(key_id);
+        s.setSignature(kj::ArrayPtr<const kj::byte>(sig.data(), sig.size()));
+        if (proof) {
+            auto list = s.initMerkleProof(static_cast<unsigned>(proof->size()));
+            for (unsigned i = 0; i < proof->size(); ++i)
+                list.set(i, kj::ArrayPtr<const kj::byte>((*proof)[i].data(), (*proof)[i].size()));
+            s.setLeafIndex(index);
+            s.setBatchSize(size);
+        }
+        return to_vector(capnp::messageToFlatArray(mb).asBytes());
+    }
+
+    // Queues the envelope for the next hop and returns at once. The committer writes it to the
+    // outbox before it goes on the wire, and before any acknowledgement queued after this call
+    // (so a relayed or answered message is durable here before its sender is released).
     std::string forward(const EnvelopeView& env) {
         auto e = env.get();
         std::string to = e.getTo();
@@ -102,27 +150,96 @@ struct Links::Impl {
         root.setHopCount(static_cast<uint8_t>(e.getHopCount() + 1));
         auto canonical = capnp::canonicalize(root.asReader());
         auto body = canonical.asBytes();
-        capnp::MallocMessageBuilder mb;
-        auto signed_env = mb.initRoot<wire::Frame>().initEnvelope();
-        signed_env.setBody(body);
-        signed_env.setAlg(schema::SignatureAlg::ED25519);
-        signed_env.setKeyId(config.node_id);
-        auto sig = keys.sign.sign({body.begin(), body.size()});
-        signed_env.setSignature(kj::ArrayPtr<const kj::byte>(sig.data(), sig.size()));
-        auto frame = capnp::messageToFlatArray(mb);
-        auto bytes = frame.asBytes();
-        auto id = env.id();
+        Outgoing out{hop, env.id(), std::string(e.getType()), {}, {}};
+        if (batch_peers.count(hop)) {
+            out.body = to_vector(body);
+        } else {
+            auto sig = keys.sign.sign({body.begin(), body.size()});
+            out.frame = signed_frame({body.begin(), body.size()}, schema::SignatureAlg::ED25519, config.node_id, sig);
+        }
+        auto id = out.id;
         {
-            // Custody: return only once the frame is committed to the outbox.
             std::unique_lock lock(mutex);
-            to_commit.push_back(Outgoing{hop, id, std::string(e.getType()), to_vector(bytes)});
-            uint64_t mine = enqueued_batches + 1;
+            bool relay = std::this_thread::get_id() == receiver.get_id();
+            room_cv.wait(lock, [&] {
+                return stopping || (to_commit.size() < kMaxQueued && (relay || to_commit.size() + unacked < kWindow));
+            });
+            if (stopping) return "host stopping before " + hex(id) + " was queued";
+            to_commit.push_back(std::move(out));
             cv.notify_all();
-            committed_cv.wait(lock, [&] { return committed_batches >= mine || stopping; });
-            if (committed_batches < mine) return "host stopping before " + hex(id) + " was committed";
         }
         observe("forwarded", hop, hex(id), e.getType(), "to " + to + " via " + hop);
         return {};
+    }
+
+    // Signs the batch entries in Merkle batches per hop (one Ed25519 signature per batch).
+    void sign_batches(std::vector<Outgoing>& batch) {
+        std::map<std::string, std::vector<Outgoing*>> by_hop;
+        for (auto& o : batch)
+            if (o.frame.empty()) by_hop[o.hop].push_back(&o);
+        for (auto& [hop, list] : by_hop) {
+            for (size_t start = 0; start < list.size(); start += kMaxBatchLeaves) {
+                size_t n = std::min<size_t>(kMaxBatchLeaves, list.size() - start);
+                std::vector<merkle::Hash> leaves;
+                leaves.reserve(n);
+                for (size_t i = 0; i < n; ++i) leaves.push_back(merkle::leaf_hash(list[start + i]->body));
+                merkle::Tree tree(std::move(leaves));
+                auto sig = keys.sign.sign(merkle::signed_message(tree.root()));
+                for (uint32_t i = 0; i < n; ++i) {
+                    auto proof = tree.proof(i);
+                    auto& o = *list[start + i];
+                    o.frame = signed_frame(o.body, schema::SignatureAlg::ED25519_MERKLE_SHA256, config.node_id,
+                                           sig, &proof, i, static_cast<uint32_t>(n));
+                    o.body.clear();
+                    o.body.shrink_to_fit();
+                }
+            }
+        }
+    }
+
+    // Checks a frame's signature: "" when it is good, else why not.
+    std::string check_signature(const std::string& peer, const crypto::VerifyKey& key,
+                                const wire::Frame::Reader& frame) {
+        auto s = frame.getEnvelope();
+        auto body = s.getBody();
+        auto sig = s.getSignature();
+        switch (s.getAlg()) {
+        case schema::SignatureAlg::ED25519:
+            if (!key.verify({body.begin(), body.size()}, {sig.begin(), sig.size()}))
+                return "signature does not verify (tampered or wrong key)";
+            return {};
+        case schema::SignatureAlg::ED25519_MERKLE_SHA256: {
+            std::vector<merkle::Hash> siblings;
+            for (auto h : s.getMerkleProof()) {
+                if (h.size() != 32) return "merkleProof holds a hash of " + std::to_string(h.size()) + " bytes, not 32";
+                merkle::Hash x;
+                memcpy(x.data(), h.begin(), 32);
+                siblings.push_back(x);
+            }
+            merkle::Hash root;
+            std::string why;
+            if (!merkle::root_from_proof(merkle::leaf_hash({body.begin(), body.size()}), s.getLeafIndex(),
+                                         s.getBatchSize(), siblings, root, why))
+                return "batch signature: " + why;
+            std::string cache_key = peer + '\0' + std::string(root.begin(), root.end());
+            {
+                std::lock_guard lock(roots_mutex);
+                if (verified_roots.count(cache_key)) return {};
+            }
+            if (!key.verify(merkle::signed_message(root), {sig.begin(), sig.size()}))
+                return "batch signature does not verify (tampered, wrong proof or wrong key)";
+            std::lock_guard lock(roots_mutex);
+            if (verified_roots.insert(cache_key).second) {
+                verified_order.push_back(cache_key);
+                if (verified_order.size() > kVerifiedRoots) {
+                    verified_roots.erase(verified_order.front());
+                    verified_order.pop_front();
+                }
+            }
+            return {};
+        }
+        }
+        return "unknown signature algorithm " + std::to_string(static_cast<int>(s.getAlg()));
     }
 
     void refuse(const std::string& peer, const std::string& id, const std::string& type, const std::string& why) {
@@ -141,7 +258,10 @@ struct Links::Impl {
             std::vector<MessageId> ids;
             for (auto id : frame.getAck())
                 if (id.size() == 16) ids.push_back(to_message_id(id));
-            outbox->ack_batch(peer, ids); // one transaction per ack frame
+            size_t n = outbox->ack_batch(peer, ids); // one transaction per ack frame
+            std::lock_guard lock(mutex);
+            unacked -= std::min(unacked, n);
+            room_cv.notify_all();
             return;
         }
         auto s = frame.getEnvelope();
@@ -150,9 +270,7 @@ struct Links::Impl {
             return refuse(peer, "", "", "signed by '" + std::string(s.getKeyId()) + "' but the link is authenticated as '" + peer + "' (forged sender)");
         auto key = verify_keys.find(peer);
         if (key == verify_keys.end()) return refuse(peer, "", "", "no trusted signing key for " + peer);
-        if (s.getAlg() != schema::SignatureAlg::ED25519 ||
-            !key->second.verify({body.begin(), body.size()}, {s.getSignature().begin(), s.getSignature().size()}))
-            return refuse(peer, "", "", "signature does not verify (tampered or wrong key)");
+        if (auto why = check_signature(peer, key->second, frame); !why.empty()) return refuse(peer, "", "", why);
 
         // The signed body is canonical (one segment, no table); add a segment table to read it.
         auto flat = kj::heapArray<capnp::word>(body.size() / 8 + 1);
@@ -213,24 +331,35 @@ struct Links::Impl {
                 if (stopping) return;
                 batch.swap(to_commit);
                 acks.swap(to_ack);
-                if (!batch.empty()) ++enqueued_batches; // callers queued so far wait for this batch
             }
+            bool committed = true;
             if (!batch.empty()) {
                 try {
+                    sign_batches(batch);
                     std::vector<OutboxPut> puts;
                     puts.reserve(batch.size());
                     for (auto& o : batch) puts.push_back(OutboxPut{o.hop, o.id, o.type, o.frame});
                     auto now = clock();
                     auto seqs = outbox->put_batch(puts, now);
+                    {
+                        std::lock_guard lock(mutex);
+                        unacked += seqs.size();
+                    }
                     for (auto& o : batch) transport->send(o.hop, std::move(o.frame));
                     outbox->mark_sent(seqs, now);
                 } catch (const std::exception& e) {
-                    logger("links")->error("outbox commit failed: {}", e.what());
+                    committed = false;
+                    logger("links")->error("outbox commit of {} messages failed: {}", batch.size(), e.what());
                 }
-                std::lock_guard lock(mutex);
-                ++committed_batches;
-                committed_cv.notify_all();
                 batch.clear();
+                room_cv.notify_all();
+            }
+            if (!committed && !acks.empty()) {
+                // What these acks would release may be in the lost batch: keep custody with the
+                // senders, whose retries bring the messages back.
+                std::lock_guard lock(mutex);
+                for (auto& [peer, id] : acks) in_progress.erase(id);
+                acks.clear();
             }
             if (!acks.empty()) {
                 std::vector<MessageId> ids;
@@ -283,6 +412,7 @@ struct Links::Impl {
     }
 
     void resend_loop() {
+        uint64_t rounds = 0;
         for (;;) {
             {
                 std::unique_lock lock(mutex);
@@ -290,6 +420,16 @@ struct Links::Impl {
             }
             try {
                 auto now = clock();
+                std::deque<std::pair<std::string, std::vector<uint8_t>>> again;
+                {
+                    std::lock_guard lock(parked_mutex);
+                    again.swap(parked);
+                    std::erase_if(outage_since, [&](auto& kv) {
+                        return std::none_of(again.begin(), again.end(), [&](auto& p) { return p.first == kv.first; });
+                    });
+                    std::erase_if(again, [&](auto& p) { return now - outage_since[p.first] >= kParkMs; });
+                }
+                for (auto& [peer, frame] : again) transport->send(peer, std::move(frame));
                 auto due = outbox->due(now, 1000);
                 std::vector<uint64_t> seqs;
                 for (auto& e : due) {
@@ -299,6 +439,12 @@ struct Links::Impl {
                 if (!seqs.empty()) outbox->mark_sent(seqs, now);
                 for (auto& id : outbox->dead_letter_exhausted(now))
                     logger("links")->error("message {} moved to dead letters after its last attempt", hex(id));
+                if (++rounds % 10 == 0) { // resynchronise (an operator may replay dead letters)
+                    size_t queued = outbox->size();
+                    std::lock_guard lock(mutex);
+                    unacked = queued;
+                    room_cv.notify_all();
+                }
             } catch (const std::exception& e) {
                 logger("links")->error("resend loop: {}", e.what());
             }
@@ -325,6 +471,7 @@ void Links::start() {
     oo.retry.max_delay_ms = 10000;
     m.outbox = std::make_unique<Outbox>(m.config.data_dir / "outbox.db", oo);
     m.dedup = std::make_unique<InboxDedup>(m.config.data_dir / "inbox.db");
+    m.unacked = m.outbox->size();
 
     TransportOptions to;
     to.node_id = m.config.node_id;
@@ -334,6 +481,7 @@ void Links::start() {
     std::map<std::string, std::string> trusted;
     for (auto& p : m.config.peers) {
         trusted[p.node] = p.curve_public;
+        if (p.batch_signing) m.batch_peers.insert(p.node);
         if (!p.sign_public.empty()) m.verify_keys.emplace(p.node, crypto::VerifyKey::from_raw(crypto::from_hex(p.sign_public)));
     }
     m.transport = std::make_unique<Transport>(to, trusted);
@@ -344,6 +492,12 @@ void Links::start() {
         std::lock_guard lock(m.mutex);
         m.inbound.emplace_back(peer, std::vector<uint8_t>(d, d + f.size()));
         m.cv.notify_all();
+    });
+    m.transport->on_send_failure([&m](const std::string& peer, const std::string&, std::vector<uint8_t>& frame) {
+        std::lock_guard lock(m.parked_mutex);
+        if (m.parked.size() >= Impl::kMaxParked) return; // the outbox's back-off brings it later
+        m.outage_since.try_emplace(peer, m.clock());
+        m.parked.emplace_back(peer, std::move(frame));
     });
     m.transport->start();
     m.receiver = std::thread([&m] { m.receive_loop(); });
@@ -359,10 +513,10 @@ void Links::stop() {
         m.stopping = true;
         m.cv.notify_all();
     }
+    m.room_cv.notify_all();
     if (m.receiver.joinable()) m.receiver.join();
     if (m.resender.joinable()) m.resender.join();
     if (m.committer.joinable()) m.committer.join();
-    m.committed_cv.notify_all();
     if (m.transport) m.transport->stop();
 }
 

@@ -226,9 +226,10 @@ void Transport::io_loop() {
     }
     items.push_back({nullptr, wake_fd_, ZMQ_POLLIN, 0});
 
+    std::vector<uint8_t>* current = nullptr;
     auto fail = [&](const std::string& peer, const std::string& why) {
         send_failures_.fetch_add(1);
-        if (send_failure_) send_failure_(peer, why);
+        if (send_failure_ && current) send_failure_(peer, why, *current);
     };
 
     std::deque<std::pair<std::string, std::vector<uint8_t>>> batch;
@@ -244,6 +245,7 @@ void Transport::io_loop() {
         }
         for (auto& [peer, frame] : batch) {
             bool sent = false;
+            current = &frame;
             try {
                 if (auto it = peers_.find(peer); it != peers_.end()) {
                     sent = it->second.dealer->send(zmq::buffer(frame), zmq::send_flags::dontwait).has_value();

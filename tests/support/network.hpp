@@ -18,7 +18,8 @@ struct NodeSpec {
     std::vector<PluginConfig> plugins;
     // peer node id -> reaches patterns; a peer that listens is dialled, others only dial us.
     std::map<std::string, std::vector<std::string>> peers;
-    std::string policy; // TOML; empty: allow everything (tests of other things)
+    std::string policy = {}; // TOML; empty: allow everything (tests of other things)
+    bool batch_signing = false; // sign what this node sends in Merkle batches (signing = "batch")
 };
 
 class Network {
@@ -49,6 +50,7 @@ public:
             p.sign_public = card.sign_public;
             p.seal_public = card.seal_public;
             p.reaches = reaches;
+            p.batch_signing = spec.batch_signing;
             if (endpoints_.count(peer)) p.endpoints = {endpoints_[peer]};
             c.peers.push_back(p);
         }

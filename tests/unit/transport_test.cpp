@@ -158,7 +158,7 @@ TEST(Transport, FailsOverFromDeadPrimaryToSpare) {
     spare.start();
     Transport muni(opts("muni:131016", mk, false), {});
     std::atomic<int> failures{0};
-    muni.on_send_failure([&](const std::string&, const std::string&) { ++failures; });
+    muni.on_send_failure([&](const std::string&, const std::string&, std::vector<uint8_t>&) { ++failures; });
     muni.add_peer("pref:13", {"tcp://127.0.0.1:" + std::to_string(dead_port), spare.endpoint()}, pk.pub);
     muni.start();
     // Until the spare's handshake completes a send may be refused (reported, never silently lost).

@@ -26,6 +26,7 @@ struct PeerConfig {
     std::string sign_public;            // hex Ed25519 public key
     std::string seal_public;            // hex X25519 public key (for sealing end to end)
     std::vector<std::string> reaches;   // node ids (or "kind:*" / "*") reached through this peer
+    bool batch_signing = false;         // signing = "batch": one signature per Merkle batch sent to it
 };
 
 struct HostConfig {

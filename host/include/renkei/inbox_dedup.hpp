@@ -61,6 +61,7 @@ private:
     std::mutex mutex_;
     sqlite::Database db_;
     sqlite::Statement insert_;
+    sqlite::Statement select_;
 };
 
 } // namespace renkei

@@ -47,7 +47,9 @@ public:
     // Called on the I/O thread with the authenticated node id of the sender and the frame.
     using Receiver = std::function<void(const std::string& peer, const zmq::message_t& frame)>;
     // Called on the I/O thread when a frame could not be queued to `peer` (no link, HWM reached).
-    using SendFailure = std::function<void(const std::string& peer, const std::string& why)>;
+    // A frame that could not be handed to the peer's link (no live connection yet, queue full):
+    // the callback may take `frame` (move from it) to try again later.
+    using SendFailure = std::function<void(const std::string& peer, const std::string& why, std::vector<uint8_t>& frame)>;
 
     Transport(TransportOptions options, std::map<std::string, std::string> trusted_curve_keys);
     ~Transport();
