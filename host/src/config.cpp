@@ -135,7 +135,7 @@ HostConfig parse(const fs::path& file, const std::vector<fs::path>& extra_dirs,
 
     // [node]
     if (auto* node = root["node"].as_table()) {
-        c.only_keys(*node, "node.", {"id", "data_dir", "keys_dir", "listen", "plugin_dirs", "policy"});
+        c.only_keys(*node, "node.", {"id", "data_dir", "keys_dir", "listen", "plugin_dirs", "policy", "trust_store", "trust_root"});
         cfg.node_id = c.string(*node, "node.", "id", true, node);
         if (!cfg.node_id.empty()) {
             if (auto why = node_id_problem(cfg.node_id); !why.empty()) c.issue(node->get("id"), "node.id", why);
@@ -155,6 +155,20 @@ HostConfig parse(const fs::path& file, const std::vector<fs::path>& extra_dirs,
             if (!fs::is_regular_file(cfg.policy_file, ec))
                 c.issue(node->get("policy"), "node.policy", "no such file: " + cfg.policy_file.string());
         }
+        auto trust = c.string(*node, "node.", "trust_store", false);
+        cfg.trust_root = c.string(*node, "node.", "trust_root", false);
+        if (!trust.empty()) {
+            cfg.trust_store = c.resolve(trust);
+            std::error_code ec;
+            if (!fs::is_regular_file(cfg.trust_store, ec))
+                c.issue(node->get("trust_store"), "node.trust_store", "no such file: " + cfg.trust_store.string());
+            if (cfg.trust_root.empty())
+                c.issue(node->get("trust_store"), "node.trust_root",
+                        "required with trust_store: the network root's Ed25519 public key (hex)");
+        }
+        if (!cfg.trust_root.empty() && (cfg.trust_root.size() != 64 ||
+                                        cfg.trust_root.find_first_not_of("0123456789abcdef") != std::string::npos))
+            c.issue(node->get("trust_root"), "node.trust_root", "must be 64 lowercase hex characters (Ed25519)");
     } else {
         c.issue_at(1, "node", "required table [node] is missing");
     }
@@ -257,7 +271,8 @@ HostConfig parse(const fs::path& file, const std::vector<fs::path>& extra_dirs,
             for (auto& e : p.endpoints)
                 if (e.rfind("tcp://", 0) != 0)
                     c.issue(t->get("endpoints"), prefix + "endpoints", "'" + e + "' is not a tcp:// endpoint");
-            p.curve_public = c.string(*t, prefix, "curve_public", true, t);
+            // With a trust store the keys come from it; given here too, they must match it.
+            p.curve_public = c.string(*t, prefix, "curve_public", cfg.trust_store.empty(), t);
             if (!p.curve_public.empty() && p.curve_public.size() != 40)
                 c.issue(t->get("curve_public"), prefix + "curve_public", "must be a 40-character Z85 CURVE public key");
             p.sign_public = c.string(*t, prefix, "sign_public", false);

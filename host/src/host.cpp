@@ -8,6 +8,7 @@
 #include <renkei/log.hpp>
 #include <renkei/plugin_context.hpp>
 
+#include <algorithm>
 #include <chrono>
 #include <sstream>
 
@@ -44,6 +45,91 @@ Host::Host(HostConfig config, HostOptions options)
                                      ", not to " + config_.node_id);
     }
     if (!config_.policy_file.empty()) policy_ = Policy::from_file(config_.policy_file);
+    if (!config_.trust_store.empty()) {
+        for (auto& p : config_.peers)
+            if (!p.curve_public.empty()) pinned_curve_[p.node] = p.curve_public;
+        auto ts = load_trust_store(config_.trust_store, config_.trust_root, now_unix_ms());
+        check_trust(ts);
+        for (auto& p : config_.peers) { // keys not given in [[peer]] come from the store
+            auto* n = ts.node(p.node);
+            if (p.curve_public.empty() && !n->curve_public.empty()) p.curve_public = n->curve_public.back();
+            if (p.sign_public.empty() && !n->sign_public.empty()) p.sign_public = n->sign_public.back();
+            if (p.seal_public.empty()) p.seal_public = n->seal_public;
+        }
+        trust_ = std::move(ts);
+    }
+}
+
+// A trust store must list this node with the keys it holds and every configured peer; keys
+// given in [[peer]] as well must be among the peer's trusted ones.
+void Host::check_trust(const TrustStore& ts) const {
+    auto where = ts.file.string() + " (serial " + std::to_string(ts.serial) + ")";
+    if (keys_) {
+        auto* self = ts.node(config_.node_id);
+        if (!self) throw TrustError(where + ": does not list this node " + config_.node_id);
+        auto card = card_of(*keys_);
+        if (std::find(self->curve_public.begin(), self->curve_public.end(), card.curve_public) == self->curve_public.end() ||
+            std::find(self->sign_public.begin(), self->sign_public.end(), card.sign_public) == self->sign_public.end())
+            throw TrustError(where + ": the keys of " + config_.node_id + " in " + config_.keys_dir.string() +
+                             " are not trusted there (rotated or revoked?)");
+    }
+    for (auto& p : config_.peers) {
+        auto* n = ts.node(p.node);
+        if (!n) throw TrustError(where + ": peer " + p.node + " is not in the trust store");
+        auto pinned = pinned_curve_.find(p.node);
+        if (pinned != pinned_curve_.end() &&
+            std::find(n->curve_public.begin(), n->curve_public.end(), pinned->second) == n->curve_public.end())
+            throw TrustError(where + ": peer " + p.node + ": its curve_public in " + config_.source.string() +
+                             " is not one the trust store lists (rotated or revoked?)");
+    }
+}
+
+void Host::apply_trust(TrustStore ts) {
+    if (links_) {
+        std::map<std::string, PeerKeys> keys;
+        for (auto& p : config_.peers)
+            if (auto* n = ts.node(p.node)) keys[p.node] = PeerKeys{n->curve_public, n->sign_public};
+        links_->set_trust(keys, ts.expires_ms);
+    }
+    std::lock_guard lock(trust_mutex_);
+    trust_ = std::move(ts);
+}
+
+std::string Host::reload_trust() {
+    if (config_.trust_store.empty()) return "no trust store configured (keys come from [[peer]])";
+    auto log = logger("host");
+    AuditRecord r;
+    r.time_ms = now_unix_ms();
+    r.event = "admin";
+    r.type = "trust.reload";
+    r.to = config_.node_id;
+    std::string outcome;
+    try {
+        auto ts = load_trust_store(config_.trust_store, config_.trust_root, now_unix_ms());
+        check_trust(ts);
+        int64_t current = trust_serial();
+        if (ts.serial < current)
+            throw TrustError(config_.trust_store.string() + ": serial " + std::to_string(ts.serial) +
+                             " is older than the one in use (" + std::to_string(current) + "); refused");
+        outcome = "trust store serial " + std::to_string(ts.serial) + " loaded (" + std::to_string(ts.nodes.size()) +
+                  " nodes, " + std::to_string(ts.revoked.size()) + " revoked keys, expires " +
+                  format_utc_ms(ts.expires_ms) + ")";
+        apply_trust(std::move(ts));
+        r.outcome = "ok";
+        log->info("{}", outcome);
+    } catch (const std::exception& e) {
+        outcome = std::string("trust store not reloaded, the current one stays: ") + e.what();
+        r.outcome = "refused";
+        log->error("{}", outcome);
+    }
+    r.detail = outcome;
+    if (audit_) audit_->append(std::move(r));
+    return outcome;
+}
+
+int64_t Host::trust_serial() const {
+    std::lock_guard lock(trust_mutex_);
+    return trust_ ? trust_->serial : 0;
 }
 
 Host::~Host() { stop(); }
@@ -120,6 +206,7 @@ void Host::start() {
                 audit_->append(std::move(r));
                 return d.allowed ? std::string() : d.reason;
             });
+            if (trust_) apply_trust(*trust_);
             links_->start();
             router_.set_forwarder([this](const EnvelopeView& v) { return links_->forward(v); });
         } else if (!config_.peers.empty() || !config_.listen.empty()) {
@@ -246,19 +333,33 @@ std::vector<uint8_t> Host::sign(const std::string& key_name, kj::ArrayPtr<const 
 }
 
 bool Host::verify(const std::string& node_id, kj::ArrayPtr<const kj::byte> data, kj::ArrayPtr<const kj::byte> signature) {
-    std::string sign_public;
-    if (keys_ && node_id == config_.node_id) sign_public = crypto::to_hex(keys_->sign.public_raw());
-    for (auto& p : config_.peers)
-        if (p.node == node_id) sign_public = p.sign_public;
+    std::vector<std::string> sign_public;
+    {
+        std::lock_guard lock(trust_mutex_);
+        if (trust_) {
+            if (auto* n = trust_->node(node_id)) sign_public = n->sign_public;
+        } else {
+            if (keys_ && node_id == config_.node_id) sign_public.push_back(crypto::to_hex(keys_->sign.public_raw()));
+            for (auto& p : config_.peers)
+                if (p.node == node_id && !p.sign_public.empty()) sign_public.push_back(p.sign_public);
+        }
+    }
     if (sign_public.empty()) throw HostCallError(RENKEI_ERR_NOT_FOUND, "no trusted signing key for node " + node_id);
-    return crypto::VerifyKey::from_raw(crypto::from_hex(sign_public)).verify(cview(data), cview(signature));
+    for (auto& k : sign_public)
+        if (crypto::VerifyKey::from_raw(crypto::from_hex(k)).verify(cview(data), cview(signature))) return true;
+    return false;
 }
 
 std::vector<uint8_t> Host::seal(const std::string& recipient, kj::ArrayPtr<const kj::byte> data) {
     std::string seal_public;
     if (keys_ && recipient == config_.node_id) seal_public = crypto::to_hex(keys_->seal.public_key);
     for (auto& p : config_.peers)
-        if (p.node == recipient) seal_public = p.seal_public;
+        if (p.node == recipient && !p.seal_public.empty()) seal_public = p.seal_public;
+    {
+        std::lock_guard lock(trust_mutex_); // any node of the network, not only neighbours
+        if (trust_)
+            if (auto* n = trust_->node(recipient); n && !n->seal_public.empty()) seal_public = n->seal_public;
+    }
     if (seal_public.empty()) throw HostCallError(RENKEI_ERR_NOT_FOUND, "no trusted sealing key for node " + recipient);
     // The recipient's node id is bound as associated data: a box cannot be replayed to another node.
     return crypto::seal(crypto::from_hex(seal_public), cview(data), crypto::view(recipient));

@@ -140,3 +140,26 @@ NodeCard card_of(const NodeKeys& k) {
 }
 
 } // namespace renkei
+
+namespace renkei {
+
+std::string generate_root_key(const fs::path& dir, bool overwrite) {
+    fs::create_directories(dir);
+    fs::permissions(dir, fs::perms::owner_all);
+    auto key = crypto::SigningKey::generate();
+    std::string pub = crypto::to_hex(key.public_raw());
+    write_file(dir / "root.key", crypto::to_hex(key.seed().view()) + "\n", 0600, overwrite);
+    write_file(dir / "root.pub", pub + "\n", 0644, overwrite);
+    return pub;
+}
+
+crypto::SigningKey load_signing_key(const fs::path& file) {
+    auto hex = read_private(file);
+    try {
+        return crypto::SigningKey::from_seed(crypto::from_hex(hex));
+    } catch (const crypto::CryptoError& e) {
+        throw std::runtime_error(file.string() + ": not an Ed25519 private key (64 hex characters): " + e.what());
+    }
+}
+
+} // namespace renkei

@@ -6,6 +6,7 @@
 #include <renkei/merkle.hpp>
 #include <renkei/outbox.hpp>
 #include <renkei/transport.hpp>
+#include <renkei/trust_store.hpp>
 
 #include <wire.capnp.h>
 
@@ -16,6 +17,7 @@
 #include <condition_variable>
 #include <deque>
 #include <set>
+#include <shared_mutex>
 #include <unordered_set>
 #include <thread>
 
@@ -42,7 +44,10 @@ struct Links::Impl {
     Observer observer;
     std::function<std::string(const schema::Envelope::Reader&)> policy;
 
-    std::map<std::string, crypto::VerifyKey> verify_keys; // node -> signing key
+    std::shared_mutex trust_mutex;
+    std::map<std::string, std::vector<crypto::VerifyKey>> verify_keys; // node -> its signing keys
+    std::map<std::string, std::string> curve_keys;                     // Z85 key -> node
+    int64_t trust_expires_ms = INT64_MAX;                              // the trust store's expiry
     std::unique_ptr<Transport> transport;
     std::unique_ptr<Outbox> outbox;
     std::unique_ptr<InboxDedup> dedup;
@@ -90,6 +95,29 @@ struct Links::Impl {
     static constexpr size_t kVerifiedRoots = 1024;
     // Acknowledgements are recorded (dedup) and sent in batches too.
     std::vector<std::pair<std::string, MessageId>> to_ack;
+
+    bool trust_set = false;
+    void apply_trust(const std::map<std::string, PeerKeys>& keys, int64_t expires_ms) {
+        std::map<std::string, std::vector<crypto::VerifyKey>> verify;
+        std::map<std::string, std::string> curve;
+        for (auto& [node, k] : keys) {
+            for (auto& c : k.curve) curve[c] = node;
+            for (auto& hexkey : k.sign) verify[node].push_back(crypto::VerifyKey::from_raw(crypto::from_hex(hexkey)));
+        }
+        {
+            std::unique_lock lock(trust_mutex);
+            verify_keys = std::move(verify);
+            curve_keys = curve;
+            trust_expires_ms = expires_ms;
+            trust_set = true;
+        }
+        {
+            std::lock_guard lock(roots_mutex); // a root verified with a key now revoked must be checked again
+            verified_roots.clear();
+            verified_order.clear();
+        }
+        if (transport) transport->set_trusted_keys(std::move(curve));
+    }
 
     Impl(const HostConfig& c, const NodeKeys& k, Router& r, Metrics& m, std::function<int64_t()> clk)
         : config(c), keys(k), router(r), metrics(m), clock(std::move(clk)) {}
@@ -268,9 +296,19 @@ struct Links::Impl {
         auto body = s.getBody();
         if (std::string(s.getKeyId()) != peer)
             return refuse(peer, "", "", "signed by '" + std::string(s.getKeyId()) + "' but the link is authenticated as '" + peer + "' (forged sender)");
-        auto key = verify_keys.find(peer);
-        if (key == verify_keys.end()) return refuse(peer, "", "", "no trusted signing key for " + peer);
-        if (auto why = check_signature(peer, key->second, frame); !why.empty()) return refuse(peer, "", "", why);
+        {
+            std::shared_lock trust(trust_mutex);
+            if (clock() >= trust_expires_ms)
+                return refuse(peer, "", "", "the trust store expired at " + format_utc_ms(trust_expires_ms) +
+                                                "; no frame is accepted until a renewed one is loaded");
+            auto key = verify_keys.find(peer);
+            if (key == verify_keys.end() || key->second.empty())
+                return refuse(peer, "", "", "no trusted signing key for " + peer);
+            std::string why;
+            for (auto& k : key->second) // several while a key is being rotated
+                if ((why = check_signature(peer, k, frame)).empty()) break;
+            if (!why.empty()) return refuse(peer, "", "", why);
+        }
 
         // The signed body is canonical (one segment, no table); add a segment table to read it.
         auto flat = kj::heapArray<capnp::word>(body.size() / 8 + 1);
@@ -478,13 +516,18 @@ void Links::start() {
     to.curve_public = m.keys.curve_public;
     to.curve_secret.assign(reinterpret_cast<const char*>(m.keys.curve_secret.view().data()), m.keys.curve_secret.size());
     to.listen = m.config.listen;
-    std::map<std::string, std::string> trusted;
-    for (auto& p : m.config.peers) {
-        trusted[p.node] = p.curve_public;
+    for (auto& p : m.config.peers)
         if (p.batch_signing) m.batch_peers.insert(p.node);
-        if (!p.sign_public.empty()) m.verify_keys.emplace(p.node, crypto::VerifyKey::from_raw(crypto::from_hex(p.sign_public)));
+    if (!m.trust_set) { // keys straight from the [[peer]] tables
+        std::map<std::string, PeerKeys> keys;
+        for (auto& p : m.config.peers) {
+            keys[p.node].curve.push_back(p.curve_public);
+            if (!p.sign_public.empty()) keys[p.node].sign.push_back(p.sign_public);
+        }
+        m.apply_trust(keys, INT64_MAX);
     }
-    m.transport = std::make_unique<Transport>(to, trusted);
+    m.transport = std::make_unique<Transport>(to, std::map<std::string, std::string>{});
+    m.transport->set_trusted_keys(m.curve_keys);
     for (auto& p : m.config.peers)
         if (!p.endpoints.empty()) m.transport->add_peer(p.node, p.endpoints, p.curve_public);
     m.transport->on_receive([&m](const std::string& peer, const zmq::message_t& f) {
@@ -521,6 +564,9 @@ void Links::stop() {
 }
 
 std::string Links::forward(const EnvelopeView& envelope) { return impl_->forward(envelope); }
+void Links::set_trust(const std::map<std::string, PeerKeys>& keys, int64_t expires_ms) {
+    impl_->apply_trust(keys, expires_ms);
+}
 std::string Links::endpoint() const { return impl_->transport ? impl_->transport->endpoint() : ""; }
 size_t Links::pending() const { return impl_->outbox ? impl_->outbox->size() : 0; }
 

@@ -7,9 +7,11 @@
 #include <renkei/keys.hpp>
 #include <renkei/log.hpp>
 #include <renkei/plugin_check.hpp>
+#include <renkei/trust_store.hpp>
 
 #include <CLI/CLI.hpp>
 
+#include <chrono>
 #include <csignal>
 #include <iostream>
 
@@ -21,6 +23,7 @@ int wait_for_signal() {
     sigemptyset(&set);
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGHUP);
     int sig = 0;
     sigwait(&set, &sig);
     return sig;
@@ -82,6 +85,19 @@ int main(int argc, char** argv) {
     auto* audit_verify = audit_cmd->add_subcommand("verify", "check the hash chain of an audit directory");
     audit_verify->add_option("dir", audit_dir, "e.g. <data_dir>/audit")->required();
 
+    std::string trust_file, root_key_file, root_public;
+    auto* trust_cmd = app.add_subcommand("trust", "the network trust store (signed by the root key)");
+    trust_cmd->require_subcommand(1);
+    auto* trust_keygen = trust_cmd->add_subcommand("keygen", "write the network root key pair (root.key 0600, root.pub)");
+    trust_keygen->add_option("--dir", keys_dir, "directory for root.key and root.pub")->required();
+    trust_keygen->add_flag("--force", force, "overwrite existing key files");
+    auto* trust_sign = trust_cmd->add_subcommand("sign", "sign a trust store with the root key (writes FILE.sig)");
+    trust_sign->add_option("file", trust_file)->required();
+    trust_sign->add_option("--key", root_key_file, "root.key")->required();
+    auto* trust_verify = trust_cmd->add_subcommand("verify", "check a trust store's signature, contents and expiry");
+    trust_verify->add_option("file", trust_file)->required();
+    trust_verify->add_option("--root", root_public, "the root public key (hex)")->required();
+
     std::string build_dir = "build", source_dir;
     auto* demo = app.add_subcommand("demo", "run the demo");
     demo->add_option("--build-dir", build_dir, "where the plugins were built");
@@ -114,6 +130,25 @@ int main(int argc, char** argv) {
                       << card.to_toml();
             return 0;
         }
+        if (*trust_keygen) {
+            auto pub = renkei::generate_root_key(keys_dir, force);
+            std::cout << "wrote the network root key to " << keys_dir << "/root.key (0600); public key:\n" << pub << "\n";
+            return 0;
+        }
+        if (*trust_sign) {
+            auto sig = renkei::sign_trust_store(trust_file, renkei::load_signing_key(root_key_file));
+            std::cout << "signed " << trust_file << " -> " << trust_file << ".sig\n";
+            return 0;
+        }
+        if (*trust_verify) {
+            auto ts = renkei::load_trust_store(trust_file, root_public,
+                                               std::chrono::duration_cast<std::chrono::milliseconds>(
+                                                   std::chrono::system_clock::now().time_since_epoch()).count());
+            std::cout << trust_file << ": ok, network " << ts.network << ", serial " << ts.serial << ", "
+                      << ts.nodes.size() << " nodes, " << ts.revoked.size() << " revoked keys, expires "
+                      << renkei::format_utc_ms(ts.expires_ms) << "\n";
+            return 0;
+        }
         if (*audit_verify) {
             auto r = renkei::verify_audit(audit_dir);
             if (r.ok) {
@@ -137,7 +172,9 @@ int main(int argc, char** argv) {
             renkei::init_logging(log_level != "info" ? log_level : cfg.log_level);
             renkei::Host host(cfg);
             host.start();
-            int sig = wait_for_signal();
+            int sig;
+            while ((sig = wait_for_signal()) == SIGHUP) host.reload_trust(); // logged and audited
+
             renkei::logger("host")->info("signal {}: stopping", sig);
             host.stop();
             return 0;

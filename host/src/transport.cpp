@@ -53,8 +53,23 @@ void Transport::add_peer(const std::string& node_id, const std::vector<std::stri
 void Transport::set_trust(std::map<std::string, std::string> trusted) {
     std::map<std::string, std::string> by_key;
     for (auto& [node, key] : trusted) by_key[key] = node;
+    set_trusted_keys(std::move(by_key));
+}
+
+void Transport::set_trusted_keys(std::map<std::string, std::string> key_to_node) {
+    {
+        std::lock_guard lock(trust_mutex_);
+        key_to_node_ = std::move(key_to_node);
+    }
+    rekey_ = true;
+    uint64_t one = 1;
+    (void)!write(wake_fd_, &one, sizeof one);
+}
+
+bool Transport::key_trusted_for(const std::string& key, const std::string& node) const {
     std::lock_guard lock(trust_mutex_);
-    key_to_node_ = std::move(by_key);
+    auto it = key_to_node_.find(key);
+    return it != key_to_node_.end() && it->second == node;
 }
 
 TransportStats Transport::stats() const {
@@ -100,9 +115,24 @@ void Transport::zap_loop() {
             auth_failures_.fetch_add(1);
             log->warn("refused a {} handshake from {}: {}", mechanism, address, text);
         }
+        // Metadata (ZMTP property list): the client's key, so every frame can be checked against
+        // the trust set as it is now (a key revoked after the handshake stops working at once).
+        std::string metadata;
+        if (status == "200") {
+            static const std::string name = "X-Curve-Key";
+            std::string key = z85(static_cast<const uint8_t*>(req[6].data()));
+            metadata.push_back(static_cast<char>(name.size()));
+            metadata += name;
+            uint32_t n = static_cast<uint32_t>(key.size());
+            metadata.push_back(static_cast<char>(n >> 24));
+            metadata.push_back(static_cast<char>(n >> 16));
+            metadata.push_back(static_cast<char>(n >> 8));
+            metadata.push_back(static_cast<char>(n));
+            metadata += key;
+        }
         std::vector<zmq::const_buffer> reply{zmq::str_buffer("1.0"), zmq::buffer(request_id),
                                              zmq::buffer(status), zmq::buffer(text), zmq::buffer(user),
-                                             zmq::str_buffer("")};
+                                             zmq::buffer(metadata)};
         for (size_t i = 0; i < reply.size(); ++i)
             zap_->send(reply[i], i + 1 < reply.size() ? zmq::send_flags::sndmore : zmq::send_flags::none);
     }
@@ -172,21 +202,49 @@ void Transport::start() {
             self_test();
             log->info("{} listening on {} (CURVE, ZAP self-test passed)", options_.node_id, bound_);
         }
-        for (auto& [node, peer] : peers_) {
-            peer.dealer = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::dealer);
-            configure(*peer.dealer);
-            peer.dealer->set(zmq::sockopt::immediate, 1); // only to live connections: fail over to spares
-            peer.dealer->set(zmq::sockopt::curve_serverkey, peer.server_key);
-            peer.dealer->set(zmq::sockopt::curve_publickey, options_.curve_public);
-            peer.dealer->set(zmq::sockopt::curve_secretkey, options_.curve_secret);
-            for (auto& ep : peer.endpoints) peer.dealer->connect(ep);
-        }
+        for (auto& [node, peer] : peers_) dial(peer);
     } catch (...) {
         running_ = false;
         if (zap_thread_.joinable()) zap_thread_.join();
         throw;
     }
     io_thread_ = std::thread([this] { io_loop(); });
+}
+
+void Transport::dial(Peer& peer) {
+    peer.dealer = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::dealer);
+    configure(*peer.dealer);
+    peer.dealer->set(zmq::sockopt::immediate, 1); // only to live connections: fail over to spares
+    peer.dealer->set(zmq::sockopt::curve_serverkey, peer.server_key);
+    peer.dealer->set(zmq::sockopt::curve_publickey, options_.curve_public);
+    peer.dealer->set(zmq::sockopt::curve_secretkey, options_.curve_secret);
+    for (auto& ep : peer.endpoints) peer.dealer->connect(ep);
+}
+
+// After a trust change: a dialled peer whose server key is no longer trusted is redialled with
+// one that is (rotation), or hung up when none is left (revocation).
+void Transport::redial_untrusted() {
+    auto log = logger("transport");
+    for (auto& [node, peer] : peers_) {
+        if (key_trusted_for(peer.server_key, node)) continue;
+        std::string replacement;
+        {
+            std::lock_guard lock(trust_mutex_);
+            for (auto& [key, owner] : key_to_node_)
+                if (owner == node) replacement = key;
+        }
+        if (peer.dealer) {
+            peer.dealer->set(zmq::sockopt::linger, 0);
+            peer.dealer.reset();
+        }
+        if (replacement.empty()) {
+            log->warn("link to {} closed: its key is no longer trusted", node);
+            continue;
+        }
+        peer.server_key = replacement;
+        dial(peer);
+        log->info("link to {} redialled with its new key", node);
+    }
 }
 
 void Transport::stop() {
@@ -216,15 +274,21 @@ void Transport::io_loop() {
     std::map<std::string, std::string> inbound_route;
     std::vector<zmq::pollitem_t> items;
     std::vector<std::string> item_peer; // "" for the router
-    if (router_) {
-        items.push_back({router_->handle(), 0, ZMQ_POLLIN, 0});
-        item_peer.push_back("");
-    }
-    for (auto& [node, peer] : peers_) {
-        items.push_back({peer.dealer->handle(), 0, ZMQ_POLLIN, 0});
-        item_peer.push_back(node);
-    }
-    items.push_back({nullptr, wake_fd_, ZMQ_POLLIN, 0});
+    auto build_items = [&] {
+        items.clear();
+        item_peer.clear();
+        if (router_) {
+            items.push_back({router_->handle(), 0, ZMQ_POLLIN, 0});
+            item_peer.push_back("");
+        }
+        for (auto& [node, peer] : peers_) {
+            if (!peer.dealer) continue;
+            items.push_back({peer.dealer->handle(), 0, ZMQ_POLLIN, 0});
+            item_peer.push_back(node);
+        }
+        items.push_back({nullptr, wake_fd_, ZMQ_POLLIN, 0});
+    };
+    build_items();
 
     std::vector<uint8_t>* current = nullptr;
     auto fail = [&](const std::string& peer, const std::string& why) {
@@ -234,6 +298,10 @@ void Transport::io_loop() {
 
     std::deque<std::pair<std::string, std::vector<uint8_t>>> batch;
     while (running_) {
+        if (rekey_.exchange(false)) {
+            redial_untrusted();
+            build_items();
+        }
         zmq::poll(items.data(), items.size(), std::chrono::milliseconds(100));
         if (items.back().revents & ZMQ_POLLIN) {
             uint64_t n;
@@ -248,6 +316,10 @@ void Transport::io_loop() {
             current = &frame;
             try {
                 if (auto it = peers_.find(peer); it != peers_.end()) {
+                    if (!it->second.dealer) {
+                        fail(peer, "no trusted key for " + peer);
+                        continue;
+                    }
                     sent = it->second.dealer->send(zmq::buffer(frame), zmq::send_flags::dontwait).has_value();
                     if (!sent) fail(peer, "no live connection to " + peer + " (or its queue is full)");
                 } else if (auto r = inbound_route.find(peer); r != inbound_route.end() && router_) {
@@ -286,6 +358,12 @@ void Transport::io_loop() {
                     if (user == nullptr || *user == '\0') {
                         auth_failures_.fetch_add(1);
                         continue; // never happens with the ZAP handler; never trust it anyway
+                    }
+                    const char* key = zmq_msg_gets(payload.handle(), "X-Curve-Key");
+                    if (key == nullptr || !key_trusted_for(key, user)) {
+                        auth_failures_.fetch_add(1);
+                        log->warn("frame from {} dropped: the key it connected with is no longer trusted", user);
+                        continue;
                     }
                     peer = user;
                     inbound_route[peer] = first.to_string();

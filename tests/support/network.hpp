@@ -6,6 +6,7 @@
 #include <renkei/host.hpp>
 #include <renkei/keys.hpp>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
@@ -58,10 +59,13 @@ public:
     }
 
     // Starts a node (peers it dials must already run). Returns it; the network owns it.
-    Host& start(const NodeSpec& spec) {
+    // `tweak` may change the configuration first (a trust store, another keys_dir, ...).
+    Host& start(const NodeSpec& spec, const std::function<void(HostConfig&)>& tweak = nullptr) {
         HostOptions o;
         o.runner_path = RENKEI_BINARY;
-        auto host = std::make_unique<Host>(config(spec), o);
+        auto cfg = config(spec);
+        if (tweak) tweak(cfg);
+        auto host = std::make_unique<Host>(cfg, o);
         host->start();
         if (!host->link_endpoint().empty()) endpoints_[spec.id] = host->link_endpoint();
         hosts_[spec.id] = std::move(host);
@@ -74,6 +78,11 @@ public:
 
     // Stops in reverse start order is not tracked: stop callers' nodes first where it matters.
     void stop(const std::string& id) { hosts_.at(id)->stop(); }
+    // Stops and forgets a node so it can be started again (e.g. with rotated keys).
+    void remove(const std::string& id) {
+        hosts_.at(id)->stop();
+        hosts_.erase(id);
+    }
     ~Network() {
         for (auto& [id, h] : hosts_) h->stop();
     }

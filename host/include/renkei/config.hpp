@@ -36,6 +36,8 @@ struct HostConfig {
     std::filesystem::path keys_dir;      // this node's key files
     std::string listen;                  // transport bind endpoint, empty = no inbound links
     std::filesystem::path policy_file;   // access policy for messages from other hosts (deny all if unset)
+    std::filesystem::path trust_store;   // signed trust store (peer keys come from it), empty: keys in [[peer]]
+    std::string trust_root;              // hex Ed25519 public key of the network root that signs it
     std::string admin_listen;            // "127.0.0.1:<port>", empty = admin HTTP off
     std::string log_level = "info";
     std::vector<std::filesystem::path> plugin_dirs;

@@ -2,6 +2,7 @@
 // (crypto with host-held keys, the clock) and the admin HTTP endpoint.
 #pragma once
 
+#include <renkei/trust_store.hpp>
 #include <renkei/config.hpp>
 #include <renkei/host_services.hpp>
 #include <renkei/keys.hpp>
@@ -66,6 +67,13 @@ public:
     size_t links_pending() const;
     // The audit trail (null before start).
     AuditLog* audit() { return audit_.get(); }
+    // Loads the trust store again (SIGHUP): peers' rotated keys and revocations take effect for
+    // the next frame and handshake. A store that does not verify, has expired or is older than
+    // the current one is refused and the current one stays. Returns what happened (for the log).
+    std::string reload_trust();
+    // Serial of the trust store in use (0: keys come from [[peer]]).
+    int64_t trust_serial() const;
+
     // JSON status of every endpoint (for /healthz and tests).
     std::string status_json() const;
 
@@ -85,6 +93,11 @@ private:
     HostOptions options_;
     std::optional<NodeKeys> keys_; // loaded from keys_dir when present
     std::optional<Policy> policy_; // loaded from policy_file when set
+    void apply_trust(TrustStore ts);
+    void check_trust(const TrustStore& ts) const;
+    mutable std::mutex trust_mutex_;
+    std::optional<TrustStore> trust_; // loaded from trust_store when set
+    std::map<std::string, std::string> pinned_curve_; // curve keys written in [[peer]] (must stay trusted)
     Metrics metrics_;
     Router router_;
     std::unique_ptr<AuditLog> audit_;     // <data_dir>/audit

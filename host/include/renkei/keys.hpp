@@ -38,4 +38,10 @@ NodeCard generate_node_keys(const std::filesystem::path& dir, const std::string&
 NodeKeys load_node_keys(const std::filesystem::path& dir);
 NodeCard card_of(const NodeKeys& keys);
 
+// The network root key (J-LIS) that signs trust stores: `dir`/root.key (hex seed, 0600) and
+// `dir`/root.pub (hex). Returns the public key in hex.
+std::string generate_root_key(const std::filesystem::path& dir, bool overwrite = false);
+// Loads a root (or any Ed25519 hex-seed) private key file, refusing one readable by others.
+crypto::SigningKey load_signing_key(const std::filesystem::path& file);
+
 } // namespace renkei

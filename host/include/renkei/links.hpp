@@ -21,10 +21,18 @@
 #include <renkei/metrics.hpp>
 #include <renkei/router.hpp>
 
+#include <map>
 #include <memory>
+#include <vector>
 #include <string>
 
 namespace renkei {
+
+// The keys a peer may use: several of each while one is being rotated.
+struct PeerKeys {
+    std::vector<std::string> curve; // Z85
+    std::vector<std::string> sign;  // hex Ed25519
+};
 
 class Links {
 public:
@@ -44,6 +52,10 @@ public:
     // Starts the transport (ZAP self-test included) and the retry loop. Throws on failure.
     void start();
     void stop();
+
+    // Replaces the peers' trusted keys and the trust store's expiry (before start: instead of
+    // the keys in [[peer]]; after: takes effect for the next frame and handshake).
+    void set_trust(const std::map<std::string, PeerKeys>& keys, int64_t expires_ms);
 
     // Router forwarder: "" when taken into the outbox, else why it cannot be routed.
     std::string forward(const EnvelopeView& envelope);

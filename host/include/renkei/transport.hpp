@@ -78,6 +78,10 @@ public:
     // existing connections of a removed key are closed by disconnecting and reconnecting is
     // refused (the ROUTER drops them at the next heartbeat timeout at the latest).
     void set_trust(std::map<std::string, std::string> trusted_curve_keys);
+    // The same with several keys per node (during a rotation): Z85 key -> node id. Frames from a
+    // connection whose key is no longer trusted are dropped at once; dialled peers are redialled
+    // with a trusted key of theirs, or hung up when none is left.
+    void set_trusted_keys(std::map<std::string, std::string> key_to_node);
 
     // The bound endpoint with its real port (after start()).
     std::string endpoint() const { return bound_; }
@@ -88,6 +92,10 @@ private:
     void io_loop();
     void self_test();
     void configure(zmq::socket_t& s) const;
+    struct Peer;
+    void dial(Peer& peer);
+    void redial_untrusted();
+    bool key_trusted_for(const std::string& key, const std::string& node) const;
 
     TransportOptions options_;
     zmq::context_t ctx_;
@@ -103,6 +111,7 @@ private:
 
     mutable std::mutex trust_mutex_;
     std::map<std::string, std::string> key_to_node_; // Z85 CURVE key -> node id
+    std::atomic<bool> rekey_{false};
 
     std::mutex queue_mutex_;
     std::deque<std::pair<std::string, std::vector<uint8_t>>> queue_;
