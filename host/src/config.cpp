@@ -168,7 +168,7 @@ HostConfig parse(const fs::path& file, const std::vector<fs::path>& extra_dirs,
         std::string port = colon == std::string::npos ? "" : cfg.admin_listen.substr(colon + 1);
         if (!cfg.admin_listen.empty() &&
             (!(host == "127.0.0.1" || host == "localhost" || host == "[::1]") || !is_digits(port) ||
-             std::stol(port) > 65535))
+             port.size() > 5 || std::stol(port) > 65535))
             c.issue(admin->get("listen"), "admin.listen",
                     "must be a loopback address with a port, e.g. \"127.0.0.1:9100\" (admin HTTP "
                     "is never exposed beyond loopback)");
