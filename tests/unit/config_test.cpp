@@ -423,6 +423,32 @@ TEST(Config, PeerErrors) {
     EXPECT_EQ(issues.size(), 8u) << dump(issues);
 }
 
+TEST(Config, CurveKeyMustBeValidZ85) {
+    // Right length, wrong alphabet: ZeroMQ cannot decode it, so the link could never come up.
+    TempDir tmp;
+    for (std::string bad : {kCurve.substr(0, 39) + "~", kCurve.substr(0, 39) + " ", std::string(40, '%'),
+                            kCurve.substr(0, 39) + "_"}) {
+        auto issues = check_with_node(tmp, "[[peer]]\nnode = \"pref:13\"\ncurve_public = \"" + bad + "\"\n");
+        expect_issue(issues, tmp / "node.toml", "peer[0].curve_public", 5,
+                     "must be a 40-character Z85 CURVE public key");
+        EXPECT_EQ(issues.size(), 1u) << bad << "\n" << dump(issues);
+    }
+}
+
+TEST(Config, ReachesPatterns) {
+    TempDir tmp;
+    auto issues = check_with_node(tmp, "[[peer]]\n"                                         // 3
+                                       "node = \"pref:13\"\n"                               // 4
+                                       "curve_public = \"" + kCurve + "\"\n"                // 5
+                                       "reaches = [\"*\", \"muni:*\", \"jlis:juki\", \"pref13\", \"city:*\"]\n"); // 6
+    auto found = issues_for(issues, "peer[0].reaches");
+    ASSERT_EQ(found.size(), 2u) << dump(issues);
+    EXPECT_EQ(found[0].line, 6);
+    EXPECT_NE(found[0].message.find("'pref13'"), std::string::npos) << found[0].message;
+    EXPECT_NE(found[1].message.find("'city:*'"), std::string::npos) << found[1].message;
+    EXPECT_EQ(issues.size(), 2u) << dump(issues);
+}
+
 TEST(Config, AllProblemsAreListedNotJustTheFirst) {
     TempDir tmp;
     write_file(tmp / "node.toml", "[node]\n"                        // 1
