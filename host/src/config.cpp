@@ -2,6 +2,8 @@
 
 #include <renkei/validate.hpp>
 
+#include <zmq.h>
+
 #include <algorithm>
 #include <set>
 #include <sstream>
@@ -29,6 +31,11 @@ namespace {
 
 bool is_digits(const std::string& s) {
     return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+}
+
+const std::set<std::string>& node_kinds() {
+    static const std::set<std::string> kinds{"muni", "pref", "jlis", "ipn", "agency", "vendor", "wallet"};
+    return kinds;
 }
 
 bool name_ok(const std::string& s) {
@@ -182,7 +189,7 @@ HostConfig parse(const fs::path& file, const std::vector<fs::path>& extra_dirs,
         std::string port = colon == std::string::npos ? "" : cfg.admin_listen.substr(colon + 1);
         if (!cfg.admin_listen.empty() &&
             (!(host == "127.0.0.1" || host == "localhost" || host == "[::1]") || !is_digits(port) ||
-             std::stol(port) > 65535))
+             port.size() > 5 || std::stol(port) > 65535))
             c.issue(admin->get("listen"), "admin.listen",
                     "must be a loopback address with a port, e.g. \"127.0.0.1:9100\" (admin HTTP "
                     "is never exposed beyond loopback)");
@@ -273,7 +280,10 @@ HostConfig parse(const fs::path& file, const std::vector<fs::path>& extra_dirs,
                     c.issue(t->get("endpoints"), prefix + "endpoints", "'" + e + "' is not a tcp:// endpoint");
             // With a trust store the keys come from it; given here too, they must match it.
             p.curve_public = c.string(*t, prefix, "curve_public", cfg.trust_store.empty(), t);
-            if (!p.curve_public.empty() && p.curve_public.size() != 40)
+            // Decoded as ZeroMQ will: a key it cannot read would only fail when the link starts.
+            uint8_t curve_raw[32];
+            if (!p.curve_public.empty() &&
+                (p.curve_public.size() != 40 || zmq_z85_decode(curve_raw, p.curve_public.c_str()) == nullptr))
                 c.issue(t->get("curve_public"), prefix + "curve_public", "must be a 40-character Z85 CURVE public key");
             p.sign_public = c.string(*t, prefix, "sign_public", false);
             if (!p.sign_public.empty() && (p.sign_public.size() != 64 ||
@@ -290,6 +300,13 @@ HostConfig parse(const fs::path& file, const std::vector<fs::path>& extra_dirs,
             else if (!signing.empty() && signing != "message")
                 c.issue(t->get("signing"), prefix + "signing",
                         "must be \"message\" (one signature per envelope) or \"batch\" (one per Merkle batch)");
+            for (auto& r : p.reaches) {
+                bool kind_wildcard = r.size() > 2 && r.compare(r.size() - 2, 2, ":*") == 0 &&
+                                     node_kinds().count(r.substr(0, r.size() - 2));
+                if (r != "*" && !kind_wildcard && !node_id_problem(r).empty())
+                    c.issue(t->get("reaches"), prefix + "reaches",
+                            "'" + r + "' is not a node id, \"<kind>:*\" or \"*\"");
+            }
             cfg.peers.push_back(std::move(p));
         }
     }
@@ -308,8 +325,7 @@ std::string node_id_problem(const std::string& id) {
     auto colon = id.find(':');
     if (colon == std::string::npos) return "node id '" + id + "' must look like <kind>:<name>";
     std::string kind = id.substr(0, colon), name = id.substr(colon + 1);
-    static const std::set<std::string> kinds{"muni", "pref", "jlis", "ipn", "agency", "vendor", "wallet"};
-    if (!kinds.count(kind))
+    if (!node_kinds().count(kind))
         return "node kind '" + kind + "' is not one of muni, pref, jlis, ipn, agency, vendor, wallet";
     if (kind == "muni") {
         if (auto v = validate::local_gov_code("node id", name); !v)

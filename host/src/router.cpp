@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <chrono>
 #include <mutex>
+#include <set>
 
 namespace renkei {
 namespace {
@@ -18,23 +19,29 @@ Router::Router(std::string local_node, Metrics& metrics)
 
 void Router::add_endpoint(std::shared_ptr<PluginEndpoint> ep) {
     std::unique_lock lock(mutex_);
+    auto is_wildcard = [](const std::string& t) { return t.size() >= 2 && t.compare(t.size() - 2, 2, ".*") == 0; };
+    // Check every type before registering any: a refused endpoint must leave no type behind.
+    std::set<std::string> own;
     for (const auto& t : ep->info().message_types) {
-        bool wildcard = t.size() >= 2 && t.compare(t.size() - 2, 2, ".*") == 0;
-        if (wildcard) {
+        std::shared_ptr<PluginEndpoint> other;
+        if (!own.insert(t).second) {
+            other = ep;
+        } else if (is_wildcard(t)) {
             std::string prefix = t.substr(0, t.size() - 1);
-            for (auto& [p, other] : prefixes_)
-                if (p == prefix)
-                    throw std::runtime_error("message type '" + t + "' is declared by both '" +
-                                             other->instance_name() + "' and '" +
-                                             ep->instance_name() + "'");
-            prefixes_.emplace_back(prefix, ep);
-        } else {
-            auto [it, inserted] = exact_.emplace(t, ep);
-            if (!inserted)
-                throw std::runtime_error("message type '" + t + "' is declared by both '" +
-                                         it->second->instance_name() + "' and '" +
-                                         ep->instance_name() + "'");
+            for (auto& [p, holder] : prefixes_)
+                if (p == prefix) other = holder;
+        } else if (auto it = exact_.find(t); it != exact_.end()) {
+            other = it->second;
         }
+        if (other)
+            throw std::runtime_error("message type '" + t + "' is declared by both '" +
+                                     other->instance_name() + "' and '" + ep->instance_name() + "'");
+    }
+    for (const auto& t : ep->info().message_types) {
+        if (is_wildcard(t))
+            prefixes_.emplace_back(t.substr(0, t.size() - 1), ep);
+        else
+            exact_.emplace(t, ep);
     }
     endpoints_.push_back(std::move(ep));
     // Longest prefix first so "juki.query." wins over "juki.".
