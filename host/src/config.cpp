@@ -1,5 +1,8 @@
 #include <renkei/config.hpp>
 
+#include <cstdio>
+#include <map>
+
 #include <renkei/validate.hpp>
 
 #include <zmq.h>
@@ -138,7 +141,7 @@ HostConfig parse(const fs::path& file, const std::vector<fs::path>& extra_dirs,
         issues_out = std::move(c.issues_);
         return cfg;
     }
-    c.only_keys(root, "", {"node", "admin", "plugin", "peer", "log"});
+    c.only_keys(root, "", {"node", "admin", "plugin", "peer", "log", "calendar", "hours"});
 
     // [node]
     if (auto* node = root["node"].as_table()) {
@@ -180,6 +183,76 @@ HostConfig parse(const fs::path& file, const std::vector<fs::path>& extra_dirs,
         c.issue_at(1, "node", "required table [node] is missing");
     }
     for (auto& d : extra_dirs) cfg.plugin_dirs.push_back(d);
+
+    // [calendar] and [[hours]]: the common operating window.
+    auto hhmm = [&](const toml::table& t, const char* key, int& out) {
+        std::string v = c.string(t, "calendar.", key, false);
+        if (v.empty()) return;
+        int h = -1, m = -1;
+        char extra = 0;
+        if (std::sscanf(v.c_str(), "%d:%d%c", &h, &m, &extra) != 2 || h < 0 || h > 24 || m < 0 || m > 59 ||
+            (h == 24 && m != 0))
+            c.issue(t.get(key), std::string("calendar.") + key, "must be HH:MM (00:00-24:00)");
+        else
+            out = h * 60 + m;
+    };
+    if (auto* cal = root["calendar"].as_table()) {
+        c.only_keys(*cal, "calendar.", {"utc_offset", "days", "holidays", "open", "close"});
+        auto off = c.string(*cal, "calendar.", "utc_offset", false);
+        if (!off.empty()) {
+            int h = 0, m = 0;
+            char sign = 0, extra = 0;
+            if (std::sscanf(off.c_str(), "%c%d:%d%c", &sign, &h, &m, &extra) != 3 || (sign != '+' && sign != '-') ||
+                h > 14 || m > 59)
+                c.issue(cal->get("utc_offset"), "calendar.utc_offset", "must be +HH:MM or -HH:MM, e.g. \"+09:00\"");
+            else
+                cfg.calendar.utc_offset_minutes = (sign == '-' ? -1 : 1) * (h * 60 + m);
+        }
+        if (cal->get("days")) {
+            static const std::map<std::string, int> names{{"sun", 0}, {"mon", 1}, {"tue", 2}, {"wed", 3},
+                                                          {"thu", 4}, {"fri", 5}, {"sat", 6}};
+            cfg.calendar.weekdays.clear();
+            for (auto& d : c.strings(*cal, "calendar.", "days")) {
+                auto it = names.find(d);
+                if (it == names.end())
+                    c.issue(cal->get("days"), "calendar.days", "'" + d + "' is not one of sun mon tue wed thu fri sat");
+                else
+                    cfg.calendar.weekdays.insert(it->second);
+            }
+        }
+        for (auto& d : c.strings(*cal, "calendar.", "holidays")) {
+            int y = 0, mo = 0, da = 0;
+            char extra = 0;
+            if (d.size() != 10 || std::sscanf(d.c_str(), "%d-%d-%d%c", &y, &mo, &da, &extra) != 3 || mo < 1 ||
+                mo > 12 || da < 1 || da > 31)
+                c.issue(cal->get("holidays"), "calendar.holidays", "'" + d + "' is not a YYYY-MM-DD date");
+            else
+                cfg.calendar.holidays.insert(d);
+        }
+        hhmm(*cal, "open", cfg.calendar.open_minute);
+        hhmm(*cal, "close", cfg.calendar.close_minute);
+        if (cfg.calendar.close_minute <= cfg.calendar.open_minute)
+            c.issue(cal->get("close"), "calendar.close", "must be after calendar.open");
+    }
+    if (auto* hours = root["hours"].as_array()) {
+        for (size_t i = 0; i < hours->size(); ++i) {
+            auto* t = (*hours)[i].as_table();
+            std::string prefix = "hours[" + std::to_string(i) + "].";
+            if (!t) {
+                c.issue(&(*hours)[i], prefix, "must be a table");
+                continue;
+            }
+            c.only_keys(*t, prefix, {"type", "outside"});
+            HoursRule r;
+            r.type = c.string(*t, prefix, "type", true, t);
+            auto outside = c.string(*t, prefix, "outside", false);
+            if (outside == "refuse")
+                r.queue = false;
+            else if (!outside.empty() && outside != "queue")
+                c.issue(t->get("outside"), prefix + "outside", "must be \"queue\" (hold until the window opens) or \"refuse\"");
+            if (!r.type.empty()) cfg.hours.push_back(r);
+        }
+    }
 
     if (auto* admin = root["admin"].as_table()) {
         c.only_keys(*admin, "admin.", {"listen"});

@@ -1,10 +1,12 @@
 #include <renkei/links.hpp>
 
+#include <renkei/calendar.hpp>
 #include <renkei/crypto.hpp>
 #include <renkei/inbox_dedup.hpp>
 #include <renkei/log.hpp>
 #include <renkei/merkle.hpp>
 #include <renkei/outbox.hpp>
+#include <renkei/plugin_loader.hpp>
 #include <renkei/transport.hpp>
 #include <renkei/trust_store.hpp>
 
@@ -68,7 +70,9 @@ struct Links::Impl {
         std::string type;
         std::vector<uint8_t> body;  // canonical envelope, signed in a Merkle batch by the committer
         std::vector<uint8_t> frame; // or the frame already signed on its own
+        int64_t not_before = 0;     // held in the outbox until the operating window opens
     };
+    OperatingCalendar calendar;
     static constexpr size_t kMaxQueued = 65536; // forward() waits while this many await commit
     // Flow control: a local sender waits while this many messages are queued or unacknowledged,
     // so a fast sender cannot run ahead of the next hop into retry storms and long queues.
@@ -120,7 +124,14 @@ struct Links::Impl {
     }
 
     Impl(const HostConfig& c, const NodeKeys& k, Router& r, Metrics& m, std::function<int64_t()> clk)
-        : config(c), keys(k), router(r), metrics(m), clock(std::move(clk)) {}
+        : config(c), keys(k), router(r), metrics(m), clock(std::move(clk)), calendar(c.calendar) {}
+
+    // The [[hours]] rule governing `type`, if any.
+    const HoursRule* hours_rule(const std::string& type) const {
+        for (auto& r : config.hours)
+            if (type_matches(r.type, type)) return &r;
+        return nullptr;
+    }
 
     void observe(const std::string& event, const std::string& peer, const std::string& id,
                  const std::string& type, const std::string& detail) {
@@ -166,7 +177,7 @@ struct Links::Impl {
     // Queues the envelope for the next hop and returns at once. The committer writes it to the
     // outbox before it goes on the wire, and before any acknowledgement queued after this call
     // (so a relayed or answered message is durable here before its sender is released).
-    std::string forward(const EnvelopeView& env) {
+    Router::ForwardResult forward(const EnvelopeView& env) {
         auto e = env.get();
         std::string to = e.getTo();
         std::string hop = next_hop(to);
@@ -178,7 +189,18 @@ struct Links::Impl {
         root.setHopCount(static_cast<uint8_t>(e.getHopCount() + 1));
         auto canonical = capnp::canonicalize(root.asReader());
         auto body = canonical.asBytes();
-        Outgoing out{hop, env.id(), std::string(e.getType()), {}, {}};
+        Outgoing out{hop, env.id(), std::string(e.getType()), {}, {}, 0};
+        if (auto* rule = hours_rule(out.type)) {
+            auto now = clock();
+            if (!calendar.open_at(now)) {
+                auto opens = calendar.next_open(now);
+                if (!rule->queue)
+                    return {RENKEI_ERR_DENIED, out.type + " is exchanged only in the common operating window (" + calendar.describe() +
+                           "); it is closed now (" + calendar.local_time(now) + "), next open " +
+                           (opens == INT64_MAX ? std::string("never") : calendar.local_time(opens))};
+                out.not_before = opens;
+            }
+        }
         if (batch_peers.count(hop)) {
             out.body = to_vector(body);
         } else {
@@ -186,9 +208,11 @@ struct Links::Impl {
             out.frame = signed_frame({body.begin(), body.size()}, schema::SignatureAlg::ED25519, config.node_id, sig);
         }
         auto id = out.id;
+        auto out_held = out.not_before;
         {
             std::unique_lock lock(mutex);
-            bool relay = std::this_thread::get_id() == receiver.get_id();
+            // Held messages wait in the outbox, not on the wire: they take no room in the window.
+            bool relay = std::this_thread::get_id() == receiver.get_id() || out.not_before != 0;
             room_cv.wait(lock, [&] {
                 return stopping || (to_commit.size() < kMaxQueued && (relay || to_commit.size() + unacked < kWindow));
             });
@@ -196,7 +220,9 @@ struct Links::Impl {
             to_commit.push_back(std::move(out));
             cv.notify_all();
         }
-        observe("forwarded", hop, hex(id), e.getType(), "to " + to + " via " + hop);
+        observe("forwarded", hop, hex(id), e.getType(),
+                "to " + to + " via " + hop +
+                    (out_held ? "; held until the operating window opens at " + calendar.local_time(out_held) : ""));
         return {};
     }
 
@@ -376,15 +402,21 @@ struct Links::Impl {
                     sign_batches(batch);
                     std::vector<OutboxPut> puts;
                     puts.reserve(batch.size());
-                    for (auto& o : batch) puts.push_back(OutboxPut{o.hop, o.id, o.type, o.frame});
+                    for (auto& o : batch) puts.push_back(OutboxPut{o.hop, o.id, o.type, o.frame, o.not_before});
                     auto now = clock();
                     auto seqs = outbox->put_batch(puts, now);
+                    std::vector<uint64_t> sent;
+                    sent.reserve(seqs.size());
+                    for (size_t i = 0; i < batch.size(); ++i) {
+                        if (batch[i].not_before > now) continue; // the resend loop sends it when due
+                        transport->send(batch[i].hop, std::move(batch[i].frame));
+                        sent.push_back(seqs[i]);
+                    }
                     {
                         std::lock_guard lock(mutex);
-                        unacked += seqs.size();
+                        unacked += sent.size();
                     }
-                    for (auto& o : batch) transport->send(o.hop, std::move(o.frame));
-                    outbox->mark_sent(seqs, now);
+                    outbox->mark_sent(sent, now);
                 } catch (const std::exception& e) {
                     committed = false;
                     logger("links")->error("outbox commit of {} messages failed: {}", batch.size(), e.what());
@@ -478,7 +510,7 @@ struct Links::Impl {
                 for (auto& id : outbox->dead_letter_exhausted(now))
                     logger("links")->error("message {} moved to dead letters after its last attempt", hex(id));
                 if (++rounds % 10 == 0) { // resynchronise (an operator may replay dead letters)
-                    size_t queued = outbox->size();
+                    size_t queued = outbox->size() - outbox->held(now);
                     std::lock_guard lock(mutex);
                     unacked = queued;
                     room_cv.notify_all();
@@ -563,7 +595,7 @@ void Links::stop() {
     if (m.transport) m.transport->stop();
 }
 
-std::string Links::forward(const EnvelopeView& envelope) { return impl_->forward(envelope); }
+Router::ForwardResult Links::forward(const EnvelopeView& envelope) { return impl_->forward(envelope); }
 void Links::set_trust(const std::map<std::string, PeerKeys>& keys, int64_t expires_ms) {
     impl_->apply_trust(keys, expires_ms);
 }

@@ -124,7 +124,7 @@ struct Outbox::Impl {
         : options((check_options(opts), std::move(opts))), db(path, options.storage),
           schema(db),
           insert(db.prepare("INSERT INTO outbox (id, peer, type, bytes, attempts, next_attempt_ms,"
-                            " queued_ms) VALUES (?1, ?2, ?3, ?4, 0, ?5, ?5)"
+                            " queued_ms) VALUES (?1, ?2, ?3, ?4, 0, max(?5, ?6), ?5)"
                             " ON CONFLICT (id) DO NOTHING",
                             "insert outbox entry")),
           find_seq(db.prepare("SELECT seq FROM outbox WHERE id = ?1", "find outbox entry")),
@@ -150,6 +150,8 @@ struct Outbox::Impl {
           delete_seq(db.prepare("DELETE FROM outbox WHERE seq = ?1", "delete outbox entry")),
           delete_delivered_dead_letter(dead_letter_table::prepare_delete_delivered(db)),
           count(db.prepare("SELECT count(*) FROM outbox", "count outbox entries")),
+          count_held(db.prepare("SELECT count(*) FROM outbox WHERE attempts = 0 AND next_attempt_ms > ?1",
+                                "count held outbox entries")),
           rng(options.jitter_seed ? options.jitter_seed : std::random_device{}()) {}
 
     struct Schema {
@@ -171,7 +173,8 @@ struct Outbox::Impl {
             .bind_text(2, m.peer)
             .bind_text(3, m.type)
             .bind_blob(4, m.bytes)
-            .bind(5, now_ms);
+            .bind(5, now_ms)
+            .bind(6, m.not_before_ms);
         insert.run();
         if (db.changes() == 1) return static_cast<uint64_t>(db.last_insert_rowid());
         find_seq.bind_blob(1, id_bytes(m.id));
@@ -240,7 +243,7 @@ struct Outbox::Impl {
     sqlite::Database db;
     Schema schema;
     sqlite::Statement insert, find_seq, select_due, select_by_seq, select_exhausted,
-        select_attempts, update_sent, delete_ack, delete_seq, delete_delivered_dead_letter, count;
+        select_attempts, update_sent, delete_ack, delete_seq, delete_delivered_dead_letter, count, count_held;
     std::mt19937_64 rng;
     std::uniform_real_distribution<double> unit{0.0, 1.0};
     std::mutex db_mutex;  // guards db, the statements and rng
@@ -385,6 +388,16 @@ std::optional<OutboxEntry> Outbox::replay_dead_letter(const MessageId& id, int64
     auto entry = m.read_seq(seq);
     tx.commit();
     return entry;
+}
+
+size_t Outbox::held(int64_t now_ms) {
+    std::lock_guard lock(impl_->db_mutex);
+    auto& q = impl_->count_held;
+    q.bind(1, now_ms);
+    q.step();
+    auto n = static_cast<size_t>(q.column_int64(0));
+    q.reset();
+    return n;
 }
 
 size_t Outbox::size() {

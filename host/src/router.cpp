@@ -87,9 +87,9 @@ void Router::route(kj::Array<capnp::word> flat, std::function<void(int32_t, cons
             fail(*view, RENKEI_ERR_NOT_FOUND, "no route from " + local_node_ + " to node " + to, done);
             return;
         }
-        std::string why = forwarder_(*view);
-        if (!why.empty()) {
-            fail(*view, RENKEI_ERR_NOT_FOUND, why, done);
+        auto result = forwarder_(*view);
+        if (!result.why.empty()) {
+            fail(*view, result.code, result.why, done);
             return;
         }
         metrics_.counters(type, "transport").out.fetch_add(1, std::memory_order_relaxed);

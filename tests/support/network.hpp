@@ -63,6 +63,7 @@ public:
     Host& start(const NodeSpec& spec, const std::function<void(HostConfig&)>& tweak = nullptr) {
         HostOptions o;
         o.runner_path = RENKEI_BINARY;
+        o.clock = clock;
         auto cfg = config(spec);
         if (tweak) tweak(cfg);
         auto host = std::make_unique<Host>(cfg, o);
@@ -73,6 +74,8 @@ public:
     }
 
     Host& operator[](const std::string& id) { return *hosts_.at(id); }
+    // The clock of hosts started from now on (empty: the system clock).
+    std::function<int64_t()> clock;
     std::string endpoint(const std::string& id) { return endpoints_.at(id); }
     std::filesystem::path keys_dir(const std::string& id) { return dir_ / ("keys-" + safe(id)); }
 

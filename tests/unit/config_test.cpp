@@ -6,6 +6,8 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include <algorithm>
 #include <string>
 #include <vector>
@@ -515,4 +517,45 @@ TEST(Config, UnreadableFileIsAnIssue) {
     EXPECT_EQ(issues[0].file, (tmp / "absent.toml").string());
     EXPECT_NE(issues[0].to_string().find("absent.toml"), std::string::npos);
     EXPECT_THROW(load_config(tmp / "absent.toml"), ConfigError);
+}
+
+TEST(Config, CalendarHoursTrustAndSigningSettings) {
+    TempDir tmp;
+    write_file(tmp / "trust.toml", "");
+    write_file(tmp / "node.toml",
+               "[node]\nid = \"muni:131016\"\ntrust_store = \"trust.toml\"\ntrust_root = \"" + std::string(64, 'a') +
+                   "\"\n"
+                   "[calendar]\nutc_offset = \"+09:00\"\ndays = [\"mon\", \"wed\"]\nholidays = [\"2026-11-23\"]\n"
+                   "open = \"09:00\"\nclose = \"17:00\"\n"
+                   "[[hours]]\ntype = \"juki.*\"\n[[hours]]\ntype = \"juki.Query\"\noutside = \"refuse\"\n"
+                   "[[peer]]\nnode = \"pref:13\"\nsigning = \"batch\"\n");
+    auto cfg = load_config(tmp / "node.toml");
+    EXPECT_EQ(cfg.trust_store, tmp / "trust.toml");
+    EXPECT_EQ(cfg.calendar.utc_offset_minutes, 540);
+    EXPECT_EQ(cfg.calendar.weekdays, (std::set<int>{1, 3}));
+    EXPECT_EQ(cfg.calendar.holidays.count("2026-11-23"), 1u);
+    EXPECT_EQ(cfg.calendar.open_minute, 540);
+    EXPECT_EQ(cfg.calendar.close_minute, 1020);
+    ASSERT_EQ(cfg.hours.size(), 2u);
+    EXPECT_TRUE(cfg.hours[0].queue);
+    EXPECT_FALSE(cfg.hours[1].queue);
+    ASSERT_EQ(cfg.peers.size(), 1u); // no curve_public needed: the trust store has it
+    EXPECT_TRUE(cfg.peers[0].batch_signing);
+
+    auto issues = check_with_node(tmp, "[calendar]\nutc_offset = \"JST\"\ndays = [\"monday\"]\n"
+                                       "holidays = [\"23/11/2026\"]\nopen = \"25:00\"\nclose = \"08:00\"\n"
+                                       "[[hours]]\noutside = \"later\"\n"
+                                       "[[peer]]\nnode = \"pref:13\"\ncurve_public = \"" + std::string(40, 'a') +
+                                       "\"\nsigning = \"sometimes\"\n");
+    auto file = tmp / "node.toml";
+    expect_issue(issues, file, "calendar.utc_offset", 4, "must be +HH:MM or -HH:MM");
+    expect_issue(issues, file, "calendar.days", 5, "'monday' is not one of");
+    expect_issue(issues, file, "calendar.holidays", 6, "'23/11/2026' is not a YYYY-MM-DD date");
+    expect_issue(issues, file, "calendar.open", 7, "must be HH:MM");
+    expect_issue(issues, file, "hours[0].type", 9, "required key is missing");
+    expect_issue(issues, file, "hours[0].outside", 10, "must be \"queue\"");
+    expect_issue(issues, file, "peer[0].signing", 14, "must be \"message\"");
+    issues = check_with_node(tmp, "trust_store = \"nowhere.toml\"\n", "t.toml");
+    EXPECT_EQ(issues_for(issues, "node.trust_store").size(), 1u) << dump(issues);
+    EXPECT_EQ(issues_for(issues, "node.trust_root").size(), 1u) << dump(issues);
 }

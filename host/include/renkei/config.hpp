@@ -1,6 +1,8 @@
 // The host configuration: one TOML file per node. Every problem is reported with file, line and key.
 #pragma once
 
+#include <renkei/calendar.hpp>
+
 #include <toml++/toml.h>
 
 #include <filesystem>
@@ -43,6 +45,8 @@ struct HostConfig {
     std::vector<std::filesystem::path> plugin_dirs;
     std::vector<PluginConfig> plugins;
     std::vector<PeerConfig> peers;
+    CalendarConfig calendar;       // [calendar]: operating days and the common operating window
+    std::vector<HoursRule> hours;  // [[hours]]: message types that keep to the window
 };
 
 struct ConfigIssue {

@@ -58,7 +58,7 @@ public:
     void set_trust(const std::map<std::string, PeerKeys>& keys, int64_t expires_ms);
 
     // Router forwarder: "" when taken into the outbox, else why it cannot be routed.
-    std::string forward(const EnvelopeView& envelope);
+    Router::ForwardResult forward(const EnvelopeView& envelope);
 
     // The bound transport endpoint (after start), e.g. "tcp://127.0.0.1:40123".
     std::string endpoint() const;

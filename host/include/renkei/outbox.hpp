@@ -73,6 +73,7 @@ struct OutboxPut {
     MessageId id{};
     std::string_view type;
     std::span<const uint8_t> bytes;
+    int64_t not_before_ms = 0;  // held (not due) until then, e.g. the operating window's opening
 };
 
 struct OutboxEntry {
@@ -135,6 +136,8 @@ public:
 
     // Queued (un-acknowledged, not dead) entries.
     size_t size();
+    // Entries never sent and held beyond `now_ms` (waiting for their not_before time).
+    size_t held(int64_t now_ms);
     const RetryPolicy& retry_policy() const;
     const std::string& path() const;
 

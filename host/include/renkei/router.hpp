@@ -18,8 +18,17 @@ namespace renkei {
 
 class Router {
 public:
-    // Forwards an envelope for another node; returns "" when accepted, else the reason it cannot.
-    using Forwarder = std::function<std::string(const EnvelopeView& envelope)>;
+    // A forwarder's answer: an empty `why` when accepted, else the reason and the fault code
+    // (RENKEI_ERR_NOT_FOUND for "no route" unless it says otherwise).
+    struct ForwardResult {
+        ForwardResult(std::string w = {}) : why(std::move(w)) {}
+        ForwardResult(const char* w) : why(w) {}
+        ForwardResult(int32_t c, std::string w) : code(c), why(std::move(w)) {}
+        int32_t code = RENKEI_ERR_NOT_FOUND;
+        std::string why;
+    };
+    // Forwards an envelope for another node.
+    using Forwarder = std::function<ForwardResult(const EnvelopeView& envelope)>;
     // Observes every routing outcome (for audit): event is "delivered", "forwarded", "refused"
     // or "failed".
     using Observer = std::function<void(const EnvelopeView& envelope, const std::string& event,
