@@ -105,7 +105,9 @@ typedef struct renkei_host_api {
     /* Hands an envelope (flat Cap'n Proto `Envelope`) to the host for routing. The host copies the
      * bytes before returning; the plugin keeps ownership of `envelope`. The host fills in `id` when
      * it is empty, stamps `from` with this node's id and checks policy. Returns RENKEI_OK once the
-     * message is accepted for delivery (not once it is delivered). Thread-safe. */
+     * message is accepted for delivery (not once it is delivered): a message for another node is
+     * queued and committed to the host's durable outbox before it leaves and before the message
+     * being handled (if any) is acknowledged to its sender. Thread-safe. */
     int32_t (*send)(void* host_ctx, const uint8_t* envelope, size_t size, renkei_error* err);
 
     /* Writes one log line (UTF-8, NUL-terminated) under the plugin's name. Never fails. Thread-safe.
