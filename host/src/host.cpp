@@ -198,7 +198,7 @@ void Host::start() {
                 r.message_id = hex(e.getId());
                 r.type = type;
                 r.from = from;
-                r.to = config_.node_id;
+                r.to = e.getTo(); // this node, or the destination of a message it relays
                 r.purpose = purpose;
                 r.operator_id = e.getOperatorId();
                 r.outcome = d.allowed ? "ok" : "refused";

@@ -366,9 +366,14 @@ struct Links::Impl {
             in_progress.insert(id);
         }
         observe("accepted", peer, idhex, type, "from " + std::string(env.getFrom()));
-        if (std::string(env.getTo()) == config.node_id) {
+        {
+            // Every hop is a firewall: a relay applies its own policy to what it carries (so a
+            // prefecture or J-LIS never carries what the law keeps between municipalities), and
+            // the destination applies its policy before any plugin sees the message.
+            bool relay = std::string(env.getTo()) != config.node_id;
             std::string why = policy ? policy(env) : "no access policy configured: denied by default";
             if (!why.empty()) {
+                if (relay) why = config.node_id + " does not carry this message: " + why;
                 // Custody is taken (acknowledged, recorded) and the sender is told why.
                 router.fault(*view, RENKEI_ERR_DENIED, why, "purpose", "access policy");
                 taken(peer, id);

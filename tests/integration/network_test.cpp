@@ -422,3 +422,51 @@ TEST(Network, BatchFramesWithABadLeafProofOrSignerAreRefused) {
         if (e.path().extension() == ".log") trail += read_file(e.path());
     EXPECT_NE(trail.find("batch signature does not verify"), std::string::npos);
 }
+
+TEST(Network, RelaysApplyTheirOwnPolicyAndRefuseWhatTheyMustNotCarry) {
+    TempDir tmp;
+    Network net(tmp);
+    // The prefecture carries municipal traffic to J-LIS and J-LIS's answers back, nothing else:
+    // a notice between two municipalities must not transit it (第3 3(3)).
+    std::string pref_policy =
+        "[[rule]]\nsender = \"kind:muni\"\ntype = \"echo.*\"\npurpose = \"*\"\n"
+        "[[rule]]\nsender = \"kind:jlis\"\ntype = \"*\"\npurpose = \"*\"\n";
+    net.start({"jlis:juki", true, {echo_plugin()}, {{"pref:13", {"muni:*"}}}});
+    net.start({"pref:13", true, {}, {{"jlis:juki", {"jlis:*"}}, {"muni:131016", {"muni:131016"}}, {"muni:132012", {}}},
+               pref_policy});
+    net.start({"muni:131016", false, {}, {{"pref:13", {"*"}}}});
+    net.start({"muni:132012", false, {}, {{"pref:13", {"*"}}}});
+    auto far = std::make_shared<Collector>("far", std::vector<std::string>{"juki.MoveInNotice"});
+    net["muni:132012"].add_endpoint(far->endpoint());
+    Collector client("client", {"echo.Pong", "juki.MoveInNotice.Fault"});
+    net["muni:131016"].add_endpoint(client.endpoint());
+
+    capnp::MallocMessageBuilder mb;
+    auto e = mb.initRoot<schema::Envelope>();
+    e.setType("juki.MoveInNotice");
+    e.setTo("muni:132012");
+    e.setPurpose("juki-9");
+    net["muni:131016"].submit(client.name(), capnp::messageToFlatArray(mb).asBytes());
+    ping(net["muni:131016"], client.name(), "jlis:juki", "allowed through");
+
+    auto got = client.wait_for(2, 20s);
+    ASSERT_EQ(got.size(), 2u);
+    std::map<std::string, Received> by_type;
+    for (auto& g : got) by_type[g.type] = g;
+    ASSERT_TRUE(by_type.count("juki.MoveInNotice.Fault"));
+    EXPECT_EQ(by_type["juki.MoveInNotice.Fault"].fault_code, RENKEI_ERR_DENIED);
+    EXPECT_NE(by_type["juki.MoveInNotice.Fault"].fault_message.find("pref:13 does not carry this message"),
+              std::string::npos) << by_type["juki.MoveInNotice.Fault"].fault_message;
+    EXPECT_TRUE(by_type.count("echo.Pong"));
+    EXPECT_TRUE(far->all().empty());
+    // The prefecture keeps nothing of it: custody was taken and refused; once the answers it
+    // carried back are acknowledged its outbox is empty.
+    for (int i = 0; i < 100 && net["pref:13"].links_pending(); ++i) std::this_thread::sleep_for(50ms);
+    EXPECT_EQ(net["pref:13"].links_pending(), 0u);
+    auto* audit = net["pref:13"].audit();
+    audit->flush();
+    std::string trail;
+    for (auto& f : std::filesystem::directory_iterator(audit->dir()))
+        if (f.path().extension() == ".log") trail += read_file(f.path());
+    EXPECT_NE(trail.find("policy_deny"), std::string::npos);
+}
