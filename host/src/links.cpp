@@ -56,7 +56,8 @@ struct Links::Impl {
 
     // Received frames are processed off the transport's I/O thread (SQLite and plugins may block).
     std::mutex mutex;
-    std::condition_variable cv;
+    // One condition per waiting thread, so a notification wakes only the thread it is for.
+    std::condition_variable commit_cv, inbound_cv, stop_cv;
     std::deque<std::pair<std::string, std::vector<uint8_t>>> inbound;
     std::set<MessageId> in_progress; // taken, not yet finished: a retransmission waits for them
     bool stopping = false;
@@ -218,7 +219,7 @@ struct Links::Impl {
             });
             if (stopping) return "host stopping before " + hex(id) + " was queued";
             to_commit.push_back(std::move(out));
-            cv.notify_all();
+            if (to_commit.size() == 1) commit_cv.notify_one();
         }
         observe("forwarded", hop, hex(id), e.getType(),
                 "to " + to + " via " + hop +
@@ -396,7 +397,7 @@ struct Links::Impl {
         for (;;) {
             {
                 std::unique_lock lock(mutex);
-                cv.wait(lock, [&] { return stopping || !to_commit.empty() || !to_ack.empty(); });
+                commit_cv.wait(lock, [&] { return stopping || !to_commit.empty() || !to_ack.empty(); });
                 if (stopping) return;
                 batch.swap(to_commit);
                 acks.swap(to_ack);
@@ -464,7 +465,7 @@ struct Links::Impl {
     void taken(const std::string& peer, const MessageId& id) {
         std::lock_guard lock(mutex);
         to_ack.emplace_back(peer, id);
-        cv.notify_all();
+        if (to_ack.size() == 1 && to_commit.empty()) commit_cv.notify_one();
     }
 
     void receive_loop() {
@@ -472,7 +473,7 @@ struct Links::Impl {
             std::deque<std::pair<std::string, std::vector<uint8_t>>> batch;
             {
                 std::unique_lock lock(mutex);
-                cv.wait(lock, [&] { return stopping || !inbound.empty(); });
+                inbound_cv.wait(lock, [&] { return stopping || !inbound.empty(); });
                 if (stopping) return;
                 batch.swap(inbound);
             }
@@ -491,7 +492,7 @@ struct Links::Impl {
         for (;;) {
             {
                 std::unique_lock lock(mutex);
-                if (cv.wait_for(lock, std::chrono::milliseconds(100), [&] { return stopping; })) return;
+                if (stop_cv.wait_for(lock, std::chrono::milliseconds(100), [&] { return stopping; })) return;
             }
             try {
                 auto now = clock();
@@ -571,7 +572,7 @@ void Links::start() {
         auto* d = static_cast<const uint8_t*>(f.data());
         std::lock_guard lock(m.mutex);
         m.inbound.emplace_back(peer, std::vector<uint8_t>(d, d + f.size()));
-        m.cv.notify_all();
+        if (m.inbound.size() == 1) m.inbound_cv.notify_one();
     });
     m.transport->on_send_failure([&m](const std::string& peer, const std::string&, std::vector<uint8_t>& frame) {
         std::lock_guard lock(m.parked_mutex);
@@ -591,7 +592,9 @@ void Links::stop() {
         std::lock_guard lock(m.mutex);
         if (m.stopping) return;
         m.stopping = true;
-        m.cv.notify_all();
+        m.commit_cv.notify_all();
+        m.inbound_cv.notify_all();
+        m.stop_cv.notify_all();
     }
     m.room_cv.notify_all();
     if (m.receiver.joinable()) m.receiver.join();
