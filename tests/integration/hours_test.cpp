@@ -18,15 +18,7 @@ constexpr int64_t kHour = 3'600'000;
 constexpr int64_t kMon23Midnight = 1795359600000; // 2026-11-23T00:00+09:00, 勤労感謝の日
 
 std::string send(Host& from, const std::string& origin, const std::string& type) {
-    capnp::MallocMessageBuilder mb;
-    auto e = mb.initRoot<schema::Envelope>();
-    auto id = new_message_id();
-    e.setId(kj::ArrayPtr<const kj::byte>(id.data(), id.size()));
-    e.setType(type);
-    e.setTo("pref:13");
-    e.setPurpose("test");
-    from.submit(origin, capnp::messageToFlatArray(mb).asBytes());
-    return hex(id);
+    return submit_new(from, origin, type, "pref:13");
 }
 
 } // namespace

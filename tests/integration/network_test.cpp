@@ -29,16 +29,7 @@ struct ThreeTier {
 };
 
 std::string ping(Host& from, const std::string& origin, const std::string& to, const std::string& payload) {
-    capnp::MallocMessageBuilder mb;
-    auto e = mb.initRoot<schema::Envelope>();
-    auto id = new_message_id();
-    e.setId(kj::ArrayPtr<const kj::byte>(id.data(), id.size()));
-    e.setType("echo.Ping");
-    e.setTo(to);
-    e.setPurpose("test");
-    e.setPayload(bytes_of(payload));
-    from.submit(origin, capnp::messageToFlatArray(mb).asBytes());
-    return hex(id);
+    return submit_new(from, origin, "echo.Ping", to, payload);
 }
 
 } // namespace
@@ -125,30 +116,53 @@ std::vector<uint8_t> signed_frame(const NodeKeys& signer, const std::string& key
 
 } // namespace
 
+// Speaks to pref:13 over CURVE with a node's own keys, bypassing its host, so a test can send
+// frames built by hand; collects the acknowledgements that come back.
+struct RawLink {
+    std::mutex m;
+    std::condition_variable cv;
+    std::vector<std::string> acked;
+    std::unique_ptr<Transport> transport;
+
+    RawLink(Network& net, const NodeKeys& keys) {
+        TransportOptions o;
+        o.node_id = keys.node_id;
+        o.curve_public = keys.curve_public;
+        o.curve_secret.assign(reinterpret_cast<const char*>(keys.curve_secret.view().data()), 40);
+        transport = std::make_unique<Transport>(o, std::map<std::string, std::string>{});
+        transport->on_receive([this](const std::string&, const zmq::message_t& f) {
+            auto words = kj::heapArray<capnp::word>(f.size() / 8);
+            memcpy(words.begin(), f.data(), f.size());
+            capnp::FlatArrayMessageReader r(words.asPtr());
+            auto frame = r.getRoot<wire::Frame>();
+            if (frame.which() != wire::Frame::ACK) return;
+            std::lock_guard lock(m);
+            for (auto id : frame.getAck()) acked.push_back(hex(id));
+            cv.notify_all();
+        });
+        transport->add_peer("pref:13", {net.endpoint("pref:13")}, net.keys_for("pref:13").curve_public);
+        transport->start();
+    }
+    void send(const std::vector<uint8_t>& frame) { transport->send("pref:13", frame); }
+    size_t count(const std::string& id) {
+        std::lock_guard lock(m);
+        return std::count(acked.begin(), acked.end(), id);
+    }
+    size_t size() {
+        std::lock_guard lock(m);
+        return acked.size();
+    }
+    template <typename Pred> bool wait(std::chrono::milliseconds timeout, Pred pred) {
+        std::unique_lock lock(m);
+        return cv.wait_for(lock, timeout, pred);
+    }
+};
+
 TEST(Network, TamperedForgedAndReplayedEnvelopesAreRefused) {
     ThreeTier t;
     t.net.stop("muni:131016"); // we speak with its keys instead
     auto keys = load_node_keys(t.net.keys_dir("muni:131016"));
-    TransportOptions o;
-    o.node_id = "muni:131016";
-    o.curve_public = keys.curve_public;
-    o.curve_secret.assign(reinterpret_cast<const char*>(keys.curve_secret.view().data()), 40);
-    Transport raw(o, {});
-    std::mutex m;
-    std::condition_variable cv;
-    std::vector<std::string> acked;
-    raw.on_receive([&](const std::string&, const zmq::message_t& f) {
-        auto words = kj::heapArray<capnp::word>(f.size() / 8);
-        memcpy(words.begin(), f.data(), f.size());
-        capnp::FlatArrayMessageReader r(words.asPtr());
-        auto frame = r.getRoot<wire::Frame>();
-        if (frame.which() != wire::Frame::ACK) return;
-        std::lock_guard lock(m);
-        for (auto id : frame.getAck()) acked.push_back(hex(id));
-        cv.notify_all();
-    });
-    raw.add_peer("pref:13", {t.net.endpoint("pref:13")}, t.net.keys_for("pref:13").curve_public);
-    raw.start();
+    RawLink raw(t.net, keys);
 
     auto echo = t.net["pref:13"].router().handler_for("echo.Ping");
     auto make = [&](const std::string& payload) {
@@ -165,9 +179,8 @@ TEST(Network, TamperedForgedAndReplayedEnvelopesAreRefused) {
     };
     auto send_until_acked = [&](const std::vector<uint8_t>& frame, const std::string& id) {
         for (int i = 0; i < 100; ++i) {
-            raw.send("pref:13", frame);
-            std::unique_lock lock(m);
-            if (cv.wait_for(lock, 100ms, [&] { return std::count(acked.begin(), acked.end(), id) > 0; })) return true;
+            raw.send(frame);
+            if (raw.wait(100ms, [&] { return std::count(raw.acked.begin(), raw.acked.end(), id) > 0; })) return true;
         }
         return false;
     };
@@ -181,29 +194,25 @@ TEST(Network, TamperedForgedAndReplayedEnvelopesAreRefused) {
     EXPECT_EQ(echo->status().handled, 1u);
 
     // 2. Replay of the same id: acknowledged again, never delivered again.
-    size_t acks_before = acked.size();
-    raw.send("pref:13", good);
-    {
-        std::unique_lock lock(m);
-        cv.wait_for(lock, 5s, [&] { return acked.size() > acks_before; });
-    }
+    size_t acks_before = raw.size();
+    raw.send(good);
+    raw.wait(5s, [&] { return raw.acked.size() > acks_before; });
     std::this_thread::sleep_for(200ms);
     EXPECT_EQ(echo->status().handled, 1u);
 
     // 3. Tampered after signing, and 4. signed as J-LIS over the municipality's link: refused.
     auto [w2, id2] = make("tampered");
     capnp::FlatArrayMessageReader r2(w2);
-    raw.send("pref:13", signed_frame(keys, "muni:131016", r2.getRoot<schema::Envelope>(), true));
+    raw.send(signed_frame(keys, "muni:131016", r2.getRoot<schema::Envelope>(), true));
     auto [w3, id3] = make("forged");
     capnp::FlatArrayMessageReader r3(w3);
-    raw.send("pref:13", signed_frame(keys, "jlis:juki", r3.getRoot<schema::Envelope>(), false));
+    raw.send(signed_frame(keys, "jlis:juki", r3.getRoot<schema::Envelope>(), false));
     std::this_thread::sleep_for(500ms);
     EXPECT_EQ(echo->status().handled, 1u);
-    std::lock_guard lock(m);
-    EXPECT_EQ(std::count(acked.begin(), acked.end(), id2), 0);
-    EXPECT_EQ(std::count(acked.begin(), acked.end(), id3), 0);
+    EXPECT_EQ(raw.count(id2), 0u);
+    EXPECT_EQ(raw.count(id3), 0u);
     EXPECT_GE(t.net["pref:13"].metrics().counters("(unreadable)", "links").failed.load(), 2u);
-    raw.stop();
+    raw.transport->stop();
 
     // Every refusal and the duplicate are in the prefecture's audit trail, which verifies.
     auto* audit = t.net["pref:13"].audit();
@@ -309,26 +318,7 @@ TEST(Network, BatchFramesWithABadLeafProofOrSignerAreRefused) {
     t.net.stop("muni:131016");
     auto keys = load_node_keys(t.net.keys_dir("muni:131016"));
     auto jlis_keys = load_node_keys(t.net.keys_dir("jlis:juki"));
-    TransportOptions o;
-    o.node_id = "muni:131016";
-    o.curve_public = keys.curve_public;
-    o.curve_secret.assign(reinterpret_cast<const char*>(keys.curve_secret.view().data()), 40);
-    Transport raw(o, {});
-    std::mutex m;
-    std::condition_variable cv;
-    std::set<std::string> acked;
-    raw.on_receive([&](const std::string&, const zmq::message_t& f) {
-        auto words = kj::heapArray<capnp::word>(f.size() / 8);
-        memcpy(words.begin(), f.data(), f.size());
-        capnp::FlatArrayMessageReader r(words.asPtr());
-        auto frame = r.getRoot<wire::Frame>();
-        if (frame.which() != wire::Frame::ACK) return;
-        std::lock_guard lock(m);
-        for (auto id : frame.getAck()) acked.insert(hex(id));
-        cv.notify_all();
-    });
-    raw.add_peer("pref:13", {t.net.endpoint("pref:13")}, t.net.keys_for("pref:13").curve_public);
-    raw.start();
+    RawLink raw(t.net, keys);
     auto echo = t.net["pref:13"].router().handler_for("echo.Ping");
 
     std::vector<std::vector<uint8_t>> bodies;
@@ -388,32 +378,29 @@ TEST(Network, BatchFramesWithABadLeafProofOrSignerAreRefused) {
     // handshake completes is dropped by the raw transport).
     auto& refused = t.net["pref:13"].metrics().counters("(unreadable)", "links").failed;
     for (int i = 0; i < 100 && refused.load() < 4; ++i) {
-        raw.send("pref:13", frames_tampered[1]);
-        raw.send("pref:13", frames_tampered[2]);
-        raw.send("pref:13", frames_tampered[3]);
-        raw.send("pref:13", forged[4]);
+        raw.send(frames_tampered[1]);
+        raw.send(frames_tampered[2]);
+        raw.send(frames_tampered[3]);
+        raw.send(forged[4]);
         std::this_thread::sleep_for(100ms);
     }
     EXPECT_EQ(echo->status().handled, 0u);
-    {
-        std::lock_guard lock(m);
-        EXPECT_TRUE(acked.empty());
-    }
+    EXPECT_EQ(raw.size(), 0u);
     EXPECT_GE(refused.load(), 4u);
 
     // The genuine batch: every leaf is accepted, with one signature check for the batch.
     for (int round = 0; round < 50; ++round) {
-        for (auto& f : good) raw.send("pref:13", f);
-        std::unique_lock lock(m);
-        if (cv.wait_for(lock, 200ms, [&] { return acked.size() == ids.size(); })) break;
+        for (auto& f : good) raw.send(f);
+        if (raw.wait(200ms, [&] { return std::set<std::string>(raw.acked.begin(), raw.acked.end()).size() == ids.size(); }))
+            break;
     }
     {
-        std::lock_guard lock(m);
-        EXPECT_EQ(acked, std::set<std::string>(ids.begin(), ids.end()));
+        std::lock_guard lock(raw.m);
+        EXPECT_EQ(std::set<std::string>(raw.acked.begin(), raw.acked.end()), std::set<std::string>(ids.begin(), ids.end()));
     }
     for (int i = 0; i < 100 && echo->status().handled < 5; ++i) std::this_thread::sleep_for(20ms);
     EXPECT_EQ(echo->status().handled, 5u);
-    raw.stop();
+    raw.transport->stop();
 
     auto* audit = t.net["pref:13"].audit();
     audit->flush();

@@ -48,16 +48,7 @@ struct TrustNet {
 };
 
 std::string ping(Host& from, const std::string& origin, const std::string& payload) {
-    capnp::MallocMessageBuilder mb;
-    auto e = mb.initRoot<schema::Envelope>();
-    auto id = new_message_id();
-    e.setId(kj::ArrayPtr<const kj::byte>(id.data(), id.size()));
-    e.setType("echo.Ping");
-    e.setTo("pref:13");
-    e.setPurpose("test");
-    e.setPayload(bytes_of(payload));
-    from.submit(origin, capnp::messageToFlatArray(mb).asBytes());
-    return hex(id);
+    return submit_new(from, origin, "echo.Ping", "pref:13", payload);
 }
 
 std::string node_toml(const std::string& id, const std::vector<NodeCard>& cards) {

@@ -103,6 +103,22 @@ private:
     std::map<std::string, std::unique_ptr<Host>> hosts_;
 };
 
+// Submits a new envelope of `type` for node `to` at `from`, as its local component `origin`.
+// Returns the envelope's id (hex).
+inline std::string submit_new(Host& from, const std::string& origin, const std::string& type, const std::string& to,
+                              const std::string& payload = {}, const std::string& purpose = "test") {
+    capnp::MallocMessageBuilder mb;
+    auto e = mb.initRoot<schema::Envelope>();
+    auto id = new_message_id();
+    e.setId(kj::ArrayPtr<const kj::byte>(id.data(), id.size()));
+    e.setType(type);
+    e.setTo(to);
+    e.setPurpose(purpose);
+    e.setPayload(kj::ArrayPtr<const kj::byte>(reinterpret_cast<const kj::byte*>(payload.data()), payload.size()));
+    from.submit(origin, capnp::messageToFlatArray(mb).asBytes());
+    return hex(id);
+}
+
 inline PluginConfig echo_plugin(const std::string& name = "echo") {
     PluginConfig p;
     p.name = name;
