@@ -1,4 +1,5 @@
 #include <renkei/demo.hpp>
+#include <renkei/trust_store.hpp>
 
 #include <renkei/audit_log.hpp>
 #include <renkei/keys.hpp>
@@ -144,6 +145,18 @@ bool network_demo(const std::filesystem::path& build_dir, const std::filesystem:
         std::cout << "  renkei keygen " << id << ": CURVE " << cards[id].curve_public.substr(0, 8) << "..., Ed25519 "
                   << cards[id].sign_public.substr(0, 8) << "... (private files 0600)\n";
     }
+    // The network root (J-LIS) signs the trust store that binds each node id to its keys.
+    auto root_pub = generate_root_key(dir / "root");
+    auto trust = dir / "trust.toml";
+    {
+        std::ofstream t(trust);
+        t << "[trust]\nnetwork = \"renkei-demo\"\nserial = 1\nissued_at = 2026-01-01T00:00:00Z\n"
+             "expires_at = 2099-01-01T00:00:00Z\n\n";
+        for (auto& [id, card] : cards) t << card.to_toml() << "\n";
+    }
+    sign_trust_store(trust, load_signing_key(dir / "root" / "root.key"));
+    std::cout << "  renkei trust sign: trust store serial 1 (" << cards.size() << " nodes) signed by the network root "
+              << root_pub.substr(0, 8) << "...\n";
     auto policy = dir / "jlis-policy.toml";
     std::ofstream(policy) << "[[rule]]\nsender = \"kind:muni\"\ntype = \"echo.Ping\"\npurpose = \"juki-30-6\"\n"
                              "comment = \"the demo's stand-in for 本人確認情報 traffic\"\n";
@@ -159,6 +172,8 @@ bool network_demo(const std::filesystem::path& build_dir, const std::filesystem:
         c.data_dir = dir / ("data-" + safe);
         c.keys_dir = dir / ("keys-" + safe);
         c.policy_file = pol;
+        c.trust_store = trust; // peers' keys come from the signed store
+        c.trust_root = root_pub;
         if (listen) c.listen = "tcp://127.0.0.1:0";
         if (echo) {
             PluginConfig p;
@@ -169,9 +184,8 @@ bool network_demo(const std::filesystem::path& build_dir, const std::filesystem:
         for (auto& [peer, reaches] : peers) {
             PeerConfig pc;
             pc.node = peer;
-            pc.curve_public = cards[peer].curve_public;
-            pc.sign_public = cards[peer].sign_public;
             pc.reaches = reaches;
+            pc.batch_signing = id == "pref:13" && peer == "jlis:juki"; // the high-volume link
             if (endpoints.count(peer)) pc.endpoints = {endpoints[peer]};
             c.peers.push_back(pc);
         }
@@ -190,7 +204,8 @@ bool network_demo(const std::filesystem::path& build_dir, const std::filesystem:
     auto r = remote_ping(*muni, "jlis:juki", "juki-30-6", "本人確認情報の通知");
     if (r.ok)
         std::cout << "  muni:131016 -> pref:13 -> jlis:juki: echo.Ping answered \"" << r.reply << "\" ("
-                  << std::fixed << std::setprecision(1) << r.ms << " ms, signed per hop, acknowledged per hop)\n";
+                  << std::fixed << std::setprecision(1) << r.ms
+                  << " ms, signed per hop (pref -> jlis in Merkle batches), acknowledged per hop)\n";
     else
         std::cout << "  muni -> jlis: FAILED: " << r.error << "\n";
     ok &= r.ok;
