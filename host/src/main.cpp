@@ -1,6 +1,7 @@
 // The renkei command line.
 #include <renkei/audit_log.hpp>
 #include <renkei/config.hpp>
+#include <renkei/deadletter_cli.hpp>
 #include <renkei/demo.hpp>
 #include <renkei/host.hpp>
 #include <renkei/isolated_plugin.hpp>
@@ -98,6 +99,33 @@ int main(int argc, char** argv) {
     trust_verify->add_option("file", trust_file)->required();
     trust_verify->add_option("--root", root_public, "the root public key (hex)")->required();
 
+    renkei::DeadLetterCliOptions dl;
+    std::vector<std::string> dl_plugin_dirs;
+    auto* dl_cmd = app.add_subcommand("deadletter", "inspect, replay or drop the outbox's dead letters");
+    dl_cmd->require_subcommand(1);
+    auto add_store = [&](CLI::App* cmd) {
+        auto* dir = cmd->add_option("--data-dir", dl.data_dir, "the node's data directory (holds outbox.db)");
+        auto* cfg = cmd->add_option("--config", dl.config_file, "node configuration (TOML) to take data_dir from");
+        dir->excludes(cfg);
+        cmd->add_option("--plugin-dir", dl_plugin_dirs, "extra directories to find plugins in (with --config)")
+            ->needs(cfg);
+    };
+    auto* dl_list = dl_cmd->add_subcommand("list", "list dead letters (never their content)");
+    add_store(dl_list);
+    dl_list->add_option("--limit", dl.limit, "show at most N (default 100)")
+        ->check(CLI::Range(size_t{1}, size_t{1'000'000}));
+    dl_list->add_option("--offset", dl.offset, "skip the first N (oldest first)")
+        ->check(CLI::Range(size_t{0}, size_t{1'000'000'000'000}));
+    dl_list->add_flag("--json", dl.json, "one JSON document instead of lines");
+    auto* dl_replay = dl_cmd->add_subcommand("replay", "put dead letters back into the outbox for a fresh try");
+    add_store(dl_replay);
+    auto* replay_id = dl_replay->add_option("--id", dl.id, "message id (hex)");
+    auto* replay_all = dl_replay->add_flag("--all", dl.all, "every dead letter");
+    replay_id->excludes(replay_all);
+    auto* dl_drop = dl_cmd->add_subcommand("drop", "discard one dead letter for good");
+    add_store(dl_drop);
+    dl_drop->add_option("--id", dl.id, "message id (hex)")->required();
+
     std::string build_dir = "build", source_dir;
     auto* demo = app.add_subcommand("demo", "run the demo");
     demo->add_option("--build-dir", build_dir, "where the plugins were built");
@@ -157,6 +185,13 @@ int main(int argc, char** argv) {
             }
             std::cout << audit_dir << ": BROKEN after " << r.records << " good records: " << r.error << "\n";
             return 1;
+        }
+        if (*dl_cmd) {
+            dl.action = *dl_replay ? renkei::DeadLetterAction::replay
+                        : *dl_drop ? renkei::DeadLetterAction::drop
+                                   : renkei::DeadLetterAction::list;
+            dl.plugin_dirs.assign(dl_plugin_dirs.begin(), dl_plugin_dirs.end());
+            return renkei::run_deadletter_command(dl, std::cout, std::cerr);
         }
         if (*plugin_check_cmd) return renkei::plugin_check(plugin_file, std::cout);
         if (*runner) return renkei::run_plugin_runner(plugin_file, endpoint);
