@@ -408,21 +408,20 @@ struct Links::Impl {
                     sign_batches(batch);
                     std::vector<OutboxPut> puts;
                     puts.reserve(batch.size());
-                    for (auto& o : batch) puts.push_back(OutboxPut{o.hop, o.id, o.type, o.frame, o.not_before});
                     auto now = clock();
-                    auto seqs = outbox->put_batch(puts, now);
-                    std::vector<uint64_t> sent;
-                    sent.reserve(seqs.size());
-                    for (size_t i = 0; i < batch.size(); ++i) {
-                        if (batch[i].not_before > now) continue; // the resend loop sends it when due
-                        transport->send(batch[i].hop, std::move(batch[i].frame));
-                        sent.push_back(seqs[i]);
-                    }
+                    for (auto& o : batch)
+                        puts.push_back(OutboxPut{o.hop, o.id, o.type, o.frame, o.not_before, o.not_before <= now});
+                    outbox->put_batch(puts, now); // held ones: the resend loop sends them when due
+                    size_t sent = 0;
+                    for (auto& o : batch)
+                        if (o.not_before <= now) {
+                            transport->send(o.hop, std::move(o.frame));
+                            ++sent;
+                        }
                     {
                         std::lock_guard lock(mutex);
-                        unacked += sent.size();
+                        unacked += sent;
                     }
-                    outbox->mark_sent(sent, now);
                 } catch (const std::exception& e) {
                     committed = false;
                     logger("links")->error("outbox commit of {} messages failed: {}", batch.size(), e.what());

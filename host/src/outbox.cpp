@@ -124,7 +124,7 @@ struct Outbox::Impl {
         : options((check_options(opts), std::move(opts))), db(path, options.storage),
           schema(db),
           insert(db.prepare("INSERT INTO outbox (id, peer, type, bytes, attempts, next_attempt_ms,"
-                            " queued_ms) VALUES (?1, ?2, ?3, ?4, 0, max(?5, ?6), ?5)"
+                            " queued_ms) VALUES (?1, ?2, ?3, ?4, ?7, max(?5, ?6), ?5)"
                             " ON CONFLICT (id) DO NOTHING",
                             "insert outbox entry")),
           find_seq(db.prepare("SELECT seq FROM outbox WHERE id = ?1", "find outbox entry")),
@@ -173,8 +173,12 @@ struct Outbox::Impl {
             .bind_text(2, m.peer)
             .bind_text(3, m.type)
             .bind_blob(4, m.bytes)
-            .bind(5, now_ms)
-            .bind(6, m.not_before_ms);
+            .bind(5, now_ms);
+        if (m.sending) { // counted as the first send, its ack wait armed: no mark_sent needed
+            insert.bind(6, now_ms + retry_delay_ms(options.retry, 1, unit(rng))).bind(7, 1);
+        } else {
+            insert.bind(6, m.not_before_ms).bind(7, 0);
+        }
         insert.run();
         if (db.changes() == 1) return static_cast<uint64_t>(db.last_insert_rowid());
         find_seq.bind_blob(1, id_bytes(m.id));

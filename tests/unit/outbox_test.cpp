@@ -76,6 +76,32 @@ TEST(Outbox, DueReturnsEntriesInSeqOrderUntilAcked) {
     EXPECT_EQ(outbox.size(), 0u);
 }
 
+TEST(Outbox, HeldAndSendingPutsAreScheduledAsTheySay) {
+    test::TempDir dir;
+    Outbox outbox(dir / "outbox.db", no_jitter()); // base delay 1,000 ms
+    auto held = new_message_id(), sending = new_message_id(), plain = new_message_id();
+    auto bytes = bytes_of_text("x");
+    std::vector<OutboxPut> puts{{"pref:13", held, "juki.IdentityUpdate", bytes, 50'000, false},
+                                {"pref:13", sending, "juki.IdentityUpdate", bytes, 0, true},
+                                {"pref:13", plain, "juki.IdentityUpdate", bytes}};
+    outbox.put_batch(puts, 10'000);
+    EXPECT_EQ(outbox.held(10'000), 1u); // the held one only: the sending one counts as sent
+    auto due = outbox.due(10'000, 10);
+    ASSERT_EQ(due.size(), 1u);
+    EXPECT_EQ(due[0].id, plain);
+    due = outbox.due(11'000, 10); // the sending one's ack wait is over: due for its 2nd attempt
+    ASSERT_EQ(due.size(), 2u); // in seq order
+    EXPECT_EQ(due[0].id, sending);
+    EXPECT_EQ(due[0].attempts, 1);
+    EXPECT_EQ(due[1].id, plain);
+    due = outbox.due(50'000, 10); // the window opened: the held one is due, never sent before
+    ASSERT_EQ(due.size(), 3u);
+    EXPECT_EQ(due[0].id, held);
+    EXPECT_EQ(due[0].attempts, 0);
+    EXPECT_EQ(due[0].queued_ms, 10'000);
+    EXPECT_EQ(outbox.held(50'000), 0u);
+}
+
 TEST(Outbox, DueLimitTakesTheEarliestScheduledAndReturnsThemInSeqOrder) {
     test::TempDir dir;
     OutboxOptions options = no_jitter();

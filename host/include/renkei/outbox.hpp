@@ -74,6 +74,9 @@ struct OutboxPut {
     std::string_view type;
     std::span<const uint8_t> bytes;
     int64_t not_before_ms = 0;  // held (not due) until then, e.g. the operating window's opening
+    // The caller sends it right after the put returns: stored as sent once (attempts 1, retry
+    // armed), saving the mark_sent round. not_before_ms is ignored.
+    bool sending = false;
 };
 
 struct OutboxEntry {
