@@ -116,6 +116,20 @@ std::vector<uint8_t> signed_frame(const NodeKeys& signer, const std::string& key
 
 } // namespace
 
+// An echo.Ping from muni:131016 to pref:13 as its host would sign it (hop 1), and its id (hex).
+std::pair<kj::Array<capnp::word>, std::string> hand_built_ping(const std::string& payload) {
+    capnp::MallocMessageBuilder mb;
+    auto e = mb.initRoot<schema::Envelope>();
+    auto id = new_message_id();
+    e.setId(kj::ArrayPtr<const kj::byte>(id.data(), id.size()));
+    e.setType("echo.Ping");
+    e.setFrom("muni:131016");
+    e.setTo("pref:13");
+    e.setHopCount(1);
+    e.setPayload(bytes_of(payload));
+    return {capnp::messageToFlatArray(mb), hex(id)};
+}
+
 // Speaks to pref:13 over CURVE with a node's own keys, bypassing its host, so a test can send
 // frames built by hand; collects the acknowledgements that come back.
 struct RawLink {
@@ -165,18 +179,7 @@ TEST(Network, TamperedForgedAndReplayedEnvelopesAreRefused) {
     RawLink raw(t.net, keys);
 
     auto echo = t.net["pref:13"].router().handler_for("echo.Ping");
-    auto make = [&](const std::string& payload) {
-        capnp::MallocMessageBuilder mb;
-        auto e = mb.initRoot<schema::Envelope>();
-        auto id = new_message_id();
-        e.setId(kj::ArrayPtr<const kj::byte>(id.data(), id.size()));
-        e.setType("echo.Ping");
-        e.setFrom("muni:131016");
-        e.setTo("pref:13");
-        e.setHopCount(1);
-        e.setPayload(bytes_of(payload));
-        return std::make_pair(capnp::messageToFlatArray(mb), hex(id));
-    };
+    auto make = hand_built_ping;
     auto send_until_acked = [&](const std::vector<uint8_t>& frame, const std::string& id) {
         for (int i = 0; i < 100; ++i) {
             raw.send(frame);
@@ -217,10 +220,7 @@ TEST(Network, TamperedForgedAndReplayedEnvelopesAreRefused) {
 
     // Every refusal and the duplicate are in the prefecture's audit trail, which verifies.
     auto* audit = t.net["pref:13"].audit();
-    audit->flush();
-    std::string trail;
-    for (auto& e : std::filesystem::directory_iterator(audit->dir()))
-        if (e.path().extension() == ".log") trail += read_file(e.path());
+    std::string trail = audit_trail(t.net["pref:13"]);
     EXPECT_NE(trail.find("refused\t\t\tmuni:131016\tpref:13\t\t\trefused\tsignature does not verify"), std::string::npos);
     EXPECT_NE(trail.find("(forged sender)"), std::string::npos);
     EXPECT_NE(trail.find("duplicate\t" + good_id), std::string::npos);
@@ -325,18 +325,11 @@ TEST(Network, BatchFramesWithABadLeafProofOrSignerAreRefused) {
     std::vector<std::vector<uint8_t>> bodies;
     std::vector<std::string> ids;
     for (int i = 0; i < 5; ++i) {
-        capnp::MallocMessageBuilder mb;
-        auto e = mb.initRoot<schema::Envelope>();
-        auto id = new_message_id();
-        e.setId(kj::ArrayPtr<const kj::byte>(id.data(), id.size()));
-        e.setType("echo.Ping");
-        e.setFrom("muni:131016");
-        e.setTo("pref:13");
-        e.setHopCount(1);
-        e.setPayload(bytes_of("batch " + std::to_string(i)));
-        auto canonical = capnp::canonicalize(e.asReader());
+        auto [words, id] = hand_built_ping("batch " + std::to_string(i));
+        capnp::FlatArrayMessageReader reader(words);
+        auto canonical = capnp::canonicalize(reader.getRoot<schema::Envelope>());
         bodies.emplace_back(canonical.asBytes().begin(), canonical.asBytes().end());
-        ids.push_back(hex(id));
+        ids.push_back(id);
     }
     auto good = batch_frames(keys, "muni:131016", bodies);
     // Leaf 1: its body altered after signing. Leaf 2: a proof sibling altered. Leaf 3: claims
@@ -403,11 +396,7 @@ TEST(Network, BatchFramesWithABadLeafProofOrSignerAreRefused) {
     EXPECT_EQ(echo->status().handled, 5u);
     raw.transport->stop();
 
-    auto* audit = t.net["pref:13"].audit();
-    audit->flush();
-    std::string trail;
-    for (auto& e : std::filesystem::directory_iterator(audit->dir()))
-        if (e.path().extension() == ".log") trail += read_file(e.path());
+    std::string trail = audit_trail(t.net["pref:13"]);
     EXPECT_NE(trail.find("batch signature does not verify"), std::string::npos);
 }
 
@@ -451,10 +440,6 @@ TEST(Network, RelaysApplyTheirOwnPolicyAndRefuseWhatTheyMustNotCarry) {
     // carried back are acknowledged its outbox is empty.
     for (int i = 0; i < 100 && net["pref:13"].links_pending(); ++i) std::this_thread::sleep_for(50ms);
     EXPECT_EQ(net["pref:13"].links_pending(), 0u);
-    auto* audit = net["pref:13"].audit();
-    audit->flush();
-    std::string trail;
-    for (auto& f : std::filesystem::directory_iterator(audit->dir()))
-        if (f.path().extension() == ".log") trail += read_file(f.path());
+    std::string trail = audit_trail(net["pref:13"]);
     EXPECT_NE(trail.find("policy_deny"), std::string::npos);
 }

@@ -130,11 +130,7 @@ TEST(Trust, RotationAndRevocationTakeEffectOnReloadWithoutRestartingThePeer) {
     EXPECT_EQ(t.net["pref:13"].trust_serial(), 3);
 
     // Each reload is in the audit trail.
-    auto* audit = t.net["pref:13"].audit();
-    audit->flush();
-    std::string trail;
-    for (auto& e : std::filesystem::directory_iterator(audit->dir()))
-        if (e.path().extension() == ".log") trail += read_file(e.path());
+    std::string trail = audit_trail(t.net["pref:13"]);
     EXPECT_NE(trail.find("trust.reload"), std::string::npos);
     EXPECT_NE(trail.find("serial 3 loaded"), std::string::npos);
     EXPECT_NE(trail.find("older than the one in use"), std::string::npos);

@@ -3,6 +3,7 @@
 
 #include "test_support.hpp"
 
+#include <renkei/audit_log.hpp>
 #include <renkei/host.hpp>
 #include <renkei/keys.hpp>
 
@@ -117,6 +118,15 @@ inline std::string submit_new(Host& from, const std::string& origin, const std::
     e.setPayload(kj::ArrayPtr<const kj::byte>(reinterpret_cast<const kj::byte*>(payload.data()), payload.size()));
     from.submit(origin, capnp::messageToFlatArray(mb).asBytes());
     return hex(id);
+}
+
+// Everything in a host's audit trail so far (flushed first), as text.
+inline std::string audit_trail(Host& host) {
+    host.audit()->flush();
+    std::string trail;
+    for (auto& e : std::filesystem::directory_iterator(host.audit()->dir()))
+        if (e.path().extension() == ".log") trail += read_file(e.path());
+    return trail;
 }
 
 inline PluginConfig echo_plugin(const std::string& name = "echo") {
