@@ -337,35 +337,22 @@ TEST(Network, BatchFramesWithABadLeafProofOrSignerAreRefused) {
     auto tampered_body = bodies;
     tampered_body[1][tampered_body[1].size() - 2] ^= 1;
     auto frames_tampered = batch_frames(keys, "muni:131016", bodies);
-    {
+    // Rewrites one frame's signed envelope after signing.
+    auto edit = [](std::vector<uint8_t>& frame, auto change) {
+        auto words = kj::heapArray<capnp::word>(frame.size() / 8);
+        memcpy(words.begin(), frame.data(), frame.size());
+        capnp::FlatArrayMessageReader reader(words.asPtr());
         capnp::MallocMessageBuilder mb;
-        auto words = kj::heapArray<capnp::word>(frames_tampered[1].size() / 8);
-        memcpy(words.begin(), frames_tampered[1].data(), frames_tampered[1].size());
-        capnp::FlatArrayMessageReader r(words.asPtr());
-        mb.setRoot(r.getRoot<wire::Frame>());
-        auto env = mb.getRoot<wire::Frame>().getEnvelope();
-        env.setBody(kj::ArrayPtr<const kj::byte>(tampered_body[1].data(), tampered_body[1].size()));
+        mb.setRoot(reader.getRoot<wire::Frame>());
+        change(mb.getRoot<wire::Frame>().getEnvelope());
         auto flat = capnp::messageToFlatArray(mb);
-        frames_tampered[1].assign(flat.asBytes().begin(), flat.asBytes().end());
-        // Leaf 2: flip one byte of the first sibling hash (in place, same layout).
-        auto w2 = kj::heapArray<capnp::word>(frames_tampered[2].size() / 8);
-        memcpy(w2.begin(), frames_tampered[2].data(), frames_tampered[2].size());
-        capnp::FlatArrayMessageReader r2(w2.asPtr());
-        capnp::MallocMessageBuilder mb2;
-        mb2.setRoot(r2.getRoot<wire::Frame>());
-        auto e2 = mb2.getRoot<wire::Frame>().getEnvelope();
-        e2.getMerkleProof()[0][0] ^= 1;
-        auto f2 = capnp::messageToFlatArray(mb2);
-        frames_tampered[2].assign(f2.asBytes().begin(), f2.asBytes().end());
-        auto w3 = kj::heapArray<capnp::word>(frames_tampered[3].size() / 8);
-        memcpy(w3.begin(), frames_tampered[3].data(), frames_tampered[3].size());
-        capnp::FlatArrayMessageReader r3(w3.asPtr());
-        capnp::MallocMessageBuilder mb3;
-        mb3.setRoot(r3.getRoot<wire::Frame>());
-        mb3.getRoot<wire::Frame>().getEnvelope().setLeafIndex(0);
-        auto f3 = capnp::messageToFlatArray(mb3);
-        frames_tampered[3].assign(f3.asBytes().begin(), f3.asBytes().end());
-    }
+        frame.assign(flat.asBytes().begin(), flat.asBytes().end());
+    };
+    edit(frames_tampered[1], [&](auto env) {
+        env.setBody(kj::ArrayPtr<const kj::byte>(tampered_body[1].data(), tampered_body[1].size()));
+    });
+    edit(frames_tampered[2], [](auto env) { env.getMerkleProof()[0][0] ^= 1; });
+    edit(frames_tampered[3], [](auto env) { env.setLeafIndex(0); });
     auto forged = batch_frames(jlis_keys, "muni:131016", bodies);
 
     // Resent until the link is up and all four have been judged (a send before the CURVE
