@@ -24,7 +24,9 @@ struct JukiNet {
         juki.settings.insert("role", "national");
         juki.settings.insert("store", (tmp / "jlis-juki" / "numbers.db").string());
         juki.settings.insert("number_secret_file", (tmp / "jlis-secret").string());
-        net.start({"jlis:juki", true, {juki}, {{"pref:13", {"muni:*"}}}});
+        // J-LIS runs the example policy: number requests only from municipalities, for 番号法8条.
+        net.start({"jlis:juki", true, {juki}, {{"pref:13", {"muni:*"}}},
+                   read_file(std::string(RENKEI_SOURCE_DIR) + "/examples/policy/juki-national.toml")});
         net.start({"pref:13", true, {}, {{"jlis:juki", {"jlis:*"}}, {"muni:131016", {}}}});
         net.start({"muni:131016", false, {}, {{"pref:13", {"*"}}}});
     }
@@ -120,4 +122,15 @@ TEST(Juki, BadRequestsComeBackAsFaultsNamingTheField) {
     ASSERT_EQ(got.size(), 2u);
     EXPECT_EQ(got[1].type, "juki.NumberRequest.Fault");
     EXPECT_NE(got[1].fault_message.find("reason"), std::string::npos) << got[1].fault_message;
+    // Without the legal basis the policy names, J-LIS's host refuses before the plugin sees it.
+    capnp::MallocMessageBuilder mb;
+    mb.initRoot<juki::NumberRequest>().setResidentCode("12345678901");
+    auto flat = capnp::messageToFlatArray(mb);
+    submit_new(t.net["muni:131016"], cs.name(), "juki.NumberRequest", "jlis:juki",
+               std::string(reinterpret_cast<const char*>(flat.asBytes().begin()), flat.asBytes().size()), "curiosity");
+    got = cs.wait_for(3, 20s);
+    ASSERT_EQ(got.size(), 3u);
+    EXPECT_EQ(got[2].type, "juki.NumberRequest.Fault");
+    EXPECT_EQ(got[2].fault_code, RENKEI_ERR_DENIED);
+    EXPECT_NE(got[2].fault_message.find("denied by default"), std::string::npos) << got[2].fault_message;
 }

@@ -95,4 +95,6 @@ TEST(Policy, ExampleFileLoads) {
     EXPECT_FALSE(p.check("agency:nta", "juki.Query", "juki-beppyo1:3", {"name"}).allowed);
     EXPECT_FALSE(p.check("agency:nta", "juki.Query", "juki-beppyo2:3", {"myNumber"}).allowed);
     EXPECT_FALSE(p.check("wallet:acme", "juki.Query", "juki-beppyo1:3", {"myNumber"}).allowed);
+    EXPECT_TRUE(p.check("muni:131016", "juki.NumberRequest", "bango-8", {}).allowed);
+    EXPECT_FALSE(p.check("agency:nta", "juki.NumberRequest", "bango-8", {}).allowed);
 }
