@@ -374,11 +374,12 @@ HostConfig parse(const fs::path& file, const std::vector<fs::path>& extra_dirs,
                 c.issue(t->get("signing"), prefix + "signing",
                         "must be \"message\" (one signature per envelope) or \"batch\" (one per Merkle batch)");
             for (auto& r : p.reaches) {
-                bool kind_wildcard = r.size() > 2 && r.compare(r.size() - 2, 2, ":*") == 0 &&
-                                     node_kinds().count(r.substr(0, r.size() - 2));
-                if (r != "*" && !kind_wildcard && !node_id_problem(r).empty())
+                auto colon = r.find(':');
+                bool prefix_wildcard = r.size() > 2 && r.back() == '*' && colon != std::string::npos &&
+                                       node_kinds().count(r.substr(0, colon)) && r.find('*') == r.size() - 1;
+                if (r != "*" && !prefix_wildcard && !node_id_problem(r).empty())
                     c.issue(t->get("reaches"), prefix + "reaches",
-                            "'" + r + "' is not a node id, \"<kind>:*\" or \"*\"");
+                            "'" + r + "' is not a node id, \"<kind>:<prefix>*\" (\"muni:*\", \"muni:13*\") or \"*\"");
             }
             cfg.peers.push_back(std::move(p));
         }

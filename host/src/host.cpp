@@ -36,7 +36,8 @@ std::string json_escape(const std::string& s) {
 } // namespace
 
 Host::Host(HostConfig config, HostOptions options)
-    : config_(std::move(config)), options_(std::move(options)), router_(config_.node_id, metrics_) {
+    : config_(std::move(config)), options_(std::move(options)), calendar_(config_.calendar),
+      router_(config_.node_id, metrics_) {
     if (options_.runner_path.empty()) options_.runner_path = std::filesystem::read_symlink("/proc/self/exe");
     if (!config_.keys_dir.empty() && std::filesystem::exists(config_.keys_dir / "node.toml")) {
         keys_ = load_node_keys(config_.keys_dir);
@@ -135,16 +136,19 @@ int64_t Host::trust_serial() const {
 Host::~Host() { stop(); }
 
 std::shared_ptr<PluginEndpoint> Host::make_endpoint(const PluginConfig& pc) {
+    // Every plugin learns the node it runs on under the reserved key "renkei.node_id".
+    auto settings = pc.settings;
+    settings.insert_or_assign("renkei", toml::table{{"node_id", config_.node_id}});
     if (pc.isolation == Isolation::process) {
         IsolatedPlugin::Options o;
         o.runner = options_.runner_path;
         o.plugin_path = pc.path;
         o.run_dir = config_.data_dir / "run";
         o.log_level = config_.log_level;
-        return std::make_shared<IsolatedPlugin>(pc.name, o, pc.settings, *this);
+        return std::make_shared<IsolatedPlugin>(pc.name, o, settings, *this);
     }
     auto lib = load_plugin(pc.path);
-    auto ctx = std::make_unique<PluginContext>(pc.name, pc.settings, *this, config_.data_dir / "store" / (pc.name + ".db"));
+    auto ctx = std::make_unique<PluginContext>(pc.name, settings, *this, config_.data_dir / "store" / (pc.name + ".db"));
     return std::make_shared<InProcessPlugin>(pc.name, std::move(lib), std::move(ctx));
 }
 

@@ -5,6 +5,7 @@
 #include <renkei/inbox_dedup.hpp>
 #include <renkei/log.hpp>
 #include <renkei/merkle.hpp>
+#include <renkei/non_transit.hpp>
 #include <renkei/outbox.hpp>
 #include <renkei/plugin_loader.hpp>
 #include <renkei/transport.hpp>
@@ -26,9 +27,11 @@
 namespace renkei {
 namespace {
 
+// "*", an exact node id, or a prefix ending in "*": "muni:*" (a kind), "muni:13*" (Tokyo's
+// municipalities, by the prefecture digits of their codes).
 bool reaches(const std::string& pattern, const std::string& node) {
     if (pattern == "*" || pattern == node) return true;
-    if (pattern.size() >= 2 && pattern.compare(pattern.size() - 2, 2, ":*") == 0)
+    if (pattern.size() >= 2 && pattern.back() == '*')
         return node.compare(0, pattern.size() - 1, pattern, 0, pattern.size() - 1) == 0;
     return false;
 }
@@ -183,6 +186,8 @@ struct Links::Impl {
         std::string to = e.getTo();
         std::string hop = next_hop(to);
         if (hop.empty()) return "no route from " + config.node_id + " to node " + to;
+        if (auto why = transit_violation(std::string(e.getType()), hop, to); !why.empty())
+            return {RENKEI_ERR_DENIED, why};
         // Sign the canonical bytes of the envelope as it leaves this host (one more hop).
         capnp::MallocMessageBuilder copy;
         copy.setRoot(e);
@@ -372,7 +377,8 @@ struct Links::Impl {
             // prefecture or J-LIS never carries what the law keeps between municipalities), and
             // the destination applies its policy before any plugin sees the message.
             bool relay = std::string(env.getTo()) != config.node_id;
-            std::string why = policy ? policy(env) : "no access policy configured: denied by default";
+            std::string why = relay ? transit_violation(type, config.node_id, env.getTo()) : std::string();
+            if (why.empty()) why = policy ? policy(env) : "no access policy configured: denied by default";
             if (!why.empty()) {
                 if (relay) why = config.node_id + " does not carry this message: " + why;
                 // Custody is taken (acknowledged, recorded) and the sender is told why.

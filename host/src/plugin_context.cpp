@@ -197,6 +197,16 @@ int32_t c_store_remove(void* h, const uint8_t* key, size_t key_size, renkei_erro
 
 const renkei_store_v1 kStoreV1{sizeof(renkei_store_v1), &c_store_put, &c_store_get, &c_store_remove};
 
+int64_t c_next_business_start(void* h, int64_t unix_ms) {
+    auto* c = ctx(h).services().calendar();
+    return c ? c->next_business_start(unix_ms) : unix_ms;
+}
+int32_t c_open_at(void* h, int64_t unix_ms) {
+    auto* c = ctx(h).services().calendar();
+    return c && c->open_at(unix_ms) ? 1 : 0;
+}
+const renkei_calendar_v1 kCalendarV1{sizeof(renkei_calendar_v1), &c_next_business_start, &c_open_at};
+
 } // namespace
 
 PluginContext::PluginContext(std::string plugin_name, toml::table settings,
@@ -223,6 +233,7 @@ const void* PluginContext::interface(const char* id) {
         if (!store_) store_ = std::make_unique<PluginStore>(store_file_);
         return &kStoreV1;
     }
+    if (std::string_view(id) == RENKEI_CALENDAR_V1 && services_.calendar() != nullptr) return &kCalendarV1;
     return nullptr;
 }
 

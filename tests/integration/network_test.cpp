@@ -400,27 +400,35 @@ TEST(Network, RelaysApplyTheirOwnPolicyAndRefuseWhatTheyMustNotCarry) {
                pref_policy});
     net.start({"muni:131016", false, {}, {{"pref:13", {"*"}}}});
     net.start({"muni:132012", false, {}, {{"pref:13", {"*"}}}});
-    auto far = std::make_shared<Collector>("far", std::vector<std::string>{"juki.MoveInNotice"});
+    auto far = std::make_shared<Collector>("far", std::vector<std::string>{"juki.MoveInNotice", "juki.IdentityQuery"});
     net["muni:132012"].add_endpoint(far->endpoint());
-    Collector client("client", {"echo.Pong", "juki.MoveInNotice.Fault"});
+    Collector client("client", {"echo.Pong", "juki.MoveInNotice.Fault", "juki.IdentityQuery.Fault"});
     net["muni:131016"].add_endpoint(client.endpoint());
 
-    capnp::MallocMessageBuilder mb;
-    auto e = mb.initRoot<schema::Envelope>();
-    e.setType("juki.MoveInNotice");
-    e.setTo("muni:132012");
-    e.setPurpose("juki-9");
-    net["muni:131016"].submit(client.name(), capnp::messageToFlatArray(mb).asBytes());
+    for (auto type : {"juki.MoveInNotice", "juki.IdentityQuery"}) {
+        capnp::MallocMessageBuilder mb;
+        auto e = mb.initRoot<schema::Envelope>();
+        e.setType(type);
+        e.setTo("muni:132012");
+        e.setPurpose("juki-9");
+        net["muni:131016"].submit(client.name(), capnp::messageToFlatArray(mb).asBytes());
+    }
     ping(net["muni:131016"], client.name(), "jlis:juki", "allowed through");
 
-    auto got = client.wait_for(2, 20s);
-    ASSERT_EQ(got.size(), 2u);
+    auto got = client.wait_for(3, 20s);
+    ASSERT_EQ(got.size(), 3u);
     std::map<std::string, Received> by_type;
     for (auto& g : got) by_type[g.type] = g;
+    // A CS-to-CS notice is refused before it leaves: its only route transits a prefecture (第3 3(3)).
     ASSERT_TRUE(by_type.count("juki.MoveInNotice.Fault"));
     EXPECT_EQ(by_type["juki.MoveInNotice.Fault"].fault_code, RENKEI_ERR_DENIED);
-    EXPECT_NE(by_type["juki.MoveInNotice.Fault"].fault_message.find("pref:13 does not carry this message"),
-              std::string::npos) << by_type["juki.MoveInNotice.Fault"].fault_message;
+    EXPECT_NE(by_type["juki.MoveInNotice.Fault"].fault_message.find("may not pass through pref:13"), std::string::npos)
+        << by_type["juki.MoveInNotice.Fault"].fault_message;
+    // Anything else the prefecture's policy does not carry is refused by the prefecture.
+    ASSERT_TRUE(by_type.count("juki.IdentityQuery.Fault"));
+    EXPECT_EQ(by_type["juki.IdentityQuery.Fault"].fault_code, RENKEI_ERR_DENIED);
+    EXPECT_NE(by_type["juki.IdentityQuery.Fault"].fault_message.find("pref:13 does not carry this message"),
+              std::string::npos) << by_type["juki.IdentityQuery.Fault"].fault_message;
     EXPECT_TRUE(by_type.count("echo.Pong"));
     EXPECT_TRUE(far->all().empty());
     // The prefecture keeps nothing of it: custody was taken and refused; once the answers it

@@ -442,13 +442,14 @@ TEST(Config, ReachesPatterns) {
     auto issues = check_with_node(tmp, "[[peer]]\n"                                         // 3
                                        "node = \"pref:13\"\n"                               // 4
                                        "curve_public = \"" + kCurve + "\"\n"                // 5
-                                       "reaches = [\"*\", \"muni:*\", \"jlis:juki\", \"pref13\", \"city:*\"]\n"); // 6
+                                       "reaches = [\"*\", \"muni:*\", \"muni:13*\", \"jlis:juki\", \"pref13\", \"city:*\", \"muni:1*3\"]\n"); // 6
     auto found = issues_for(issues, "peer[0].reaches");
-    ASSERT_EQ(found.size(), 2u) << dump(issues);
+    ASSERT_EQ(found.size(), 3u) << dump(issues);
     EXPECT_EQ(found[0].line, 6);
     EXPECT_NE(found[0].message.find("'pref13'"), std::string::npos) << found[0].message;
     EXPECT_NE(found[1].message.find("'city:*'"), std::string::npos) << found[1].message;
-    EXPECT_EQ(issues.size(), 2u) << dump(issues);
+    EXPECT_NE(found[2].message.find("'muni:1*3'"), std::string::npos) << found[2].message;
+    EXPECT_EQ(issues.size(), 3u) << dump(issues);
 }
 
 TEST(Config, AllProblemsAreListedNotJustTheFirst) {

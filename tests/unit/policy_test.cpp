@@ -91,10 +91,13 @@ TEST(Policy, MalformedFilesNameLineAndKey) {
 TEST(Policy, ExampleFileLoads) {
     auto p = Policy::from_file(std::string(RENKEI_SOURCE_DIR) + "/examples/policy/juki-national.toml");
     EXPECT_GT(p.size(), 3u);
-    EXPECT_TRUE(p.check("agency:nta", "juki.Query", "juki-beppyo1:3", {"myNumber"}).allowed);
-    EXPECT_FALSE(p.check("agency:nta", "juki.Query", "juki-beppyo1:3", {"name"}).allowed);
-    EXPECT_FALSE(p.check("agency:nta", "juki.Query", "juki-beppyo2:3", {"myNumber"}).allowed);
-    EXPECT_FALSE(p.check("wallet:acme", "juki.Query", "juki-beppyo1:3", {"myNumber"}).allowed);
+    EXPECT_TRUE(p.check("agency:nta", "juki.IdentityQuery", "juki-beppyo1:3", {"myNumber"}).allowed);
+    EXPECT_FALSE(p.check("agency:nta", "juki.IdentityQuery", "juki-beppyo1:3", {"name"}).allowed);
+    EXPECT_FALSE(p.check("agency:nta", "juki.IdentityQuery", "juki-beppyo2:3", {"myNumber"}).allowed);
+    EXPECT_FALSE(p.check("agency:nta", "juki.IdentityQuery", "bango-9:3", {"name", "dateOfBirth", "sex"}).allowed);
+    EXPECT_FALSE(p.check("wallet:acme", "juki.IdentityQuery", "juki-beppyo1:3", {"myNumber"}).allowed);
+    EXPECT_TRUE(p.check("pref:13", "juki.IdentityUpdate", "juki-30-7", {}).allowed);
+    EXPECT_FALSE(p.check("muni:131016", "juki.IdentityUpdate", "juki-30-7", {}).allowed);
     EXPECT_TRUE(p.check("muni:131016", "juki.NumberRequest", "bango-8", {}).allowed);
     EXPECT_FALSE(p.check("agency:nta", "juki.NumberRequest", "bango-8", {}).allowed);
 }

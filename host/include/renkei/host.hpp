@@ -85,12 +85,14 @@ public:
     std::vector<uint8_t> seal(const std::string& recipient, kj::ArrayPtr<const kj::byte> data) override;
     std::vector<uint8_t> open(kj::ArrayPtr<const kj::byte> sealed) override;
     int64_t now_unix_ms() override;
+    const OperatingCalendar* calendar() const override { return &calendar_; }
 
 private:
     std::shared_ptr<PluginEndpoint> make_endpoint(const PluginConfig& pc);
 
     HostConfig config_;
     HostOptions options_;
+    OperatingCalendar calendar_;
     std::optional<NodeKeys> keys_; // loaded from keys_dir when present
     std::optional<Policy> policy_; // loaded from policy_file when set
     void apply_trust(TrustStore ts);

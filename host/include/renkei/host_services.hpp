@@ -2,6 +2,7 @@
 // The C function table (plugin_context.hpp) and the isolated-plugin bridge both call into this.
 #pragma once
 
+#include <renkei/calendar.hpp>
 #include <renkei/plugin.h>
 
 #include <kj/common.h>
@@ -39,6 +40,8 @@ public:
                                       kj::ArrayPtr<const kj::byte> data) = 0;
     virtual std::vector<uint8_t> open(kj::ArrayPtr<const kj::byte> sealed) = 0;
     virtual int64_t now_unix_ms() = 0;
+    // The node's operating calendar, if it has one to offer plugins ("renkei.calendar.v1").
+    virtual const OperatingCalendar* calendar() const { return nullptr; }
 };
 
 } // namespace renkei

@@ -217,6 +217,22 @@ typedef struct renkei_store_v1 {
     int32_t (*remove)(void* host_ctx, const uint8_t* key, size_t key_size, renkei_error* err);
 } renkei_store_v1;
 
+/*
+ * Interface "renkei.calendar.v1" (host_api->get_interface): the node's operating calendar
+ * (共通運用時間帯: operating days, holidays, the window), so deadlines such as "by the start of
+ * business on the next operating day" are computed from the one calendar the host enforces.
+ * Thread-safe. Process-isolated plugins do not get this interface yet.
+ */
+#define RENKEI_CALENDAR_V1 "renkei.calendar.v1"
+
+typedef struct renkei_calendar_v1 {
+    uint32_t struct_size;
+    /* Unix ms of the start of business on the first operating day after the local date of `unix_ms`. */
+    int64_t (*next_business_start)(void* host_ctx, int64_t unix_ms);
+    /* 1 if the common operating window is open at `unix_ms`, else 0. */
+    int32_t (*open_at)(void* host_ctx, int64_t unix_ms);
+} renkei_calendar_v1;
+
 /* Signature of the exported entry point. */
 typedef const renkei_plugin_descriptor* (*renkei_plugin_entry_fn)(void);
 

@@ -105,13 +105,13 @@ public:
     // Parses the payload as the Cap'n Proto struct T. The reader copies into aligned memory.
     template <typename T> class Payload {
     public:
-        explicit Payload(kj::ArrayPtr<const kj::byte> bytes)
+        explicit Payload(kj::ArrayPtr<const kj::byte> bytes, unsigned reads = 4)
             : words_(kj::heapArray<capnp::word>((bytes.size() + 7) / 8)) {
             if (bytes.size() % 8 != 0)
                 throw Error(RENKEI_ERR_INVALID, "payload size is not a multiple of 8", "payload",
                             "Cap'n Proto flat message");
             if (bytes.size() > 0) std::memcpy(words_.begin(), bytes.begin(), bytes.size());
-            reader_.emplace(words_.asPtr(), limits(bytes.size()));
+            reader_.emplace(words_.asPtr(), limits(bytes.size(), reads));
         }
         Payload(const Payload&) = delete; // readers point into reader_: it must never move
         Payload& operator=(const Payload&) = delete;
@@ -121,11 +121,13 @@ public:
         kj::Array<capnp::word> words_;
         std::optional<capnp::FlatArrayMessageReader> reader_;
     };
-    template <typename T> Payload<T> parse() const { return Payload<T>(payload()); }
+    // `reads`: how many times the handler may read each word (traversal limit = reads x size);
+    // raise it for handlers that walk a large payload several times (validate, hash, copy).
+    template <typename T> Payload<T> parse(unsigned reads = 4) const { return Payload<T>(payload(), reads); }
 
-    static capnp::ReaderOptions limits(size_t bytes) {
+    static capnp::ReaderOptions limits(size_t bytes, unsigned reads = 4) {
         capnp::ReaderOptions o;
-        o.traversalLimitInWords = bytes / 8 * 4 + 1024; // bounded amplification
+        o.traversalLimitInWords = bytes / 8 * reads + 1024; // bounded amplification
         o.nestingLimit = 32;
         return o;
     }
@@ -229,6 +231,15 @@ public:
         return out.bytes();
     }
     int64_t now_unix_ms() { return api_->now_unix_ms(api_->host_ctx); }
+    // The node this plugin runs on (the host's setting "renkei.node_id"), e.g. "muni:131016".
+    std::string node_id() { return config_or("renkei.node_id", ""); }
+    // Start of business on the next operating day after `unix_ms`, from the host's calendar
+    // ("renkei.calendar.v1"); nullopt where the host offers no calendar.
+    std::optional<int64_t> next_business_start(int64_t unix_ms) {
+        auto* c = static_cast<const renkei_calendar_v1*>(interface(RENKEI_CALENDAR_V1));
+        if (c == nullptr) return std::nullopt;
+        return c->next_business_start(api_->host_ctx, unix_ms);
+    }
     const void* interface(const char* id) { return api_->get_interface(api_->host_ctx, id); }
     const renkei_host_api* raw() const { return api_; }
 

@@ -2,71 +2,21 @@
 
 #include <renkei/validate.hpp>
 
-#include <openssl/hmac.h>
-#include <sqlite3.h>
+#include "sql.hpp"
 
-#include <memory>
+#include <openssl/hmac.h>
+
 #include <stdexcept>
 
 namespace renkei::juki {
-namespace {
-
-struct Stmt {
-    sqlite3_stmt* s = nullptr;
-    Stmt(sqlite3* db, const char* sql) {
-        if (sqlite3_prepare_v2(db, sql, -1, &s, nullptr) != SQLITE_OK)
-            throw std::runtime_error(std::string("juki store: ") + sqlite3_errmsg(db));
-    }
-    ~Stmt() { sqlite3_finalize(s); }
-    Stmt& text(int i, const std::string& v) {
-        sqlite3_bind_text(s, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
-        return *this;
-    }
-    Stmt& integer(int i, int64_t v) {
-        sqlite3_bind_int64(s, i, v);
-        return *this;
-    }
-    bool row() {
-        int rc = sqlite3_step(s);
-        if (rc == SQLITE_ROW) return true;
-        if (rc == SQLITE_DONE) return false;
-        throw std::runtime_error(std::string("juki store: ") + sqlite3_errmsg(sqlite3_db_handle(s)));
-    }
-    std::string col(int i) {
-        auto* p = sqlite3_column_text(s, i);
-        return p ? reinterpret_cast<const char*>(p) : "";
-    }
-    int64_t num(int i) { return sqlite3_column_int64(s, i); }
-};
-
-// Rolls back unless committed.
-struct Tx {
-    sqlite3* db;
-    bool done = false;
-    explicit Tx(sqlite3* d) : db(d) { sqlite3_exec(db, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr); }
-    void commit() {
-        if (sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK)
-            throw std::runtime_error(std::string("juki store commit: ") + sqlite3_errmsg(db));
-        done = true;
-    }
-    ~Tx() {
-        if (!done) sqlite3_exec(db, "ROLLBACK", nullptr, nullptr, nullptr);
-    }
-};
-
-} // namespace
+using sql::Stmt;
+using sql::Tx;
 
 NumberRegistry::NumberRegistry(const std::filesystem::path& store, std::vector<uint8_t> secret)
     : secret_(std::move(secret)) {
     if (secret_.size() < 32) throw std::invalid_argument("number_secret_file: the secret must be at least 32 bytes");
-    if (store.has_parent_path()) std::filesystem::create_directories(store.parent_path());
-    if (sqlite3_open(store.c_str(), &db_) != SQLITE_OK) {
-        std::string why = db_ ? sqlite3_errmsg(db_) : "out of memory";
-        sqlite3_close(db_);
-        throw std::runtime_error(store.string() + ": " + why);
-    }
-    sqlite3_busy_timeout(db_, 5000);
-    exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
+    db_ = sql::open(store, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;");
+    sql::exec(db_,
          // The current number of each person.
          "CREATE TABLE IF NOT EXISTS numbers (resident_code TEXT PRIMARY KEY, my_number TEXT NOT NULL UNIQUE,"
          " generation INTEGER NOT NULL, assigned_ms INTEGER NOT NULL);"
@@ -75,19 +25,13 @@ NumberRegistry::NumberRegistry(const std::filesystem::path& store, std::vector<u
          " generation INTEGER NOT NULL, issued_ms INTEGER NOT NULL, replaced_ms INTEGER, reason TEXT);"
          // Answers by request id, so a redelivered or retried request gets the same answer.
          "CREATE TABLE IF NOT EXISTS requests (id TEXT PRIMARY KEY, resident_code TEXT NOT NULL,"
-         " my_number TEXT NOT NULL, previous TEXT NOT NULL, generation INTEGER NOT NULL);");
+         " my_number TEXT NOT NULL, previous TEXT NOT NULL, generation INTEGER NOT NULL);"
+         // 住民票コード changes (住基法30条の4): the old code stays linked to the new one.
+         "CREATE TABLE IF NOT EXISTS code_changes (old_code TEXT PRIMARY KEY, new_code TEXT NOT NULL,"
+         " changed_ms INTEGER NOT NULL);");
 }
 
 NumberRegistry::~NumberRegistry() { sqlite3_close(db_); }
-
-void NumberRegistry::exec(const char* sql) {
-    char* err = nullptr;
-    if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
-        std::string why = err ? err : "unknown";
-        sqlite3_free(err);
-        throw std::runtime_error("juki store: " + why);
-    }
-}
 
 std::string NumberRegistry::candidate(const std::string& code, uint32_t generation, uint32_t counter) const {
     std::string msg = code;
@@ -168,6 +112,44 @@ std::vector<std::string> NumberRegistry::history(const std::string& code) {
     q.text(1, code);
     while (q.row()) out.push_back(q.col(0));
     return out;
+}
+
+} // namespace renkei::juki
+
+namespace renkei::juki {
+
+std::optional<std::string> NumberRegistry::current(const std::string& code) {
+    Stmt q(db_, "SELECT my_number FROM numbers WHERE resident_code = ?1");
+    q.text(1, code);
+    if (!q.row()) return std::nullopt;
+    return q.col(0);
+}
+
+std::optional<std::string> NumberRegistry::holder(const std::string& my_number) {
+    Stmt q(db_, "SELECT resident_code FROM issued WHERE my_number = ?1");
+    q.text(1, my_number);
+    if (!q.row()) return std::nullopt;
+    return q.col(0);
+}
+
+void NumberRegistry::change_code(const std::string& old_code, const std::string& new_code, int64_t now_ms) {
+    Tx tx(db_);
+    {
+        Stmt q(db_, "SELECT 1 FROM numbers WHERE resident_code = ?1");
+        q.text(1, new_code);
+        if (q.row()) throw std::invalid_argument("residentCode " + new_code + " already has a 個人番号");
+    }
+    Stmt u(db_, "UPDATE numbers SET resident_code = ?2 WHERE resident_code = ?1");
+    u.text(1, old_code).text(2, new_code);
+    u.run();
+    if (sqlite3_changes(db_) == 0) throw std::invalid_argument("previousResidentCode " + old_code + " has no 個人番号");
+    Stmt i(db_, "UPDATE issued SET resident_code = ?2 WHERE resident_code = ?1");
+    i.text(1, old_code).text(2, new_code);
+    i.run();
+    Stmt c(db_, "INSERT INTO code_changes (old_code, new_code, changed_ms) VALUES (?1, ?2, ?3)");
+    c.text(1, old_code).text(2, new_code).integer(3, now_ms);
+    c.run();
+    tx.commit();
 }
 
 } // namespace renkei::juki

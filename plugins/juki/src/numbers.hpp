@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -33,10 +34,15 @@ public:
                       const std::string& reason, int64_t now_ms);
     // Numbers ever issued to `resident_code`, oldest first.
     std::vector<std::string> history(const std::string& resident_code);
+    // The current number of `resident_code`, if any.
+    std::optional<std::string> current(const std::string& resident_code);
+    // The 住民票コード a number was issued to (now or before a change), if it was ever issued.
+    std::optional<std::string> holder(const std::string& my_number);
+    // 住民票コード変更 (住基法30条の4): the person's numbers follow them to the new code.
+    void change_code(const std::string& old_code, const std::string& new_code, int64_t now_ms);
 
 private:
     std::string candidate(const std::string& resident_code, uint32_t generation, uint32_t counter) const;
-    void exec(const char* sql);
 
     sqlite3* db_ = nullptr;
     std::vector<uint8_t> secret_;

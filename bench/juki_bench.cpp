@@ -1,0 +1,218 @@
+// juki benchmarks (figures, not pass/fail):
+//  1. 本人確認情報 updates through the three tiers: a municipality's 住民記録システム notifies its CS
+//     in batches; CS -> prefecture -> J-LIS over CURVE links with signatures, policy, audit and
+//     durable outboxes; each tier records and answers its 更新件数リスト. Records/s end to end
+//     (until J-LIS's count list for the last batch reached the 住民記録システム).
+//  2. National lookups by 個人番号 on a store of JUKI_BENCH_RECORDS residents (10 million by
+//     default): lookups/s on one core, and the process's memory.
+// Environment: JUKI_BENCH_CHAIN (records through the chain, 200,000), JUKI_BENCH_BATCH (records per
+// notification, 1,000), JUKI_BENCH_RECORDS, JUKI_BENCH_LOOKUPS (1,000,000), JUKI_BENCH_DIR (where
+// the big store goes; reused if it already holds enough residents).
+#include "../tests/support/network.hpp"
+
+#include <identity_store.hpp>
+#include <numbers.hpp>
+#include <sql.hpp>
+
+#include <juki.capnp.h>
+#include <renkei/local_endpoint.hpp>
+#include <renkei/log.hpp>
+#include <renkei/validate.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdio>
+#include <fstream>
+#include <random>
+
+using namespace renkei;
+using namespace renkei::test;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+size_t env_or(const char* name, size_t def) {
+    auto* v = std::getenv(name);
+    return v ? std::stoull(v) : def;
+}
+
+std::string code_of(size_t n) {
+    char b[16];
+    std::snprintf(b, sizeof b, "%011zu", 10000000000ULL + n);
+    return b;
+}
+
+std::string number_of(size_t n) { // a valid 個人番号 per n (for the lookup store)
+    char b[16];
+    std::snprintf(b, sizeof b, "%011zu", 20000000000ULL + n);
+    return std::string(b) + char('0' + validate::compute_my_number_check_digit(b));
+}
+
+void fill(juki::IdentityRecord::Builder r, const std::string& code, const std::string& number,
+          const std::string& municipality, size_t n) {
+    auto p = r.initPerson();
+    p.initName().setKanji("性能　測定" + std::to_string(n % 1000));
+    p.getName().setKana("セイノウ　ソクテイ");
+    auto d = p.initDateOfBirth();
+    d.setYear(1950 + n % 70);
+    d.setMonth(1 + n % 12);
+    d.setDay(1 + n % 28);
+    p.setSex(n % 2 ? schema::Sex::MALE : schema::Sex::FEMALE);
+    p.initAddress().setText("東京都千代田区霞が関二丁目" + std::to_string(n % 100) + "番");
+    p.getAddress().setLocalGovCode(municipality);
+    p.setResidentCode(code);
+    p.setMyNumber(number);
+    r.setReason(juki::ChangeReason::BIRTH);
+    auto c = r.initChangeDate();
+    c.setYear(2026);
+    c.setMonth(11);
+    c.setDay(2);
+}
+
+long rss_kib(const char* key) {
+    std::ifstream in("/proc/self/status");
+    for (std::string line; std::getline(in, line);)
+        if (line.rfind(key, 0) == 0) return std::stol(line.substr(std::strlen(key)));
+    return -1;
+}
+
+void chain(const std::filesystem::path& build_dir) {
+    size_t total = env_or("JUKI_BENCH_CHAIN", 200000), batch = env_or("JUKI_BENCH_BATCH", 1000);
+    TempDir tmp;
+    Network net{tmp};
+    write_file(tmp / "secret", std::string(64, 's'));
+    auto plugin = [&](const std::string& role, const std::string& node) {
+        PluginConfig p;
+        p.name = "juki";
+        p.path = build_dir / "plugins/juki/juki.so";
+        p.settings.insert("role", role);
+        p.settings.insert("store", (tmp / ("store-" + Network::safe(node)) / "juki.db").string());
+        if (role == "national") p.settings.insert("number_secret_file", (tmp / "secret").string());
+        if (role == "cs") {
+            p.settings.insert("municipality", "131016");
+            p.settings.insert("prefecture", "pref:13");
+        }
+        return p;
+    };
+    // J-LIS generated the numbers beforehand (番号法8条); generate them straight into its registry.
+    std::vector<std::string> numbers(total);
+    {
+        juki::NumberRegistry registry(tmp / "store-jlis_juki" / "juki.db.numbers",
+                                      std::vector<uint8_t>(64, 's'));
+        for (size_t i = 0; i < total; ++i)
+            numbers[i] = registry.assign("bench-" + std::to_string(i), code_of(i), false, "", 0).my_number;
+    }
+    auto policy = [](const char* f) { return read_file(std::string(RENKEI_SOURCE_DIR) + "/examples/policy/" + f); };
+    net.start({"jlis:juki", true, {plugin("national", "jlis:juki")}, {{"pref:13", {"muni:13*"}}},
+               policy("juki-national.toml")});
+    net.start({"pref:13", true, {plugin("pref", "pref:13")}, {{"jlis:juki", {"jlis:*"}}, {"muni:131016", {}}},
+               policy("juki-prefecture.toml"), true});
+    net.start({"muni:131016", false, {plugin("cs", "muni:131016")}, {{"pref:13", {"*"}}},
+               policy("juki-municipality.toml"), true});
+    auto& muni = net["muni:131016"];
+
+    std::mutex m;
+    std::condition_variable cv;
+    size_t national_recorded = 0, national_lists = 0, refused = 0;
+    auto legacy = std::make_shared<LocalEndpoint>(
+        "legacy", std::vector<std::string>{"juki.UpdateResult", "juki.IdentityUpdate.Fault"},
+        [&](const EnvelopeView& v, std::string&) {
+            auto e = v.get();
+            if (e.hasFault()) {
+                std::fprintf(stderr, "fault: %s\n", e.getFault().getMessage().cStr());
+                return RENKEI_OK;
+            }
+            auto p = e.getPayload();
+            auto words = kj::heapArray<capnp::word>(p.size() / 8);
+            memcpy(words.begin(), p.begin(), p.size());
+            capnp::FlatArrayMessageReader r(words.asPtr());
+            auto l = r.getRoot<juki::UpdateCountList>();
+            if (l.getRecordedBy() == "jlis:juki") {
+                std::lock_guard lock(m);
+                national_recorded += l.getRecorded();
+                refused += l.getRejected().size();
+                ++national_lists;
+                cv.notify_all();
+            }
+            return RENKEI_OK;
+        });
+    muni.add_endpoint(legacy);
+    size_t batches = (total + batch - 1) / batch;
+    auto t0 = Clock::now();
+    for (size_t b = 0; b < batches; ++b) {
+        capnp::MallocMessageBuilder payload;
+        auto u = payload.initRoot<juki::IdentityUpdate>();
+        u.setBatchId("bench-" + std::to_string(b));
+        u.setMunicipality("131016");
+        size_t n = std::min(batch, total - b * batch);
+        auto list = u.initRecords(static_cast<unsigned>(n));
+        for (size_t i = 0; i < n; ++i) fill(list[i], code_of(b * batch + i), numbers[b * batch + i], "131016", b * batch + i);
+        auto bytes = capnp::messageToFlatArray(payload);
+        capnp::MallocMessageBuilder mb;
+        auto e = mb.initRoot<schema::Envelope>();
+        auto id = new_message_id();
+        e.setId(kj::ArrayPtr<const kj::byte>(id.data(), id.size()));
+        e.setType("juki.IdentityUpdate");
+        e.setTo("muni:131016");
+        e.setPurpose("juki-30-6");
+        e.setPayload(bytes.asBytes());
+        muni.submit("legacy", capnp::messageToFlatArray(mb).asBytes());
+    }
+    std::unique_lock lock(m);
+    bool done = cv.wait_for(lock, std::chrono::minutes(10), [&] { return national_lists >= batches; });
+    double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    std::printf("juki update chain (CS -> pref -> J-LIS, %zu records in batches of %zu, CURVE + batch-signed + "
+                "audited + durable at every hop)%s\n",
+                total, batch, done ? "" : " [TIMED OUT]");
+    std::printf("  recorded at J-LIS: %zu (refused %zu) in %.2f s = %.0f records/s end to end\n", national_recorded,
+                refused, s, national_recorded / s);
+}
+
+void lookups(const std::filesystem::path& dir) {
+    size_t records = env_or("JUKI_BENCH_RECORDS", 10000000), n = env_or("JUKI_BENCH_LOOKUPS", 1000000);
+    std::filesystem::create_directories(dir);
+    auto file = dir / "national-lookup.db";
+    juki::IdentityStore store(file);
+    auto have = store.count();
+    if (have < records) {
+        std::printf("building a national store of %zu residents in %s (once; reused afterwards)...\n", records,
+                    file.c_str());
+        auto t0 = Clock::now();
+        for (size_t start = have; start < records; start += 100000) {
+            juki::sql::Tx tx(store.db());
+            for (size_t i = start; i < std::min(records, start + 100000); ++i) {
+                capnp::MallocMessageBuilder mb;
+                auto r = mb.initRoot<juki::IdentityRecord>();
+                fill(r, code_of(i), number_of(i), "131016", i);
+                store.put(r.asReader(), juki::canonical_bytes(r.asReader()), false, 0);
+            }
+            tx.commit();
+        }
+        std::printf("  built in %.0f s\n", std::chrono::duration<double>(Clock::now() - t0).count());
+    }
+    std::mt19937_64 rng(42);
+    std::uniform_int_distribution<size_t> pick(0, records - 1);
+    long before = rss_kib("VmRSS:");
+    size_t found = 0;
+    auto t0 = Clock::now();
+    for (size_t i = 0; i < n; ++i) found += store.by_number(number_of(pick(rng))).size();
+    double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    std::printf("national lookups by 個人番号 on %zu residents (SQLite, one thread, random keys)\n", records);
+    std::printf("  %zu lookups (%zu found) in %.2f s = %.0f lookups/s; RSS %ld MiB (was %ld MiB before), peak %ld MiB, "
+                "store %.1f GiB on disk\n",
+                n, found, s, n / s, rss_kib("VmRSS:") / 1024, before / 1024, rss_kib("VmHWM:") / 1024,
+                std::filesystem::file_size(file) / 1073741824.0);
+}
+
+} // namespace
+
+int main(int argc, char** argv) {
+    init_logging("warn");
+    std::filesystem::path build_dir = RENKEI_BUILD_DIR;
+    std::string what = argc > 1 ? argv[1] : "all";
+    if (what == "all" || what == "chain") chain(build_dir);
+    if (what == "all" || what == "lookup")
+        lookups(std::getenv("JUKI_BENCH_DIR") ? std::getenv("JUKI_BENCH_DIR") : (build_dir / "bench-data").string());
+    return 0;
+}

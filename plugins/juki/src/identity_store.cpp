@@ -1,0 +1,432 @@
+#include "identity_store.hpp"
+
+#include "sql.hpp"
+
+#include <capnp/serialize.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstring>
+#include <memory>
+
+namespace renkei::juki {
+namespace {
+using sql::Stmt;
+
+Resident resident_from(Stmt& q) { // columns: code, municipality, my_number, removed, updated_ms, record
+    Resident r;
+    r.code = q.col(0);
+    r.municipality = q.col(1);
+    r.my_number = q.col(2);
+    r.removed = q.num(3) != 0;
+    r.updated_ms = q.num(4);
+    r.record = q.bytes(5);
+    return r;
+}
+
+constexpr const char* kResidentColumns = "code, municipality, my_number, removed, updated_ms, record";
+
+} // namespace
+
+std::vector<uint8_t> sha256(const void* data, size_t size) {
+    std::vector<uint8_t> out(SHA256_DIGEST_LENGTH);
+    SHA256(static_cast<const unsigned char*>(data), size, out.data());
+    return out;
+}
+
+std::vector<uint8_t> digest_of(const std::vector<uint8_t>& hashes, const std::vector<uint32_t>& skip) {
+    std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> c(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
+    EVP_DigestInit_ex(c.get(), EVP_sha256(), nullptr);
+    for (size_t i = 0; i * 32 < hashes.size(); ++i)
+        if (std::find(skip.begin(), skip.end(), i) == skip.end()) EVP_DigestUpdate(c.get(), hashes.data() + i * 32, 32);
+    std::vector<uint8_t> out(SHA256_DIGEST_LENGTH);
+    EVP_DigestFinal_ex(c.get(), out.data(), nullptr);
+    return out;
+}
+
+std::vector<uint8_t> canonical_bytes(IdentityRecord::Reader record) {
+    auto words = capnp::canonicalize(record);
+    auto bytes = words.asBytes();
+    return {bytes.begin(), bytes.end()};
+}
+
+RecordReader::RecordReader(const std::vector<uint8_t>& canonical)
+    : words_(kj::heapArray<capnp::word>(canonical.size() / sizeof(capnp::word))) {
+    if (canonical.size() % sizeof(capnp::word) != 0) throw std::runtime_error("juki store: a record is not word-aligned");
+    if (!canonical.empty()) memcpy(words_.begin(), canonical.data(), canonical.size());
+    kj::ArrayPtr<const capnp::word> segments[1] = {words_.asPtr()};
+    reader_ = kj::heap<capnp::SegmentArrayMessageReader>(kj::arrayPtr(segments, 1));
+}
+
+IdentityRecord::Reader RecordReader::get() { return reader_->getRoot<IdentityRecord>(); }
+
+std::string date_text(schema::Date::Reader d) {
+    if (d.getYear() == 0) return {};
+    char b[16];
+    std::snprintf(b, sizeof b, "%04u-%02u-%02u", d.getYear(), d.getMonth(), d.getDay());
+    return b;
+}
+
+IdentityStore::IdentityStore(const std::filesystem::path& file, Retention retention) : retention_(retention) {
+    db_ = sql::open(file, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA secure_delete=ON;"
+                          "PRAGMA cache_size=-32768; PRAGMA mmap_size=1073741824;");
+    sql::exec(db_,
+              "CREATE TABLE IF NOT EXISTS residents (code TEXT PRIMARY KEY, municipality TEXT NOT NULL,"
+              " my_number TEXT NOT NULL, removed INTEGER NOT NULL, updated_ms INTEGER NOT NULL,"
+              " name TEXT NOT NULL, kana TEXT NOT NULL, birth TEXT NOT NULL, sex INTEGER NOT NULL,"
+              " address TEXT NOT NULL, record BLOB NOT NULL);"
+              "CREATE INDEX IF NOT EXISTS residents_number ON residents (my_number);"
+              "CREATE INDEX IF NOT EXISTS residents_name ON residents (name);"
+              "CREATE INDEX IF NOT EXISTS residents_kana ON residents (kana);"
+              "CREATE INDEX IF NOT EXISTS residents_municipality ON residents (municipality, code);"
+              "CREATE TABLE IF NOT EXISTS history (id INTEGER PRIMARY KEY, code TEXT NOT NULL,"
+              " recorded_ms INTEGER NOT NULL, reason INTEGER NOT NULL, record BLOB NOT NULL);"
+              "CREATE INDEX IF NOT EXISTS history_code ON history (code);"
+              "CREATE TABLE IF NOT EXISTS code_links (old_code TEXT PRIMARY KEY, new_code TEXT NOT NULL,"
+              " changed_ms INTEGER NOT NULL);"
+              "CREATE TABLE IF NOT EXISTS answers (sender TEXT NOT NULL, batch TEXT NOT NULL, answer BLOB NOT NULL,"
+              " at_ms INTEGER NOT NULL, PRIMARY KEY (sender, batch));"
+              "CREATE TABLE IF NOT EXISTS sent (batch TEXT NOT NULL, stage TEXT NOT NULL, to_node TEXT NOT NULL,"
+              " municipality TEXT NOT NULL, count INTEGER NOT NULL, hashes BLOB NOT NULL, context BLOB NOT NULL,"
+              " sent_ms INTEGER NOT NULL, deadline_ms INTEGER NOT NULL, confirmed_ms INTEGER NOT NULL DEFAULT 0,"
+              " PRIMARY KEY (batch, stage));"
+              "CREATE TABLE IF NOT EXISTS alarms (id INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL, batch TEXT NOT NULL,"
+              " detail TEXT NOT NULL);"
+              "CREATE TABLE IF NOT EXISTS provisions (id INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL,"
+              " recipient TEXT NOT NULL, affair TEXT NOT NULL, subject TEXT NOT NULL, outcome TEXT NOT NULL,"
+              " operator TEXT NOT NULL, detail TEXT NOT NULL);"
+              "CREATE INDEX IF NOT EXISTS provisions_subject ON provisions (subject);"
+              "CREATE TABLE IF NOT EXISTS notices (id INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL, type TEXT NOT NULL,"
+              " from_node TEXT NOT NULL, subject TEXT NOT NULL, body BLOB NOT NULL);"
+              "CREATE TABLE IF NOT EXISTS check_chunks (check_id TEXT NOT NULL, chunk INTEGER NOT NULL,"
+              " PRIMARY KEY (check_id, chunk));"
+              "CREATE TABLE IF NOT EXISTS check_seen (check_id TEXT NOT NULL, code TEXT NOT NULL,"
+              " PRIMARY KEY (check_id, code)) WITHOUT ROWID;"
+              "CREATE TABLE IF NOT EXISTS check_totals (check_id TEXT PRIMARY KEY, chunks INTEGER NOT NULL);"
+              "CREATE TABLE IF NOT EXISTS check_diffs (id INTEGER PRIMARY KEY, check_id TEXT NOT NULL, code TEXT NOT NULL,"
+              " kind INTEGER NOT NULL, fields TEXT NOT NULL, registered_at TEXT NOT NULL);"
+              "CREATE INDEX IF NOT EXISTS check_diffs_check ON check_diffs (check_id, kind);"
+              "CREATE TABLE IF NOT EXISTS erasures (id INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL,"
+              " history INTEGER NOT NULL, residents INTEGER NOT NULL, provisions INTEGER NOT NULL);");
+}
+
+IdentityStore::~IdentityStore() {
+    for (auto& [text, stmt] : statements_) sqlite3_finalize(stmt);
+    sqlite3_close(db_);
+}
+
+sqlite3_stmt* IdentityStore::cached(const char* text) {
+    auto& s = statements_[text];
+    if (s == nullptr && sqlite3_prepare_v3(db_, text, -1, SQLITE_PREPARE_PERSISTENT, &s, nullptr) != SQLITE_OK)
+        sql::fail(db_, text);
+    return s;
+}
+
+std::optional<Resident> IdentityStore::get(const std::string& code) {
+    Stmt q(cached("SELECT code, municipality, my_number, removed, updated_ms, record FROM residents WHERE code = ?1"));
+    q.text(1, code);
+    if (!q.row()) return std::nullopt;
+    return resident_from(q);
+}
+
+void IdentityStore::put(IdentityRecord::Reader record, const std::vector<uint8_t>& canonical, bool removed,
+                        int64_t now_ms) {
+    auto p = record.getPerson();
+    std::string code = p.getResidentCode();
+    Stmt u(cached("INSERT INTO residents (code, municipality, my_number, removed, updated_ms, name, kana, birth, sex,"
+                " address, record) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT (code) DO UPDATE SET"
+                " municipality = ?2, my_number = ?3, removed = ?4, updated_ms = ?5, name = ?6, kana = ?7, birth = ?8,"
+                " sex = ?9, address = ?10, record = ?11"));
+    u.text(1, code)
+        .text(2, p.getAddress().getLocalGovCode().cStr())
+        .text(3, p.getMyNumber().cStr())
+        .integer(4, removed ? 1 : 0)
+        .integer(5, now_ms)
+        .text(6, p.getName().getKanji().cStr())
+        .text(7, p.getName().getKana().cStr())
+        .text(8, date_text(p.getDateOfBirth()))
+        .integer(9, static_cast<int>(p.getSex()))
+        .text(10, p.getAddress().getText().cStr())
+        .blob(11, canonical.data(), canonical.size());
+    u.run();
+    Stmt h(cached("INSERT INTO history (code, recorded_ms, reason, record) VALUES (?1, ?2, ?3, ?4)"));
+    h.text(1, code).integer(2, now_ms).integer(3, static_cast<int>(record.getReason()));
+    h.blob(4, canonical.data(), canonical.size());
+    h.run();
+}
+
+void IdentityStore::retire_code(const std::string& old_code, const std::string& new_code, int64_t now_ms) {
+    Stmt d(db_, "DELETE FROM residents WHERE code = ?1");
+    d.text(1, old_code);
+    d.run();
+    Stmt l(db_, "INSERT OR REPLACE INTO code_links (old_code, new_code, changed_ms) VALUES (?1, ?2, ?3)");
+    l.text(1, old_code).text(2, new_code).integer(3, now_ms);
+    l.run();
+}
+
+std::vector<Resident> IdentityStore::by_number(const std::string& my_number) {
+    std::vector<Resident> out;
+    Stmt q(cached("SELECT code, municipality, my_number, removed, updated_ms, record FROM residents WHERE my_number = ?1"));
+    q.text(1, my_number);
+    while (q.row()) out.push_back(resident_from(q));
+    return out;
+}
+
+std::vector<Resident> IdentityStore::by_attributes(const std::string& name, const std::string& birth, int sex,
+                                                   const std::string& address) {
+    std::vector<Resident> out;
+    Stmt q(db_, "SELECT code, municipality, my_number, removed, updated_ms, record FROM residents"
+                " WHERE (name = ?1 OR kana = ?1) AND (?2 = '' OR birth = ?2) AND (?3 = 0 OR sex = ?3)"
+                " AND (?4 = '' OR address = ?4) LIMIT 50");
+    q.text(1, name).text(2, birth).integer(3, sex).text(4, address);
+    while (q.row()) out.push_back(resident_from(q));
+    return out;
+}
+
+std::vector<Resident> IdentityStore::residents_of(const std::string& municipality, const std::string& after_code,
+                                                  size_t limit) {
+    std::vector<Resident> out;
+    Stmt q(db_, "SELECT code, municipality, my_number, removed, updated_ms, record FROM residents"
+                " WHERE municipality = ?1 AND code > ?2 AND removed = 0 ORDER BY code LIMIT ?3");
+    q.text(1, municipality).text(2, after_code).integer(3, static_cast<int64_t>(limit));
+    while (q.row()) out.push_back(resident_from(q));
+    return out;
+}
+
+uint64_t IdentityStore::count() {
+    Stmt q(db_, "SELECT count(*) FROM residents");
+    q.row();
+    return static_cast<uint64_t>(q.num(0));
+}
+
+std::optional<std::vector<uint8_t>> IdentityStore::answer(const std::string& sender, const std::string& batch) {
+    Stmt q(db_, "SELECT answer FROM answers WHERE sender = ?1 AND batch = ?2");
+    q.text(1, sender).text(2, batch);
+    if (!q.row()) return std::nullopt;
+    return q.bytes(0);
+}
+
+void IdentityStore::save_answer(const std::string& sender, const std::string& batch, const std::vector<uint8_t>& answer,
+                                int64_t now_ms) {
+    Stmt i(db_, "INSERT INTO answers (sender, batch, answer, at_ms) VALUES (?1, ?2, ?3, ?4)");
+    i.text(1, sender).text(2, batch).blob(3, answer.data(), answer.size()).integer(4, now_ms);
+    i.run();
+}
+
+void IdentityStore::expect(const Expectation& e) {
+    Stmt i(db_, "INSERT INTO sent (batch, stage, to_node, municipality, count, hashes, context, sent_ms, deadline_ms)"
+                " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (batch, stage) DO NOTHING");
+    i.text(1, e.batch).text(2, e.stage).text(3, e.to).text(4, e.municipality).integer(5, e.count);
+    i.blob(6, e.hashes.data(), e.hashes.size()).blob(7, e.context.data(), e.context.size());
+    i.integer(8, e.sent_ms).integer(9, e.deadline_ms);
+    i.run();
+}
+
+namespace {
+Expectation expectation_from(Stmt& q) { // batch, stage, to_node, municipality, count, hashes, context, sent, deadline, confirmed
+    Expectation e;
+    e.batch = q.col(0);
+    e.stage = q.col(1);
+    e.to = q.col(2);
+    e.municipality = q.col(3);
+    e.count = static_cast<uint32_t>(q.num(4));
+    e.hashes = q.bytes(5);
+    e.context = q.bytes(6);
+    e.sent_ms = q.num(7);
+    e.deadline_ms = q.num(8);
+    e.confirmed_ms = q.num(9);
+    return e;
+}
+} // namespace
+
+std::optional<Expectation> IdentityStore::expected(const std::string& batch, const std::string& stage) {
+    Stmt q(db_, "SELECT batch, stage, to_node, municipality, count, hashes, context, sent_ms, deadline_ms, confirmed_ms"
+                " FROM sent WHERE batch = ?1 AND stage = ?2");
+    q.text(1, batch).text(2, stage);
+    if (!q.row()) return std::nullopt;
+    return expectation_from(q);
+}
+
+void IdentityStore::confirm(const std::string& batch, const std::string& stage, int64_t now_ms) {
+    Stmt u(db_, "UPDATE sent SET confirmed_ms = ?3 WHERE batch = ?1 AND stage = ?2");
+    u.text(1, batch).text(2, stage).integer(3, now_ms);
+    u.run();
+}
+
+std::vector<Expectation> IdentityStore::pending() {
+    std::vector<Expectation> out;
+    Stmt q(db_, "SELECT batch, stage, to_node, municipality, count, x'', x'', sent_ms, deadline_ms, confirmed_ms"
+                " FROM sent WHERE confirmed_ms = 0 ORDER BY sent_ms");
+    while (q.row()) out.push_back(expectation_from(q));
+    return out;
+}
+
+void IdentityStore::alarm(const std::string& batch, const std::string& detail, int64_t now_ms) {
+    Stmt i(db_, "INSERT INTO alarms (at_ms, batch, detail) VALUES (?1, ?2, ?3)");
+    i.integer(1, now_ms).text(2, batch).text(3, detail);
+    i.run();
+}
+
+std::vector<Alarm> IdentityStore::alarms() {
+    std::vector<Alarm> out;
+    Stmt q(db_, "SELECT at_ms, batch, detail FROM alarms ORDER BY id");
+    while (q.row()) out.push_back({q.num(0), q.col(1), q.col(2)});
+    return out;
+}
+
+void IdentityStore::record_provision(const ProvisionRow& r) {
+    Stmt i(db_, "INSERT INTO provisions (at_ms, recipient, affair, subject, outcome, operator, detail)"
+                " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
+    i.integer(1, r.at_ms).text(2, r.recipient).text(3, r.affair).text(4, r.subject).text(5, r.outcome);
+    i.text(6, r.operator_id).text(7, r.detail);
+    i.run();
+}
+
+std::vector<ProvisionRow> IdentityStore::provisions_of(const std::string& subject) {
+    std::vector<ProvisionRow> out;
+    Stmt q(db_, "SELECT at_ms, recipient, affair, subject, outcome, operator, detail FROM provisions"
+                " WHERE subject = ?1 ORDER BY id");
+    q.text(1, subject);
+    while (q.row()) out.push_back({q.num(0), q.col(1), q.col(2), q.col(3), q.col(4), q.col(5), q.col(6)});
+    return out;
+}
+
+void IdentityStore::record_notice(const std::string& type, const std::string& from, const std::string& subject,
+                                  const std::vector<uint8_t>& body, int64_t now_ms) {
+    Stmt i(db_, "INSERT INTO notices (at_ms, type, from_node, subject, body) VALUES (?1, ?2, ?3, ?4, ?5)");
+    i.integer(1, now_ms).text(2, type).text(3, from).text(4, subject).blob(5, body.data(), body.size());
+    i.run();
+}
+
+uint64_t IdentityStore::notices(const std::string& type) {
+    Stmt q(db_, "SELECT count(*) FROM notices WHERE type = ?1");
+    q.text(1, type);
+    q.row();
+    return static_cast<uint64_t>(q.num(0));
+}
+
+bool IdentityStore::chunk_seen(const std::string& check, uint32_t chunk) {
+    Stmt i(db_, "INSERT INTO check_chunks (check_id, chunk) VALUES (?1, ?2) ON CONFLICT DO NOTHING");
+    i.text(1, check).integer(2, chunk);
+    i.run();
+    return sqlite3_changes(db_) == 0;
+}
+
+void IdentityStore::mark_seen(const std::string& check, const std::string& code) {
+    Stmt i(db_, "INSERT INTO check_seen (check_id, code) VALUES (?1, ?2) ON CONFLICT DO NOTHING");
+    i.text(1, check).text(2, code);
+    i.run();
+}
+
+uint32_t IdentityStore::chunks(const std::string& check) {
+    Stmt q(db_, "SELECT count(*) FROM check_chunks WHERE check_id = ?1");
+    q.text(1, check);
+    q.row();
+    return static_cast<uint32_t>(q.num(0));
+}
+
+std::vector<std::string> IdentityStore::unseen(const std::string& check, const std::string& municipality,
+                                               const std::string& after_code, size_t limit) {
+    std::vector<std::string> out;
+    Stmt q(db_, "SELECT r.code FROM residents r WHERE r.municipality = ?2 AND r.removed = 0 AND r.code > ?3"
+                " AND NOT EXISTS (SELECT 1 FROM check_seen s WHERE s.check_id = ?1 AND s.code = r.code)"
+                " ORDER BY r.code LIMIT ?4");
+    q.text(1, check).text(2, municipality).text(3, after_code).integer(4, static_cast<int64_t>(limit));
+    while (q.row()) out.push_back(q.col(0));
+    return out;
+}
+
+void IdentityStore::forget_check(const std::string& check) {
+    for (auto* text : {"DELETE FROM check_seen WHERE check_id = ?1", "DELETE FROM check_chunks WHERE check_id = ?1",
+                       "DELETE FROM check_totals WHERE check_id = ?1", "DELETE FROM check_diffs WHERE check_id = ?1"}) {
+        Stmt d(db_, text);
+        d.text(1, check);
+        d.run();
+    }
+}
+
+void IdentityStore::set_total(const std::string& check, uint32_t chunks) {
+    Stmt i(db_, "INSERT OR REPLACE INTO check_totals (check_id, chunks) VALUES (?1, ?2)");
+    i.text(1, check).integer(2, chunks);
+    i.run();
+}
+
+std::optional<uint32_t> IdentityStore::total(const std::string& check) {
+    Stmt q(db_, "SELECT chunks FROM check_totals WHERE check_id = ?1");
+    q.text(1, check);
+    if (!q.row()) return std::nullopt;
+    return static_cast<uint32_t>(q.num(0));
+}
+
+uint64_t IdentityStore::seen(const std::string& check) {
+    Stmt q(db_, "SELECT count(*) FROM check_seen WHERE check_id = ?1");
+    q.text(1, check);
+    q.row();
+    return static_cast<uint64_t>(q.num(0));
+}
+
+void IdentityStore::add_difference(const std::string& check, const std::string& code, int kind,
+                                   const std::string& fields, const std::string& registered_at) {
+    Stmt i(db_, "INSERT INTO check_diffs (check_id, code, kind, fields, registered_at) VALUES (?1, ?2, ?3, ?4, ?5)");
+    i.text(1, check).text(2, code).integer(3, kind).text(4, fields).text(5, registered_at);
+    i.run();
+}
+
+std::vector<IdentityStore::StoredDifference> IdentityStore::differences(const std::string& check, size_t limit) {
+    std::vector<StoredDifference> out;
+    Stmt q(db_, "SELECT code, kind, fields, registered_at FROM check_diffs WHERE check_id = ?1 ORDER BY id LIMIT ?2");
+    q.text(1, check).integer(2, static_cast<int64_t>(limit));
+    while (q.row()) out.push_back({q.col(0), static_cast<int>(q.num(1)), q.col(2), q.col(3)});
+    return out;
+}
+
+uint64_t IdentityStore::difference_count(const std::string& check, int kind) {
+    Stmt q(db_, "SELECT count(*) FROM check_diffs WHERE check_id = ?1 AND kind = ?2");
+    q.text(1, check).integer(2, kind);
+    q.row();
+    return static_cast<uint64_t>(q.num(0));
+}
+
+ErasureCounts IdentityStore::erase_expired(int64_t now_ms) {
+    ErasureCounts n;
+    sql::Tx tx(db_);
+    {
+        // Superseded versions past the history period (the current version of a resident stays).
+        Stmt d(db_, "DELETE FROM history WHERE recorded_ms < ?1 AND id NOT IN"
+                    " (SELECT max(id) FROM history GROUP BY code)");
+        d.integer(1, now_ms - retention_.history_ms);
+        d.run();
+        n.history = static_cast<uint64_t>(sqlite3_changes(db_));
+    }
+    {
+        // Deleted residents (死亡, 転出 out of this store's area, 職権消除) past their period: all of it.
+        Stmt q(db_, "SELECT code FROM residents WHERE removed = 1 AND updated_ms < ?1");
+        q.integer(1, now_ms - retention_.removed_ms);
+        std::vector<std::string> codes;
+        while (q.row()) codes.push_back(q.col(0));
+        for (auto& c : codes)
+            for (auto* text : {"DELETE FROM history WHERE code = ?1", "DELETE FROM residents WHERE code = ?1"}) {
+                Stmt d(db_, text);
+                d.text(1, c);
+                d.run();
+            }
+        n.residents = codes.size();
+    }
+    {
+        Stmt d(db_, "DELETE FROM provisions WHERE at_ms < ?1");
+        d.integer(1, now_ms - retention_.provisions_ms);
+        d.run();
+        n.provisions = static_cast<uint64_t>(sqlite3_changes(db_));
+    }
+    Stmt l(db_, "INSERT INTO erasures (at_ms, history, residents, provisions) VALUES (?1, ?2, ?3, ?4)");
+    l.integer(1, now_ms).integer(2, static_cast<int64_t>(n.history)).integer(3, static_cast<int64_t>(n.residents));
+    l.integer(4, static_cast<int64_t>(n.provisions));
+    l.run();
+    tx.commit();
+    sql::exec(db_, "PRAGMA wal_checkpoint(TRUNCATE);"); // the overwritten pages leave the WAL too
+    return n;
+}
+
+} // namespace renkei::juki

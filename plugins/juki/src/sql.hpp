@@ -1,0 +1,126 @@
+// Small SQLite helpers shared by juki's stores: prepared statements that throw with the
+// database's message, and a transaction that rolls back unless committed.
+#pragma once
+
+#include <sqlite3.h>
+
+#include <cstdint>
+#include <filesystem>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace renkei::juki::sql {
+
+[[noreturn]] inline void fail(sqlite3* db, const char* what) {
+    throw std::runtime_error(std::string("juki store: ") + what + ": " + sqlite3_errmsg(db));
+}
+
+// Opens (creating its directory) a WAL database; `pragmas` run once.
+inline sqlite3* open(const std::filesystem::path& file, const char* pragmas) {
+    if (file.has_parent_path()) std::filesystem::create_directories(file.parent_path());
+    sqlite3* db = nullptr;
+    if (sqlite3_open(file.c_str(), &db) != SQLITE_OK) {
+        std::string why = db ? sqlite3_errmsg(db) : "out of memory";
+        sqlite3_close(db);
+        throw std::runtime_error(file.string() + ": " + why);
+    }
+    sqlite3_busy_timeout(db, 5000);
+    char* err = nullptr;
+    if (sqlite3_exec(db, pragmas, nullptr, nullptr, &err) != SQLITE_OK) {
+        std::string why = err ? err : "unknown";
+        sqlite3_free(err);
+        sqlite3_close(db);
+        throw std::runtime_error(file.string() + ": " + why);
+    }
+    return db;
+}
+
+inline void exec(sqlite3* db, const char* text) {
+    char* err = nullptr;
+    if (sqlite3_exec(db, text, nullptr, nullptr, &err) != SQLITE_OK) {
+        std::string why = err ? err : "unknown";
+        sqlite3_free(err);
+        throw std::runtime_error("juki store: " + why);
+    }
+}
+
+// A prepared statement. Owned (finalised on destruction) or borrowed from a Cache (reset).
+class Stmt {
+public:
+    Stmt(sqlite3* db, const char* text) : owned_(true) {
+        if (sqlite3_prepare_v2(db, text, -1, &s_, nullptr) != SQLITE_OK) fail(db, text);
+    }
+    explicit Stmt(sqlite3_stmt* cached) : s_(cached), owned_(false) {}
+    ~Stmt() {
+        if (owned_) {
+            sqlite3_finalize(s_);
+        } else {
+            sqlite3_reset(s_);
+            sqlite3_clear_bindings(s_);
+        }
+    }
+    Stmt(const Stmt&) = delete;
+    Stmt& operator=(const Stmt&) = delete;
+
+    Stmt& text(int i, std::string_view v) {
+        sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+        return *this;
+    }
+    Stmt& integer(int i, int64_t v) {
+        sqlite3_bind_int64(s_, i, v);
+        return *this;
+    }
+    Stmt& blob(int i, const void* data, size_t size) {
+        if (size == 0)
+            sqlite3_bind_zeroblob(s_, i, 0); // an empty value, not NULL
+        else
+            sqlite3_bind_blob(s_, i, data, static_cast<int>(size), SQLITE_TRANSIENT);
+        return *this;
+    }
+    bool row() {
+        int rc = sqlite3_step(s_);
+        if (rc == SQLITE_ROW) return true;
+        if (rc == SQLITE_DONE) return false;
+        fail(sqlite3_db_handle(s_), sqlite3_sql(s_));
+    }
+    void run() { row(); }
+    std::string col(int i) {
+        auto* p = sqlite3_column_text(s_, i);
+        return p ? std::string(reinterpret_cast<const char*>(p), sqlite3_column_bytes(s_, i)) : std::string();
+    }
+    int64_t num(int i) { return sqlite3_column_int64(s_, i); }
+    bool null(int i) { return sqlite3_column_type(s_, i) == SQLITE_NULL; }
+    std::vector<uint8_t> bytes(int i) {
+        auto* p = static_cast<const uint8_t*>(sqlite3_column_blob(s_, i));
+        return p ? std::vector<uint8_t>(p, p + sqlite3_column_bytes(s_, i)) : std::vector<uint8_t>();
+    }
+
+private:
+    sqlite3_stmt* s_ = nullptr;
+    bool owned_;
+};
+
+// Rolls back unless committed.
+class Tx {
+public:
+    explicit Tx(sqlite3* db) : db_(db) {
+        if (sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK) fail(db_, "BEGIN");
+    }
+    void commit() {
+        if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) fail(db_, "COMMIT");
+        done_ = true;
+    }
+    ~Tx() {
+        if (!done_) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    }
+    Tx(const Tx&) = delete;
+    Tx& operator=(const Tx&) = delete;
+
+private:
+    sqlite3* db_;
+    bool done_ = false;
+};
+
+} // namespace renkei::juki::sql
