@@ -31,7 +31,10 @@ NumberRegistry::NumberRegistry(const std::filesystem::path& store, std::vector<u
          " changed_ms INTEGER NOT NULL);");
 }
 
-NumberRegistry::~NumberRegistry() { sqlite3_close(db_); }
+NumberRegistry::~NumberRegistry() {
+    sqlite3_finalize(current_);
+    sqlite3_close(db_);
+}
 
 std::string NumberRegistry::candidate(const std::string& code, uint32_t generation, uint32_t counter) const {
     std::string msg = code;
@@ -119,7 +122,12 @@ std::vector<std::string> NumberRegistry::history(const std::string& code) {
 namespace renkei::juki {
 
 std::optional<std::string> NumberRegistry::current(const std::string& code) {
-    Stmt q(db_, "SELECT my_number FROM numbers WHERE resident_code = ?1");
+    // J-LIS checks every update against this: prepared once.
+    if (current_ == nullptr &&
+        sqlite3_prepare_v3(db_, "SELECT my_number FROM numbers WHERE resident_code = ?1", -1,
+                           SQLITE_PREPARE_PERSISTENT, &current_, nullptr) != SQLITE_OK)
+        sql::fail(db_, "prepare current");
+    Stmt q(current_);
     q.text(1, code);
     if (!q.row()) return std::nullopt;
     return q.col(0);

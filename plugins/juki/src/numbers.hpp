@@ -11,6 +11,7 @@
 #include <vector>
 
 struct sqlite3;
+struct sqlite3_stmt;
 
 namespace renkei::juki {
 
@@ -45,6 +46,7 @@ private:
     std::string candidate(const std::string& resident_code, uint32_t generation, uint32_t counter) const;
 
     sqlite3* db_ = nullptr;
+    sqlite3_stmt* current_ = nullptr;
     std::vector<uint8_t> secret_;
 };
 
