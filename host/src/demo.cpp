@@ -206,7 +206,7 @@ bool network_demo(const std::filesystem::path& build_dir, const std::filesystem:
 
 } // namespace
 
-int run_demo(const std::filesystem::path& build_dir, const std::filesystem::path& source_dir) {
+int run_demo(const std::filesystem::path& build_dir, const std::filesystem::path& source_dir, DemoPart more) {
     bool ok = true;
     auto config_path = source_dir / "examples/echo/node.toml";
     std::cout << "renkei demo: one node with the mock-echo adapter (" << config_path.string() << ")\n";
@@ -256,6 +256,18 @@ int run_demo(const std::filesystem::path& build_dir, const std::filesystem::path
         ok = false;
     }
     std::filesystem::remove_all(net_dir);
+    if (more) {
+        auto more_dir = std::filesystem::temp_directory_path() / ("renkei-demo-juki-" + std::to_string(getpid()));
+        std::filesystem::remove_all(more_dir);
+        std::filesystem::create_directories(more_dir);
+        try {
+            ok &= more(build_dir, source_dir, more_dir);
+        } catch (const std::exception& e) {
+            std::cout << "  FAILED: " << e.what() << "\n";
+            ok = false;
+        }
+        std::filesystem::remove_all(more_dir);
+    }
     std::cout << "\n" << (ok ? "demo OK" : "demo FAILED") << "\n";
     return ok ? 0 : 1;
 }

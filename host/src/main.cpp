@@ -3,6 +3,8 @@
 #include <renkei/config.hpp>
 #include <renkei/deadletter_cli.hpp>
 #include <renkei/demo.hpp>
+
+#include "../demo/juki_demo.hpp"
 #include <renkei/host.hpp>
 #include <renkei/isolated_plugin.hpp>
 #include <renkei/keys.hpp>
@@ -199,7 +201,7 @@ int main(int argc, char** argv) {
             std::filesystem::path src = source_dir.empty()
                                             ? std::filesystem::absolute(build_dir).parent_path()
                                             : std::filesystem::path(source_dir);
-            return renkei::run_demo(std::filesystem::absolute(build_dir), src);
+            return renkei::run_demo(std::filesystem::absolute(build_dir), src, &renkei::juki_network_demo);
         }
         if (*host_cmd) {
             block_signals();
