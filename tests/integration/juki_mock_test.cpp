@@ -13,31 +13,37 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// J-LIS's file after a mock municipality with `seed` ran: one line per resident.
-std::string national_file_after(const std::string& seed) {
+// J-LIS, a prefecture and a CS driven by mock-legacy-juki with `seed`; an agency may join.
+struct MockNet {
     TempDir tmp;
     Network net{tmp};
-    write_file(tmp / "secret", std::string(48, 'k'));
-    auto policy = [](const char* f) { return read_file(std::string(RENKEI_SOURCE_DIR) + "/examples/policy/" + f); };
-    PluginConfig national;
-    national.name = "juki";
-    national.path = plugin_path("plugins/juki", "juki");
-    national.settings.insert("role", "national");
-    national.settings.insert("store", (tmp / "jlis" / "juki.db").string());
-    national.settings.insert("number_secret_file", (tmp / "secret").string());
-    PluginConfig pref = national;
-    pref.settings = toml::table{{"role", "pref"}, {"store", (tmp / "pref" / "juki.db").string()}};
-    PluginConfig cs = national;
-    cs.settings = toml::table{{"role", "cs"}, {"store", (tmp / "cs" / "juki.db").string()},
-                              {"municipality", "131016"}, {"prefecture", "pref:13"}};
-    PluginConfig legacy;
-    legacy.name = "legacy";
-    legacy.path = plugin_path("adapters/mock-legacy-juki", "mock_legacy_juki");
-    legacy.settings = toml::table{{"seed", seed}, {"residents", "30"}, {"events", "40"}, {"rate", "2000"}, {"batch", "7"}};
-    net.start({"jlis:juki", true, {national}, {{"pref:13", {"muni:13*"}}}, policy("juki-national.toml")});
-    net.start({"pref:13", true, {pref}, {{"jlis:juki", {"jlis:*"}}, {"muni:131016", {}}}, policy("juki-prefecture.toml")});
-    net.start({"muni:131016", false, {cs, legacy}, {{"pref:13", {"*"}}}, policy("juki-municipality.toml")});
-    auto dump = [&] {
+    static std::string policy(const char* f) { return read_file(std::string(RENKEI_SOURCE_DIR) + "/examples/policy/" + f); }
+
+    explicit MockNet(const std::string& seed) {
+        write_file(tmp / "secret", std::string(48, 'k'));
+        PluginConfig national;
+        national.name = "juki";
+        national.path = plugin_path("plugins/juki", "juki");
+        national.settings.insert("role", "national");
+        national.settings.insert("store", (tmp / "jlis" / "juki.db").string());
+        national.settings.insert("number_secret_file", (tmp / "secret").string());
+        PluginConfig pref = national;
+        pref.settings = toml::table{{"role", "pref"}, {"store", (tmp / "pref" / "juki.db").string()}};
+        PluginConfig cs = national;
+        cs.settings = toml::table{{"role", "cs"}, {"store", (tmp / "cs" / "juki.db").string()},
+                                  {"municipality", "131016"}, {"prefecture", "pref:13"}};
+        PluginConfig legacy;
+        legacy.name = "legacy";
+        legacy.path = plugin_path("adapters/mock-legacy-juki", "mock_legacy_juki");
+        legacy.settings = toml::table{{"seed", seed}, {"residents", "30"}, {"events", "40"}, {"rate", "2000"}, {"batch", "7"}};
+        net.start({"jlis:juki", true, {national}, {{"pref:13", {"muni:13*"}}, {"agency:nenkin", {}}},
+                   policy("juki-national.toml")});
+        net.start({"pref:13", true, {pref}, {{"jlis:juki", {"jlis:*"}}, {"muni:131016", {}}}, policy("juki-prefecture.toml")});
+        net.start({"muni:131016", false, {cs, legacy}, {{"pref:13", {"*"}}}, policy("juki-municipality.toml")});
+    }
+
+    // J-LIS's file: one line per resident.
+    std::string dump() {
         juki::IdentityStore s(tmp / "jlis" / "juki.db");
         std::string out;
         sqlite3_stmt* q = nullptr;
@@ -49,18 +55,23 @@ std::string national_file_after(const std::string& seed) {
         }
         sqlite3_finalize(q);
         return out;
-    };
-    // Settled: every batch the CS sent is confirmed by both tiers, and the file stops changing.
-    std::string last;
-    for (int i = 0; i < 200; ++i) {
-        std::this_thread::sleep_for(200ms);
-        juki::IdentityStore cs_store(tmp / "cs" / "juki.db");
-        auto now = dump();
-        if (cs_store.pending().empty() && std::count(now.begin(), now.end(), '\n') == 30 && now == last) break;
-        last = now;
     }
-    return last;
-}
+
+    // Settled: every batch the CS sent is confirmed by both tiers, and the file stops changing.
+    std::string settled() {
+        std::string last;
+        for (int i = 0; i < 200; ++i) {
+            std::this_thread::sleep_for(200ms);
+            juki::IdentityStore cs_store(tmp / "cs" / "juki.db");
+            auto now = dump();
+            if (cs_store.pending().empty() && std::count(now.begin(), now.end(), '\n') == 30 && now == last) break;
+            last = now;
+        }
+        return last;
+    }
+};
+
+std::string national_file_after(const std::string& seed) { return MockNet(seed).settled(); }
 
 } // namespace
 
@@ -73,4 +84,24 @@ TEST(JukiMock, LegacySystemDrivesTheChainAndTheSameSeedGivesTheSameFile) {
     EXPECT_EQ(a, b) << "the same seed must give the same national file";
     auto c = national_file_after("8");
     EXPECT_NE(a, c) << "another seed gives other residents";
+}
+
+TEST(JukiMock, AgencyGetsWhatItsAffairsAllowAndIsRefusedTheRest) {
+    MockNet t("3");
+    auto file = t.settled();
+    ASSERT_EQ(std::count(file.begin(), file.end(), '\n'), 30);
+    PluginConfig agency;
+    agency.name = "agency";
+    agency.path = plugin_path("adapters/mock-agency", "mock_agency");
+    auto report = t.tmp / "agency-report.txt";
+    agency.settings = toml::table{{"purposes", "juki-beppyo1:5,marketing"}, {"municipality", "131016"},
+                                  {"count", "30"}, {"batch", "10"}, {"report_file", report.string()}};
+    t.net.start({"agency:nenkin", false, {agency}, {{"jlis:juki", {"jlis:*"}}}, MockNet::policy("juki-agency.toml")});
+    std::string got;
+    const std::string want = "juki-beppyo1:5 provided=30 notFound=0 refused=0\nmarketing provided=0 notFound=0 refused=30\n";
+    for (int i = 0; i < 200 && got != want; ++i) {
+        std::this_thread::sleep_for(100ms);
+        if (std::filesystem::exists(report)) got = read_file(report);
+    }
+    EXPECT_EQ(got, want);
 }
