@@ -12,6 +12,7 @@
 #include <renkei/host.hpp>
 #include <renkei/keys.hpp>
 #include <renkei/local_endpoint.hpp>
+#include <renkei/sdk.hpp>
 
 #include <capnp/serialize.h>
 
@@ -102,14 +103,8 @@ private:
     Got got_;
 };
 
-template <typename T> struct Read {
-    explicit Read(const std::string& p) : words(kj::heapArray<capnp::word>(p.size() / 8)) {
-        memcpy(words.begin(), p.data(), words.size() * 8);
-        reader = kj::heap<capnp::FlatArrayMessageReader>(words.asPtr());
-    }
-    typename T::Reader get() { return reader->getRoot<T>(); }
-    kj::Array<capnp::word> words;
-    kj::Own<capnp::FlatArrayMessageReader> reader;
+template <typename T> struct Read : sdk::Flat<T> {
+    explicit Read(const std::string& p) : sdk::Flat<T>(sdk::bytes_of(p.data(), p.size()), 64) {}
 };
 
 struct Resident {

@@ -6,6 +6,7 @@
 #include <identity_store.hpp>
 #include <sqlite3.h>
 #include <juki.capnp.h>
+#include <renkei/sdk.hpp>
 #include <renkei/validate.hpp>
 
 #include <gtest/gtest.h>
@@ -26,14 +27,8 @@ std::string flat(capnp::MallocMessageBuilder& mb) {
     return std::string(reinterpret_cast<const char*>(b.begin()), b.size());
 }
 
-template <typename T> struct Parsed {
-    explicit Parsed(const std::string& payload) : words(kj::heapArray<capnp::word>(payload.size() / 8)) {
-        memcpy(words.begin(), payload.data(), payload.size());
-        reader = kj::heap<capnp::FlatArrayMessageReader>(words.asPtr());
-    }
-    typename T::Reader get() { return reader->getRoot<T>(); }
-    kj::Array<capnp::word> words;
-    kj::Own<capnp::FlatArrayMessageReader> reader;
+template <typename T> struct Parsed : sdk::Flat<T> {
+    explicit Parsed(const std::string& payload) : sdk::Flat<T>(sdk::bytes_of(payload.data(), payload.size()), 64) {}
 };
 
 // A resident as a municipality's 住民記録システム knows them.

@@ -137,6 +137,13 @@ private:
     schema::Envelope::Reader env_;
 };
 
+// Reads flat Cap'n Proto bytes from anywhere (a store, a file, a test), copied into aligned memory
+// with a traversal limit of `reads` x their size.
+template <typename T> using Flat = Message::Payload<T>;
+inline kj::ArrayPtr<const kj::byte> bytes_of(const void* data, size_t size) {
+    return kj::ArrayPtr<const kj::byte>(static_cast<const kj::byte*>(data), size);
+}
+
 // Flat (segment table + segments) bytes of a builder: what crosses the ABI and what payloads hold.
 inline kj::Array<capnp::word> to_flat(capnp::MessageBuilder& builder) {
     return capnp::messageToFlatArray(builder);

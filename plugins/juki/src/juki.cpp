@@ -97,17 +97,8 @@ template <typename T> std::vector<uint8_t> flat_of(capnp::MallocMessageBuilder& 
 }
 
 // Reads a flat message stored by flat_of.
-template <typename T> class Stored {
-public:
-    explicit Stored(const std::vector<uint8_t>& bytes) : words_(kj::heapArray<capnp::word>(bytes.size() / 8)) {
-        memcpy(words_.begin(), bytes.data(), words_.size() * 8);
-        reader_ = kj::heap<capnp::FlatArrayMessageReader>(words_.asPtr());
-    }
-    typename T::Reader get() { return reader_->getRoot<T>(); }
-
-private:
-    kj::Array<capnp::word> words_;
-    kj::Own<capnp::FlatArrayMessageReader> reader_;
+template <typename T> struct Stored : renkei::sdk::Flat<T> {
+    explicit Stored(const std::vector<uint8_t>& bytes) : renkei::sdk::Flat<T>(renkei::sdk::bytes_of(bytes.data(), bytes.size()), 64) {}
 };
 
 class Juki : public renkei::sdk::Plugin {
