@@ -6,6 +6,7 @@
 
 #include <identity_store.hpp>
 #include <juki.capnp.h>
+#include <renkei/juki/resident.hpp>
 
 #include <renkei/audit_log.hpp>
 #include <renkei/envelope.hpp>
@@ -107,32 +108,7 @@ template <typename T> struct Read : sdk::Flat<T> {
     explicit Read(const std::string& p) : sdk::Flat<T>(sdk::bytes_of(p.data(), p.size()), 64) {}
 };
 
-struct Resident {
-    std::string code, kanji, kana, address, municipality, number;
-    int year, month, day;
-    schema::Sex sex;
-};
-
-void fill(juki::IdentityRecord::Builder r, const Resident& p, juki::ChangeReason reason, const std::string& previous = {}) {
-    auto q = r.initPerson();
-    q.initName().setKanji(p.kanji);
-    q.getName().setKana(p.kana);
-    auto d = q.initDateOfBirth();
-    d.setYear(p.year);
-    d.setMonth(p.month);
-    d.setDay(p.day);
-    q.setSex(p.sex);
-    q.initAddress().setText(p.address);
-    q.getAddress().setLocalGovCode(p.municipality);
-    q.setResidentCode(p.code);
-    q.setMyNumber(p.number);
-    r.setReason(reason);
-    r.setPreviousMunicipality(previous);
-    auto c = r.initChangeDate();
-    c.setYear(2026);
-    c.setMonth(11);
-    c.setDay(20);
-}
+using Resident = juki::ResidentFields;
 
 class JukiNetwork {
 public:
@@ -249,7 +225,7 @@ private:
         u.setMunicipality(muni.substr(5));
         auto list = u.initRecords(static_cast<unsigned>(records.size()));
         for (size_t i = 0; i < records.size(); ++i)
-            fill(list[i], std::get<0>(records[i]), std::get<1>(records[i]), std::get<2>(records[i]));
+            juki::fill_record(list[i], std::get<0>(records[i]), std::get<1>(records[i]), std::get<2>(records[i]));
         auto& p = legacy(muni);
         p.send("juki.IdentityUpdate", muni, mb, "juki-30-6");
         std::map<std::string, std::pair<uint32_t, uint32_t>> tiers;
@@ -284,8 +260,15 @@ private:
         for (auto muni : {"muni:131016", "muni:131024", "muni:271004"}) {
             std::vector<std::tuple<Resident, juki::ChangeReason, std::string>> recs;
             for (int i = 0; i < 2; ++i, ++n) {
-                Resident r{"", names[n][0], names[n][1], address.at(muni), std::string(muni).substr(5), "", 2026, 11, 1 + n,
-                           n % 2 ? schema::Sex::FEMALE : schema::Sex::MALE};
+                Resident r;
+                r.kanji = names[n][0];
+                r.kana = names[n][1];
+                r.year = 2026;
+                r.month = 11;
+                r.day = 1 + n;
+                r.sex = n % 2 ? schema::Sex::FEMALE : schema::Sex::MALE;
+                r.address = address.at(muni);
+                r.municipality = std::string(muni).substr(5);
                 char code[16];
                 std::snprintf(code, sizeof code, "%011d", 41000000 + n);
                 r.code = code;
@@ -296,9 +279,9 @@ private:
                     std::cout << "  個人番号 for " << r.code << ": FAILED " << a.fault << "\n";
                     return false;
                 }
-                r.number = Read<juki::NumberAssigned>(a.payload).get().getMyNumber();
+                r.my_number = Read<juki::NumberAssigned>(a.payload).get().getMyNumber();
                 std::cout << "  出生 " << r.kanji << " (" << muni << ", 住民票コード " << r.code << "): J-LIS generated 個人番号 "
-                          << r.number.substr(0, 4) << "********\n";
+                          << r.my_number.substr(0, 4) << "********\n";
                 residents_.push_back(r);
                 recs.emplace_back(r, juki::ChangeReason::BIRTH, "");
             }
@@ -330,7 +313,7 @@ private:
     bool query() {
         Party agency(*hosts_["agency:nenkin"], "nenkin-system", {"juki.IdentityAnswer", "juki.IdentityQuery.Fault"});
         capnp::MallocMessageBuilder mb;
-        mb.initRoot<juki::IdentityQuery>().initKeys(1)[0].setMyNumber(residents_[4].number);
+        mb.initRoot<juki::IdentityQuery>().initKeys(1)[0].setMyNumber(residents_[4].my_number);
         auto a = agency.ask("juki.IdentityQuery", "jlis:juki", mb, "juki-beppyo1:5", {"myNumber"});
         bool found = a.type == "juki.IdentityAnswer";
         std::string name = found ? std::string(Read<juki::IdentityAnswer>(a.payload).get().getResults()[0].getPerson().getName().getKanji()) : "";

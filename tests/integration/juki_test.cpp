@@ -6,6 +6,7 @@
 #include <identity_store.hpp>
 #include <sqlite3.h>
 #include <juki.capnp.h>
+#include <renkei/juki/resident.hpp>
 #include <renkei/sdk.hpp>
 #include <renkei/validate.hpp>
 
@@ -32,32 +33,9 @@ template <typename T> struct Parsed : sdk::Flat<T> {
 };
 
 // A resident as a municipality's 住民記録システム knows them.
-struct Person {
-    std::string code, kanji, kana;
-    int year = 1980, month = 4, day = 1;
-    schema::Sex sex = schema::Sex::FEMALE;
-    std::string address, municipality, my_number;
-};
+using Person = juki::ResidentFields;
 
-void fill(juki::IdentityRecord::Builder r, const Person& p, juki::ChangeReason reason) {
-    auto q = r.initPerson();
-    q.initName().setKanji(p.kanji);
-    q.getName().setKana(p.kana);
-    auto d = q.initDateOfBirth();
-    d.setYear(p.year);
-    d.setMonth(p.month);
-    d.setDay(p.day);
-    q.setSex(p.sex);
-    q.initAddress().setText(p.address);
-    q.getAddress().setLocalGovCode(p.municipality);
-    q.setResidentCode(p.code);
-    q.setMyNumber(p.my_number);
-    r.setReason(reason);
-    auto c = r.initChangeDate();
-    c.setYear(2026);
-    c.setMonth(11);
-    c.setDay(2);
-}
+void fill(juki::IdentityRecord::Builder r, const Person& p, juki::ChangeReason reason) { juki::fill_record(r, p, reason); }
 
 // A valid 住民票コード for test person n (10 digits + a digit; the validators check the form only).
 std::string code_of(int n) {

@@ -8,6 +8,7 @@
 // It keeps what every tier answered (juki.UpdateResult) and logs it. Settings: municipality,
 // seed (1), residents (100), events (0), rate (100), batch (100), move_to ("").
 #include <juki.capnp.h>
+#include <renkei/juki/resident.hpp>
 
 #include <renkei/sdk.hpp>
 #include <renkei/validate.hpp>
@@ -31,11 +32,7 @@ const char* const kFamily[][2] = {{"佐藤", "サトウ"}, {"鈴木", "スズキ
 const char* const kGiven[][2] = {{"太郎", "タロウ"}, {"花子", "ハナコ"}, {"健", "ケン"}, {"陽菜", "ヒナ"},
                                  {"翔", "ショウ"}, {"結衣", "ユイ"}, {"蓮", "レン"}, {"葵", "アオイ"}};
 
-struct Resident {
-    std::string code, kanji, kana, address, number;
-    int year = 2026, month = 1, day = 1;
-    schema::Sex sex = schema::Sex::MALE;
-    uint16_t gaiji = 0;
+struct Resident : juki::ResidentFields {
     bool alive = true;
 };
 
@@ -75,8 +72,8 @@ public:
             auto p = m.parse<juki::NumberAssigned>();
             auto a = p.get();
             auto it = by_code_.find(a.getResidentCode());
-            if (it != by_code_.end() && residents_[it->second].number.empty()) {
-                residents_[it->second].number = a.getMyNumber();
+            if (it != by_code_.end() && residents_[it->second].my_number.empty()) {
+                residents_[it->second].my_number = a.getMyNumber();
                 ++numbered_;
             }
         } else if (m.type() == "juki.UpdateResult") {
@@ -102,6 +99,8 @@ private:
 
     Resident make_resident(size_t i) {
         Resident r;
+        r.year = 2026;
+        r.municipality = municipality_;
         char code[16];
         std::snprintf(code, sizeof code, "%s%06zu", municipality_.substr(0, 5).c_str(), i);
         r.code = code;
@@ -116,28 +115,6 @@ private:
         return r;
     }
 
-    void fill(juki::IdentityRecord::Builder b, const Resident& r, juki::ChangeReason reason) {
-        auto p = b.initPerson();
-        p.initName().setKanji(r.kanji);
-        p.getName().setKana(r.kana);
-        p.getName().setGaijiCount(r.gaiji);
-        auto d = p.initDateOfBirth();
-        d.setYear(r.year);
-        d.setMonth(r.month);
-        d.setDay(r.day);
-        p.setSex(r.sex);
-        p.initAddress().setText(r.address);
-        p.getAddress().setLocalGovCode(municipality_);
-        p.setResidentCode(r.code);
-        p.setMyNumber(r.number);
-        b.setReason(reason);
-        auto c = b.initChangeDate();
-        c.setYear(2026);
-        c.setMonth(11);
-        c.setDay(20);
-        b.setOperatorId("mock-legacy-juki");
-    }
-
     // Sends outside the lock: the host may deliver the CS's answer on this very thread.
     void notify(std::vector<std::pair<size_t, juki::ChangeReason>>& pending, std::unique_lock<std::mutex>& lock) {
         if (pending.empty()) return;
@@ -147,7 +124,10 @@ private:
         u.setMunicipality(municipality_);
         u.setRecordedAtMs(host().now_unix_ms());
         auto list = u.initRecords(static_cast<unsigned>(pending.size()));
-        for (size_t i = 0; i < pending.size(); ++i) fill(list[i], residents_[pending[i].first], pending[i].second);
+        for (size_t i = 0; i < pending.size(); ++i) {
+            juki::fill_record(list[i], residents_[pending[i].first], pending[i].second);
+            list[i].setOperatorId("mock-legacy-juki");
+        }
         sent_ += pending.size();
         pending.clear();
         auto flat = capnp::messageToFlatArray(mb);
@@ -172,7 +152,7 @@ private:
         cv_.wait_for(lock, std::chrono::seconds(60), [&] { return stopping_ || numbered_ == residents_.size(); });
         std::vector<std::pair<size_t, juki::ChangeReason>> pending;
         for (size_t i = 0; i < residents_.size() && !stopping_; ++i) {
-            if (residents_[i].number.empty()) continue;
+            if (residents_[i].my_number.empty()) continue;
             pending.emplace_back(i, juki::ChangeReason::BIRTH);
             if (pending.size() == batch_) notify(pending, lock);
         }
@@ -186,7 +166,7 @@ private:
             if (stopping_) break;
             size_t i = rng_() % residents_.size();
             auto& r = residents_[i];
-            if (!r.alive || r.number.empty()) continue;
+            if (!r.alive || r.my_number.empty()) continue;
             auto kind = rng_() % 10;
             juki::ChangeReason reason;
             if (kind < 5) {
