@@ -1,4 +1,5 @@
 #include <renkei/host.hpp>
+#include <renkei/non_transit.hpp>
 
 #include <renkei/admin_server.hpp>
 #include <renkei/audit_log.hpp>
@@ -193,16 +194,19 @@ void Host::start() {
             links_->set_policy([this](const schema::Envelope::Reader& e) -> std::string {
                 std::vector<std::string> conditions;
                 for (auto c : e.getConditions()) conditions.emplace_back(c);
-                std::string from = e.getFrom(), type = e.getType(), purpose = e.getPurpose();
-                auto d = policy_ ? policy_->check(from, type, purpose, conditions)
-                                 : PolicyDecision{false, "", "no access policy configured: denied by default"};
+                std::string from = e.getFrom(), type = e.getType(), purpose = e.getPurpose(), to = e.getTo();
+                // A relay first applies the non-transit rule of the message type (no policy can lift it).
+                auto transit = transit_violation(type, config_.node_id, to);
+                auto d = !transit.empty() ? PolicyDecision{false, "", transit}
+                         : policy_        ? policy_->check(from, type, purpose, conditions)
+                                          : PolicyDecision{false, "", "no access policy configured: denied by default"};
                 AuditRecord r;
                 r.time_ms = now_unix_ms();
                 r.event = d.allowed ? "policy_allow" : "policy_deny";
                 r.message_id = hex(e.getId());
                 r.type = type;
                 r.from = from;
-                r.to = e.getTo(); // this node, or the destination of a message it relays
+                r.to = to; // this node, or the destination of a message it relays
                 r.purpose = purpose;
                 r.operator_id = e.getOperatorId();
                 r.outcome = d.allowed ? "ok" : "refused";

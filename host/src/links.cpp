@@ -377,8 +377,7 @@ struct Links::Impl {
             // prefecture or J-LIS never carries what the law keeps between municipalities), and
             // the destination applies its policy before any plugin sees the message.
             bool relay = std::string(env.getTo()) != config.node_id;
-            std::string why = relay ? transit_violation(type, config.node_id, env.getTo()) : std::string();
-            if (why.empty()) why = policy ? policy(env) : "no access policy configured: denied by default";
+            std::string why = policy ? policy(env) : "no access policy configured: denied by default";
             if (!why.empty()) {
                 if (relay) why = config.node_id + " does not carry this message: " + why;
                 // Custody is taken (acknowledged, recorded) and the sender is told why.

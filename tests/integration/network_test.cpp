@@ -229,6 +229,38 @@ TEST(Network, TamperedForgedAndReplayedEnvelopesAreRefused) {
     EXPECT_TRUE(verified.ok) << verified.error;
 }
 
+TEST(Network, APrefectureRefusesToRelayACsToCsNoticeEvenIfItsSenderTriedTo) {
+    // A host that skipped its own check (here: frames built by hand with muni:131016's keys) still
+    // cannot get a 転入通知 through pref:13, whose policy would carry anything (第3 3(3)).
+    ThreeTier t;
+    t.net.stop("muni:131016");
+    auto keys = load_node_keys(t.net.keys_dir("muni:131016"));
+    RawLink raw(t.net, keys);
+    capnp::MallocMessageBuilder mb;
+    auto e = mb.initRoot<schema::Envelope>();
+    auto id = new_message_id();
+    e.setId(kj::ArrayPtr<const kj::byte>(id.data(), id.size()));
+    e.setType("juki.MoveInNotice");
+    e.setFrom("muni:131016");
+    e.setTo("muni:132012");
+    e.setPurpose("juki-9-1");
+    e.setHopCount(1);
+    e.setPayload(bytes_of("転入通知の内容"));
+    auto frame = signed_frame(keys, "muni:131016", mb.getRoot<schema::Envelope>().asReader(), false);
+    for (int i = 0; i < 100 && raw.count(hex(id)) == 0; ++i) {
+        raw.send(frame);
+        raw.wait(100ms, [&] { return std::count(raw.acked.begin(), raw.acked.end(), hex(id)) > 0; });
+    }
+    EXPECT_EQ(raw.count(hex(id)), 1u) << "custody taken, and refused";
+    raw.transport->stop();
+    std::string trail = audit_trail(t.net["pref:13"]);
+    EXPECT_NE(trail.find("juki.MoveInNotice may not pass through pref:13"), std::string::npos) << trail;
+    // Only the Fault waits for the (stopped) sender; the notice itself is nowhere on the prefecture's disk.
+    for (auto& f : std::filesystem::recursive_directory_iterator(t.tmp.path()))
+        if (f.is_regular_file() && f.path().string().find("pref_13") != std::string::npos)
+            EXPECT_EQ(read_file(f.path()).find("転入通知の内容"), std::string::npos) << f.path();
+}
+
 TEST(Network, PolicyDeniedMessageNeverReachesThePlugin) {
     TempDir tmp;
     Network net(tmp);

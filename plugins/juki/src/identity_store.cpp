@@ -39,8 +39,11 @@ std::vector<uint8_t> sha256(const void* data, size_t size) {
 std::vector<uint8_t> digest_of(const std::vector<uint8_t>& hashes, const std::vector<uint32_t>& skip) {
     std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> c(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
     EVP_DigestInit_ex(c.get(), EVP_sha256(), nullptr);
-    for (size_t i = 0; i * 32 < hashes.size(); ++i)
-        if (std::find(skip.begin(), skip.end(), i) == skip.end()) EVP_DigestUpdate(c.get(), hashes.data() + i * 32, 32);
+    std::vector<bool> skipped(hashes.size() / 32);
+    for (auto i : skip)
+        if (i < skipped.size()) skipped[i] = true;
+    for (size_t i = 0; i < skipped.size(); ++i)
+        if (!skipped[i]) EVP_DigestUpdate(c.get(), hashes.data() + i * 32, 32);
     std::vector<uint8_t> out(SHA256_DIGEST_LENGTH);
     EVP_DigestFinal_ex(c.get(), out.data(), nullptr);
     return out;

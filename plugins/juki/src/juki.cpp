@@ -90,7 +90,7 @@ bool permitted_shape(const std::set<std::string>& c) {
            (has("name") && has("address"));
 }
 
-template <typename T> std::vector<uint8_t> flat_of(capnp::MallocMessageBuilder& mb) {
+std::vector<uint8_t> flat_of(capnp::MallocMessageBuilder& mb) {
     auto words = capnp::messageToFlatArray(mb);
     auto bytes = words.asBytes();
     return {bytes.begin(), bytes.end()};
@@ -209,7 +209,8 @@ private:
     // ------------------------------------------------------------------ the update chain
 
     // Applies one IdentityUpdate to the store in one transaction and returns the 更新件数リスト
-    // (flat bytes, saved as the answer to (sender, batch) so a redelivery gets the same one).
+    // (flat bytes, saved as the answer to (sender, batch) so a redelivery gets the same one);
+    // `hashes` receives the SHA-256 of every record, in order.
     std::vector<uint8_t> apply(const std::string& sender, IdentityUpdate::Reader u, std::vector<uint8_t>& hashes) {
         auto now = host().now_unix_ms();
         std::string municipality = u.getMunicipality();
@@ -266,15 +267,9 @@ private:
         }
         auto digest = digest_of(hashes, skip);
         list.setDigest(kj::arrayPtr(digest.data(), digest.size()));
-        auto answer = flat_of<UpdateCountList>(mb);
+        auto answer = flat_of(mb);
         store_->save_answer(sender, u.getBatchId(), answer, now);
         tx.commit();
-        // The hashes of what was recorded (what goes on up the chain).
-        std::vector<uint8_t> kept;
-        for (uint32_t i = 0; i * 32 < hashes.size(); ++i)
-            if (std::find(skip.begin(), skip.end(), i) == skip.end())
-                kept.insert(kept.end(), hashes.begin() + i * 32, hashes.begin() + (i + 1) * 32);
-        hashes = std::move(kept);
         return answer;
     }
 
@@ -330,20 +325,22 @@ private:
         if (role_ == "national") return;
         // Record first, then forward what was recorded (第6 7(3)); a redelivery forwards again (the
         // next hop answers a batch it has seen with the same list).
-        std::vector<uint32_t> skip;
-        for (auto r : l.getRejected()) skip.push_back(r.getIndex());
         auto records = u.getRecords();
-        uint32_t kept_count = records.size() - static_cast<uint32_t>(skip.size());
+        // Another payload under a batch id already answered: answered as before, nothing forwarded.
+        if (l.getReceived() != records.size()) return;
+        std::vector<bool> rejected(records.size());
+        for (auto r : l.getRejected()) rejected[r.getIndex()] = true;
+        uint32_t kept_count = records.size() - static_cast<uint32_t>(l.getRejected().size());
         if (kept_count == 0) return;
-        if (saved) {
-            hashes.clear();
-            for (uint32_t i = 0; i < records.size(); ++i)
-                if (std::find(skip.begin(), skip.end(), i) == skip.end()) {
-                    auto c = canonical_bytes(records[i]);
-                    auto h = sha256(c.data(), c.size());
-                    hashes.insert(hashes.end(), h.begin(), h.end());
-                }
-        }
+        if (saved)
+            for (auto r : records) {
+                auto c = canonical_bytes(r);
+                auto h = sha256(c.data(), c.size());
+                hashes.insert(hashes.end(), h.begin(), h.end());
+            }
+        std::vector<uint8_t> kept; // the hashes of what goes on up the chain
+        for (uint32_t i = 0; i < records.size(); ++i)
+            if (!rejected[i]) kept.insert(kept.end(), hashes.begin() + i * 32, hashes.begin() + (i + 1) * 32);
         capnp::MallocMessageBuilder mb;
         auto out = mb.initRoot<IdentityUpdate>();
         std::string out_batch = role_ == "cs" ? batch : municipality + "/" + batch;
@@ -352,7 +349,7 @@ private:
         out.setRecordedAtMs(role_ == "cs" ? host().now_unix_ms() : u.getRecordedAtMs());
         auto list_out = out.initRecords(kept_count);
         for (uint32_t i = 0, j = 0; i < records.size(); ++i)
-            if (std::find(skip.begin(), skip.end(), i) == skip.end()) list_out.setWithCaveats(j++, records[i]);
+            if (!rejected[i]) list_out.setWithCaveats(j++, records[i]);
         auto now = host().now_unix_ms();
         int64_t entered = u.getRecordedAtMs() > 0 ? u.getRecordedAtMs() : now;
         auto deadline = host().next_business_start(entered).value_or(entered + 24 * 3600 * 1000LL);
@@ -361,7 +358,7 @@ private:
         e.to = upstream_;
         e.municipality = municipality;
         e.count = kept_count;
-        e.hashes = hashes;
+        e.hashes = std::move(kept);
         e.sent_ms = now;
         e.deadline_ms = deadline;
         if (role_ == "cs") {
@@ -370,7 +367,7 @@ private:
                 store_->expect(e);
             }
             send("juki.IdentityUpdate", upstream_, mb, "juki-30-6");
-            if (!saved) move_in_notices(u, skip);
+            if (!saved) move_in_notices(u, rejected);
         } else {
             e.stage = "jlis";
             std::string ctx = m.from() + "\n" + batch;
@@ -381,12 +378,12 @@ private:
     }
 
     // 転入通知 (住基法9条1項) to each former municipality of a 転入 just recorded: CS to CS.
-    void move_in_notices(IdentityUpdate::Reader u, const std::vector<uint32_t>& skip) {
+    void move_in_notices(IdentityUpdate::Reader u, const std::vector<bool>& rejected) {
         auto records = u.getRecords();
         for (uint32_t i = 0; i < records.size(); ++i) {
             auto r = records[i];
             if (r.getReason() != ChangeReason::MOVE_IN || r.getPreviousMunicipality().size() == 0) continue;
-            if (std::find(skip.begin(), skip.end(), i) != skip.end()) continue;
+            if (rejected[i]) continue;
             capnp::MallocMessageBuilder mb;
             auto n = mb.initRoot<MoveInNotice>();
             n.setPerson(r.getPerson());
@@ -400,9 +397,11 @@ private:
     // Whether `l` reconciles with what was sent; "" if it does, else why not.
     static std::string reconcile(const Expectation& e, UpdateCountList::Reader l) {
         std::vector<uint32_t> rejected;
+        std::vector<bool> seen(e.count);
         for (auto r : l.getRejected()) {
-            if (r.getIndex() >= e.count || std::find(rejected.begin(), rejected.end(), r.getIndex()) != rejected.end())
+            if (r.getIndex() >= e.count || seen[r.getIndex()])
                 return "rejection index " + std::to_string(r.getIndex()) + " is not a record of the batch";
+            seen[r.getIndex()] = true;
             rejected.push_back(r.getIndex());
         }
         std::string counts = "sent " + std::to_string(e.count) + ", it reports received " +
@@ -460,10 +459,10 @@ private:
         Stored<UpdateCountList> mine(*own);
         auto my = mine.get();
         std::vector<uint32_t> forwarded; // forwarded position -> position in the CS's batch
-        std::vector<uint32_t> mine_rejected;
-        for (auto r : my.getRejected()) mine_rejected.push_back(r.getIndex());
+        std::vector<bool> mine_rejected(my.getReceived());
+        for (auto r : my.getRejected()) mine_rejected[r.getIndex()] = true;
         for (uint32_t i = 0; i < my.getReceived(); ++i)
-            if (std::find(mine_rejected.begin(), mine_rejected.end(), i) == mine_rejected.end()) forwarded.push_back(i);
+            if (!mine_rejected[i]) forwarded.push_back(i);
         capnp::MallocMessageBuilder mb;
         auto out = mb.initRoot<UpdateCountList>();
         out.setBatchId(origin_batch);
