@@ -117,14 +117,16 @@ std::vector<uint8_t> signed_frame(const NodeKeys& signer, const std::string& key
 } // namespace
 
 // An echo.Ping from muni:131016 to pref:13 as its host would sign it (hop 1), and its id (hex).
-std::pair<kj::Array<capnp::word>, std::string> hand_built_ping(const std::string& payload) {
+std::pair<kj::Array<capnp::word>, std::string> hand_built_ping(const std::string& payload,
+                                                               const std::string& type = "echo.Ping",
+                                                               const std::string& to = "pref:13") {
     capnp::MallocMessageBuilder mb;
     auto e = mb.initRoot<schema::Envelope>();
     auto id = new_message_id();
     e.setId(kj::ArrayPtr<const kj::byte>(id.data(), id.size()));
-    e.setType("echo.Ping");
+    e.setType(type);
     e.setFrom("muni:131016");
-    e.setTo("pref:13");
+    e.setTo(to);
     e.setHopCount(1);
     e.setPayload(bytes_of(payload));
     return {capnp::messageToFlatArray(mb), hex(id)};
@@ -179,7 +181,7 @@ TEST(Network, TamperedForgedAndReplayedEnvelopesAreRefused) {
     RawLink raw(t.net, keys);
 
     auto echo = t.net["pref:13"].router().handler_for("echo.Ping");
-    auto make = hand_built_ping;
+    auto make = [](const std::string& payload) { return hand_built_ping(payload); };
     auto send_until_acked = [&](const std::vector<uint8_t>& frame, const std::string& id) {
         for (int i = 0; i < 100; ++i) {
             raw.send(frame);
@@ -236,22 +238,14 @@ TEST(Network, APrefectureRefusesToRelayACsToCsNoticeEvenIfItsSenderTriedTo) {
     t.net.stop("muni:131016");
     auto keys = load_node_keys(t.net.keys_dir("muni:131016"));
     RawLink raw(t.net, keys);
-    capnp::MallocMessageBuilder mb;
-    auto e = mb.initRoot<schema::Envelope>();
-    auto id = new_message_id();
-    e.setId(kj::ArrayPtr<const kj::byte>(id.data(), id.size()));
-    e.setType("juki.MoveInNotice");
-    e.setFrom("muni:131016");
-    e.setTo("muni:132012");
-    e.setPurpose("juki-9-1");
-    e.setHopCount(1);
-    e.setPayload(bytes_of("転入通知の内容"));
-    auto frame = signed_frame(keys, "muni:131016", mb.getRoot<schema::Envelope>().asReader(), false);
-    for (int i = 0; i < 100 && raw.count(hex(id)) == 0; ++i) {
+    auto [words, id] = hand_built_ping("転入通知の内容", "juki.MoveInNotice", "muni:132012");
+    capnp::FlatArrayMessageReader reader(words);
+    auto frame = signed_frame(keys, "muni:131016", reader.getRoot<schema::Envelope>(), false);
+    for (int i = 0; i < 100 && raw.count(id) == 0; ++i) {
         raw.send(frame);
-        raw.wait(100ms, [&] { return std::count(raw.acked.begin(), raw.acked.end(), hex(id)) > 0; });
+        raw.wait(100ms, [&, id = id] { return std::count(raw.acked.begin(), raw.acked.end(), id) > 0; });
     }
-    EXPECT_EQ(raw.count(hex(id)), 1u) << "custody taken, and refused";
+    EXPECT_EQ(raw.count(id), 1u) << "custody taken, and refused";
     raw.transport->stop();
     std::string trail = audit_trail(t.net["pref:13"]);
     EXPECT_NE(trail.find("juki.MoveInNotice may not pass through pref:13"), std::string::npos) << trail;
