@@ -56,6 +56,9 @@ Database::Database(const std::filesystem::path& path, const OpenOptions& options
         // (32 MiB page cache, reads through mmap) instead of a pread per page.
         exec("PRAGMA cache_size=-32768; PRAGMA mmap_size=268435456; PRAGMA temp_store=MEMORY",
              "set cache sizes");
+        // Checkpoint every 8,192 WAL pages (not SQLite's 1,000): a queue's pages are written and
+        // freed again within moments, so most never need copying into the file more than once.
+        exec("PRAGMA wal_autocheckpoint=8192; PRAGMA journal_size_limit=67108864", "set checkpoint interval");
     } catch (...) {
         sqlite3_close(db_);
         db_ = nullptr;

@@ -447,9 +447,11 @@ TEST(Juki, NoticesNeverTransitAPrefectureServer) {
     EXPECT_NE(got.fault_message.find("第3 3(3)"), std::string::npos) << got.fault_message;
     // Nothing of it exists anywhere on the prefecture server's disk.
     std::this_thread::sleep_for(300ms);
-    for (auto& e : std::filesystem::recursive_directory_iterator(t.tmp.path()))
-        if (e.is_regular_file() && e.path().string().find("pref_13") != std::string::npos)
+    for (auto& e : std::filesystem::recursive_directory_iterator(t.tmp.path())) {
+        if (e.is_regular_file() && e.path().string().find("pref_13") != std::string::npos) {
             EXPECT_EQ(read_file(e.path()).find("通過　禁止"), std::string::npos) << e.path();
+        }
+    }
 }
 
 TEST(Juki, WideAreaCopyIsReviewedAndAnsweredByTheResidenceMunicipality) {

@@ -72,47 +72,113 @@ std::string date_text(schema::Date::Reader d) {
     return b;
 }
 
-IdentityStore::IdentityStore(const std::filesystem::path& file, Retention retention) : retention_(retention) {
+namespace {
+
+// Schema versions (PRAGMA user_version). Each step runs once, in order, in one transaction.
+//  1: the first layout (history held every version, the current one included).
+//  2: history holds superseded versions only, with when they were superseded; the current version
+//     lives once, in residents (half the writes per update).
+constexpr int kSchemaVersion = 2;
+
+// The current version of each resident, clustered by 住民票コード (one B-tree, no separate key index).
+#define RESIDENTS_COLUMNS                                                                              \
+    " (code TEXT PRIMARY KEY, municipality TEXT NOT NULL, my_number TEXT NOT NULL,"                    \
+    " removed INTEGER NOT NULL, updated_ms INTEGER NOT NULL, name TEXT NOT NULL, kana TEXT NOT NULL,"  \
+    " birth TEXT NOT NULL, sex INTEGER NOT NULL, address TEXT NOT NULL, record BLOB NOT NULL) WITHOUT ROWID;"
+
+constexpr const char* kTables =
+    "CREATE TABLE IF NOT EXISTS residents" RESIDENTS_COLUMNS
+    "CREATE TABLE IF NOT EXISTS history (id INTEGER PRIMARY KEY, code TEXT NOT NULL,"
+    " recorded_ms INTEGER NOT NULL, superseded_ms INTEGER NOT NULL, record BLOB NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS history_code ON history (code);"
+    "CREATE INDEX IF NOT EXISTS history_superseded ON history (superseded_ms);"
+    "CREATE TABLE IF NOT EXISTS code_links (old_code TEXT PRIMARY KEY, new_code TEXT NOT NULL,"
+    " changed_ms INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS answers (sender TEXT NOT NULL, batch TEXT NOT NULL, answer BLOB NOT NULL,"
+    " at_ms INTEGER NOT NULL, PRIMARY KEY (sender, batch));"
+    "CREATE TABLE IF NOT EXISTS sent (batch TEXT NOT NULL, stage TEXT NOT NULL, to_node TEXT NOT NULL,"
+    " municipality TEXT NOT NULL, count INTEGER NOT NULL, hashes BLOB NOT NULL, context BLOB NOT NULL,"
+    " sent_ms INTEGER NOT NULL, deadline_ms INTEGER NOT NULL, confirmed_ms INTEGER NOT NULL DEFAULT 0,"
+    " PRIMARY KEY (batch, stage));"
+    "CREATE TABLE IF NOT EXISTS alarms (id INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL, batch TEXT NOT NULL,"
+    " detail TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS provisions (id INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL,"
+    " recipient TEXT NOT NULL, affair TEXT NOT NULL, subject TEXT NOT NULL, outcome TEXT NOT NULL,"
+    " operator TEXT NOT NULL, detail TEXT NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS provisions_subject ON provisions (subject);"
+    "CREATE TABLE IF NOT EXISTS notices (id INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL, type TEXT NOT NULL,"
+    " from_node TEXT NOT NULL, subject TEXT NOT NULL, body BLOB NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS check_chunks (check_id TEXT NOT NULL, chunk INTEGER NOT NULL,"
+    " PRIMARY KEY (check_id, chunk));"
+    "CREATE TABLE IF NOT EXISTS check_seen (check_id TEXT NOT NULL, code TEXT NOT NULL,"
+    " PRIMARY KEY (check_id, code)) WITHOUT ROWID;"
+    "CREATE TABLE IF NOT EXISTS check_totals (check_id TEXT PRIMARY KEY, chunks INTEGER NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS check_diffs (id INTEGER PRIMARY KEY, check_id TEXT NOT NULL, code TEXT NOT NULL,"
+    " kind INTEGER NOT NULL, fields TEXT NOT NULL, registered_at TEXT NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS check_diffs_check ON check_diffs (check_id, kind);"
+    "CREATE TABLE IF NOT EXISTS erasures (id INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL,"
+    " history INTEGER NOT NULL, residents INTEGER NOT NULL, provisions INTEGER NOT NULL);";
+
+// Only the nodes that answer queries (a prefecture for its residents, J-LIS) keep the search indexes;
+// a CS finds its residents by 住民票コード and lists them in code order, which the primary key gives.
+constexpr const char* kSearchIndexes =
+    "CREATE INDEX IF NOT EXISTS residents_number ON residents (my_number);"
+    "CREATE INDEX IF NOT EXISTS residents_name ON residents (name);"
+    "CREATE INDEX IF NOT EXISTS residents_kana ON residents (kana);"
+    "CREATE INDEX IF NOT EXISTS residents_municipality ON residents (municipality, code);";
+
+constexpr const char* kMigrateTo2 =
+    "ALTER TABLE history ADD COLUMN superseded_ms INTEGER NOT NULL DEFAULT 0;"
+    // An older version was superseded when the next version of the same person was recorded.
+    "UPDATE history SET superseded_ms = coalesce((SELECT min(n.recorded_ms) FROM history n"
+    " WHERE n.code = history.code AND n.id > history.id), recorded_ms);"
+    // The newest history row of a current resident is that resident's current version: it goes.
+    "DELETE FROM history WHERE id IN (SELECT max(h.id) FROM history h JOIN residents r ON r.code = h.code"
+    " GROUP BY h.code);"
+    "CREATE INDEX IF NOT EXISTS history_superseded ON history (superseded_ms);"
+    "ALTER TABLE history DROP COLUMN reason;"
+    // residents becomes clustered by code; its indexes go with the old table and are made again.
+    "CREATE TABLE residents_v2" RESIDENTS_COLUMNS
+    "INSERT INTO residents_v2 SELECT code, municipality, my_number, removed, updated_ms, name, kana, birth, sex,"
+    " address, record FROM residents;"
+    "DROP TABLE residents;"
+    "ALTER TABLE residents_v2 RENAME TO residents;";
+
+int user_version(sqlite3* db) {
+    Stmt q(db, "PRAGMA user_version");
+    q.row();
+    return static_cast<int>(q.num(0));
+}
+
+bool has_table(sqlite3* db, const char* name) {
+    Stmt q(db, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1");
+    q.text(1, name);
+    return q.row();
+}
+
+} // namespace
+
+IdentityStore::IdentityStore(const std::filesystem::path& file, Retention retention, StoreOptions options)
+    : retention_(retention) {
+    // A checkpoint copies the WAL into the file and syncs both; doing it every 16,384 pages instead
+    // of SQLite's 1,000 writes a page that many batches touched (an index page) once, not per batch.
     db_ = sql::open(file, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA secure_delete=ON;"
-                          "PRAGMA cache_size=-32768; PRAGMA mmap_size=1073741824;");
-    sql::exec(db_,
-              "CREATE TABLE IF NOT EXISTS residents (code TEXT PRIMARY KEY, municipality TEXT NOT NULL,"
-              " my_number TEXT NOT NULL, removed INTEGER NOT NULL, updated_ms INTEGER NOT NULL,"
-              " name TEXT NOT NULL, kana TEXT NOT NULL, birth TEXT NOT NULL, sex INTEGER NOT NULL,"
-              " address TEXT NOT NULL, record BLOB NOT NULL);"
-              "CREATE INDEX IF NOT EXISTS residents_number ON residents (my_number);"
-              "CREATE INDEX IF NOT EXISTS residents_name ON residents (name);"
-              "CREATE INDEX IF NOT EXISTS residents_kana ON residents (kana);"
-              "CREATE INDEX IF NOT EXISTS residents_municipality ON residents (municipality, code);"
-              "CREATE TABLE IF NOT EXISTS history (id INTEGER PRIMARY KEY, code TEXT NOT NULL,"
-              " recorded_ms INTEGER NOT NULL, reason INTEGER NOT NULL, record BLOB NOT NULL);"
-              "CREATE INDEX IF NOT EXISTS history_code ON history (code);"
-              "CREATE TABLE IF NOT EXISTS code_links (old_code TEXT PRIMARY KEY, new_code TEXT NOT NULL,"
-              " changed_ms INTEGER NOT NULL);"
-              "CREATE TABLE IF NOT EXISTS answers (sender TEXT NOT NULL, batch TEXT NOT NULL, answer BLOB NOT NULL,"
-              " at_ms INTEGER NOT NULL, PRIMARY KEY (sender, batch));"
-              "CREATE TABLE IF NOT EXISTS sent (batch TEXT NOT NULL, stage TEXT NOT NULL, to_node TEXT NOT NULL,"
-              " municipality TEXT NOT NULL, count INTEGER NOT NULL, hashes BLOB NOT NULL, context BLOB NOT NULL,"
-              " sent_ms INTEGER NOT NULL, deadline_ms INTEGER NOT NULL, confirmed_ms INTEGER NOT NULL DEFAULT 0,"
-              " PRIMARY KEY (batch, stage));"
-              "CREATE TABLE IF NOT EXISTS alarms (id INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL, batch TEXT NOT NULL,"
-              " detail TEXT NOT NULL);"
-              "CREATE TABLE IF NOT EXISTS provisions (id INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL,"
-              " recipient TEXT NOT NULL, affair TEXT NOT NULL, subject TEXT NOT NULL, outcome TEXT NOT NULL,"
-              " operator TEXT NOT NULL, detail TEXT NOT NULL);"
-              "CREATE INDEX IF NOT EXISTS provisions_subject ON provisions (subject);"
-              "CREATE TABLE IF NOT EXISTS notices (id INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL, type TEXT NOT NULL,"
-              " from_node TEXT NOT NULL, subject TEXT NOT NULL, body BLOB NOT NULL);"
-              "CREATE TABLE IF NOT EXISTS check_chunks (check_id TEXT NOT NULL, chunk INTEGER NOT NULL,"
-              " PRIMARY KEY (check_id, chunk));"
-              "CREATE TABLE IF NOT EXISTS check_seen (check_id TEXT NOT NULL, code TEXT NOT NULL,"
-              " PRIMARY KEY (check_id, code)) WITHOUT ROWID;"
-              "CREATE TABLE IF NOT EXISTS check_totals (check_id TEXT PRIMARY KEY, chunks INTEGER NOT NULL);"
-              "CREATE TABLE IF NOT EXISTS check_diffs (id INTEGER PRIMARY KEY, check_id TEXT NOT NULL, code TEXT NOT NULL,"
-              " kind INTEGER NOT NULL, fields TEXT NOT NULL, registered_at TEXT NOT NULL);"
-              "CREATE INDEX IF NOT EXISTS check_diffs_check ON check_diffs (check_id, kind);"
-              "CREATE TABLE IF NOT EXISTS erasures (id INTEGER PRIMARY KEY, at_ms INTEGER NOT NULL,"
-              " history INTEGER NOT NULL, residents INTEGER NOT NULL, provisions INTEGER NOT NULL);");
+                          "PRAGMA wal_autocheckpoint=16384; PRAGMA journal_size_limit=67108864;");
+    // Page cache and memory map sized by the role: J-LIS's file is the big one.
+    std::string pragmas = "PRAGMA cache_size=-" + std::to_string(options.cache_kib) +
+                          "; PRAGMA mmap_size=" + std::to_string(options.mmap_bytes) + ";";
+    sql::exec(db_, pragmas.c_str());
+    int version = user_version(db_);
+    if (version > kSchemaVersion)
+        throw std::runtime_error(file.string() + ": juki store schema version " + std::to_string(version) +
+                                 " is newer than this build's " + std::to_string(kSchemaVersion));
+    sql::Tx tx(db_);
+    if (version == 0 && has_table(db_, "history")) version = 1; // written before versions were recorded
+    if (version == 1) sql::exec(db_, kMigrateTo2);
+    sql::exec(db_, kTables);
+    if (options.search_indexes) sql::exec(db_, kSearchIndexes);
+    sql::exec(db_, ("PRAGMA user_version=" + std::to_string(kSchemaVersion)).c_str());
+    tx.commit();
 }
 
 IdentityStore::~IdentityStore() {
@@ -135,9 +201,10 @@ std::optional<Resident> IdentityStore::get(const std::string& code) {
 }
 
 void IdentityStore::put(IdentityRecord::Reader record, const std::vector<uint8_t>& canonical, bool removed,
-                        int64_t now_ms) {
+                        int64_t now_ms, bool replaces) {
     auto p = record.getPerson();
     std::string code = p.getResidentCode();
+    if (replaces) supersede(code, now_ms); // the version it replaces joins the history
     Stmt u(cached("INSERT INTO residents (code, municipality, my_number, removed, updated_ms, name, kana, birth, sex,"
                 " address, record) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT (code) DO UPDATE SET"
                 " municipality = ?2, my_number = ?3, removed = ?4, updated_ms = ?5, name = ?6, kana = ?7, birth = ?8,"
@@ -154,13 +221,17 @@ void IdentityStore::put(IdentityRecord::Reader record, const std::vector<uint8_t
         .text(10, p.getAddress().getText().cStr())
         .blob(11, canonical.data(), canonical.size());
     u.run();
-    Stmt h(cached("INSERT INTO history (code, recorded_ms, reason, record) VALUES (?1, ?2, ?3, ?4)"));
-    h.text(1, code).integer(2, now_ms).integer(3, static_cast<int>(record.getReason()));
-    h.blob(4, canonical.data(), canonical.size());
+}
+
+void IdentityStore::supersede(const std::string& code, int64_t now_ms) {
+    Stmt h(cached("INSERT INTO history (code, recorded_ms, superseded_ms, record)"
+                  " SELECT code, updated_ms, ?2, record FROM residents WHERE code = ?1"));
+    h.text(1, code).integer(2, now_ms);
     h.run();
 }
 
 void IdentityStore::retire_code(const std::string& old_code, const std::string& new_code, int64_t now_ms) {
+    supersede(old_code, now_ms);
     Stmt d(db_, "DELETE FROM residents WHERE code = ?1");
     d.text(1, old_code);
     d.run();
@@ -396,9 +467,8 @@ ErasureCounts IdentityStore::erase_expired(int64_t now_ms) {
     ErasureCounts n;
     sql::Tx tx(db_);
     {
-        // Superseded versions past the history period (the current version of a resident stays).
-        Stmt d(db_, "DELETE FROM history WHERE recorded_ms < ?1 AND id NOT IN"
-                    " (SELECT max(id) FROM history GROUP BY code)");
+        // Versions superseded longer ago than the history period (current versions are not in history).
+        Stmt d(db_, "DELETE FROM history WHERE superseded_ms < ?1");
         d.integer(1, now_ms - retention_.history_ms);
         d.run();
         n.history = static_cast<uint64_t>(sqlite3_changes(db_));

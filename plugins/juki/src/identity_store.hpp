@@ -1,5 +1,5 @@
 // The 本人確認情報 store every juki role keeps (市町村CS, 都道府県サーバ, 機構保存本人確認情報ファイル):
-// the current record per 住民票コード with its full change history, the answers already given per
+// the current record per 住民票コード with its full change history (superseded versions), the answers already given per
 // received batch (so redelivery changes nothing), what this node sent and awaits a 更新件数リスト
 // for, alarms, provision records (who received whose data, 7 years), CS-to-CS notices received,
 // and the erasure log. One SQLite file (WAL); secure_delete so erased data is overwritten.
@@ -27,6 +27,12 @@ struct Retention {
     int64_t history_ms = 150 * kYearMs;     // 除票 and superseded versions (J-LIS: 150 years)
     int64_t removed_ms = 150 * kYearMs;     // a deleted resident, counted from the deletion
     int64_t provisions_ms = 7 * kYearMs;    // provision records (刑事訴訟法250条2項4号)
+};
+
+struct StoreOptions {
+    bool search_indexes = true;             // 個人番号 / 4情報 / municipality indexes (query-answering roles)
+    int64_t cache_kib = 32768;              // SQLite page cache
+    int64_t mmap_bytes = 1LL << 30;         // memory-mapped I/O (SQLite caps it at 2 GiB)
 };
 
 struct Resident {
@@ -61,7 +67,7 @@ struct ErasureCounts {
 
 class IdentityStore {
 public:
-    IdentityStore(const std::filesystem::path& file, Retention retention = {});
+    IdentityStore(const std::filesystem::path& file, Retention retention = {}, StoreOptions options = {});
     ~IdentityStore();
     IdentityStore(const IdentityStore&) = delete;
     IdentityStore& operator=(const IdentityStore&) = delete;
@@ -69,8 +75,10 @@ public:
     sqlite3* db() { return db_; } // for sql::Tx around several calls
 
     std::optional<Resident> get(const std::string& code);
-    // Records `record` as the current version of its 住民票コード and appends it to the history.
-    void put(IdentityRecord::Reader record, const std::vector<uint8_t>& canonical, bool removed, int64_t now_ms);
+    // Records `record` as the current version of its 住民票コード; the version it replaces joins the
+    // history. `replaces` false says the caller knows there is none (a first record: one write less).
+    void put(IdentityRecord::Reader record, const std::vector<uint8_t>& canonical, bool removed, int64_t now_ms,
+             bool replaces = true);
     // 住民票コード変更: the old code's current row goes (its history stays, linked to the new code).
     void retire_code(const std::string& old_code, const std::string& new_code, int64_t now_ms);
     std::vector<Resident> by_number(const std::string& my_number);
@@ -124,6 +132,7 @@ public:
     ErasureCounts erase_expired(int64_t now_ms);
 
 private:
+    void supersede(const std::string& code, int64_t now_ms);
     sqlite3_stmt* cached(const char* text); // prepared once, reset by sql::Stmt after each use
 
     sqlite3* db_ = nullptr;

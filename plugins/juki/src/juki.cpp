@@ -117,9 +117,12 @@ public:
         r.history_ms = years("retention_history_years", 150);
         r.removed_ms = years("retention_removed_years", 150);
         r.provisions_ms = years("retention_provision_years", 7);
-        store_ = std::make_unique<IdentityStore>(*store, r);
+        StoreOptions o;
+        o.search_indexes = role_ != "cs"; // a CS answers no queries
+        o.cache_kib = static_cast<int64_t>(number("store_cache_mib", role_ == "national" ? 512 : 32, 1, 1 << 20)) * 1024;
+        store_ = std::make_unique<IdentityStore>(*store, r, o);
         number_affairs_ = split(host().config_or("my_number_affairs", ""));
-        report_limit_ = std::stoul(host().config_or("report_limit", "1000"));
+        report_limit_ = static_cast<size_t>(number("report_limit", 1000, 1, 1000000));
         if (role_ == "cs") {
             municipality_ = host().config_or("municipality", "");
             if (auto v = renkei::validate::local_gov_code("settings.municipality", municipality_); !v)
@@ -143,7 +146,7 @@ public:
             auto numbers = host().config_or("number_store", *store + ".numbers");
             numbers_ = std::make_unique<NumberRegistry>(numbers, std::move(secret));
         }
-        erase_interval_ms_ = std::stoll(host().config_or("erase_interval_hours", "24")) * 3600 * 1000;
+        erase_interval_ms_ = static_cast<int64_t>(number("erase_interval_hours", 24, 1, 24 * 365)) * 3600 * 1000;
         eraser_ = std::thread([this] { erase_loop(); });
         host().info("juki role " + role_ + " on " + node_ + ", store " + *store);
     }
@@ -192,8 +195,20 @@ public:
     }
 
 private:
-    int64_t years(const char* key, int def) {
-        return static_cast<int64_t>(std::stod(host().config_or(key, std::to_string(def))) * kYearMs);
+    int64_t years(const char* key, int def) { return static_cast<int64_t>(number(key, def, 0, 1000) * kYearMs); }
+
+    // A numeric setting in [min, max]; anything else stops the start with the setting's name.
+    double number(const char* key, double def, double min, double max) {
+        auto text = host().config(key);
+        if (!text) return def;
+        char* end = nullptr;
+        double v = std::strtod(text->c_str(), &end);
+        if (text->empty() || *end != '\0' || !(v >= min && v <= max))
+            throw Error(RENKEI_ERR_INVALID,
+                        std::string("settings.") + key + ": '" + *text + "' must be a number from " +
+                            std::to_string(static_cast<long long>(min)) + " to " + std::to_string(static_cast<long long>(max)),
+                        std::string("settings.") + key, "juki.setting_range");
+        return v;
     }
 
     void send(const std::string& type, const std::string& to, capnp::MallocMessageBuilder& mb,
@@ -230,6 +245,9 @@ private:
         std::vector<uint32_t> skip;
         hashes.clear();
         renkei::juki::sql::Tx tx(store_->db());
+        // J-LIS reads the registry for every record: one transaction for the batch, not one per read.
+        std::optional<renkei::juki::sql::Tx> numbers_tx;
+        if (numbers_) numbers_tx.emplace(numbers_->db());
         for (uint32_t i = 0; i < records.size(); ++i) {
             auto r = records[i];
             auto canonical = canonical_bytes(r);
@@ -254,7 +272,7 @@ private:
                 if (numbers_) numbers_->change_code(r.getPreviousResidentCode(), code, now);
                 store_->retire_code(r.getPreviousResidentCode(), code, now);
             }
-            store_->put(r, canonical, removes(r.getReason()), now);
+            store_->put(r, canonical, removes(r.getReason()), now, current.has_value());
         }
         list.setRecorded(records.size() - static_cast<uint32_t>(refused.size()));
         auto rej = list.initRejected(static_cast<unsigned>(refused.size()));
@@ -269,6 +287,7 @@ private:
         list.setDigest(kj::arrayPtr(digest.data(), digest.size()));
         auto answer = flat_of(mb);
         store_->save_answer(sender, u.getBatchId(), answer, now);
+        if (numbers_tx) numbers_tx->commit();
         tx.commit();
         return answer;
     }

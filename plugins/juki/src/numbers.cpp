@@ -15,7 +15,8 @@ using sql::Tx;
 NumberRegistry::NumberRegistry(const std::filesystem::path& store, std::vector<uint8_t> secret)
     : secret_(std::move(secret)) {
     if (secret_.size() < 32) throw std::invalid_argument("number_secret_file: the secret must be at least 32 bytes");
-    db_ = sql::open(store, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;");
+    db_ = sql::open(store, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-65536;"
+                           " PRAGMA mmap_size=1073741824; PRAGMA wal_autocheckpoint=16384;");
     sql::exec(db_,
          // The current number of each person.
          "CREATE TABLE IF NOT EXISTS numbers (resident_code TEXT PRIMARY KEY, my_number TEXT NOT NULL UNIQUE,"

@@ -29,6 +29,8 @@ public:
     NumberRegistry(const NumberRegistry&) = delete;
     NumberRegistry& operator=(const NumberRegistry&) = delete;
 
+    sqlite3* db() { return db_; } // for sql::Tx around many assignments
+
     // Answers request `request_id` (hex message id). The same request id always gets the same
     // answer; without `change`, every request for a code that has a number gets that number.
     Assignment assign(const std::string& request_id, const std::string& resident_code, bool change,

@@ -102,24 +102,27 @@ private:
     bool owned_;
 };
 
-// Rolls back unless committed.
+// Rolls back unless committed. Inside another transaction it is a savepoint of it.
 class Tx {
 public:
-    explicit Tx(sqlite3* db) : db_(db) {
-        if (sqlite3_exec(db_, "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK) fail(db_, "BEGIN");
+    explicit Tx(sqlite3* db) : db_(db), nested_(sqlite3_get_autocommit(db) == 0) {
+        if (sqlite3_exec(db_, nested_ ? "SAVEPOINT tx" : "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK)
+            fail(db_, "BEGIN");
     }
     void commit() {
-        if (sqlite3_exec(db_, "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) fail(db_, "COMMIT");
+        if (sqlite3_exec(db_, nested_ ? "RELEASE tx" : "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK)
+            fail(db_, "COMMIT");
         done_ = true;
     }
     ~Tx() {
-        if (!done_) sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+        if (!done_) sqlite3_exec(db_, nested_ ? "ROLLBACK TO tx; RELEASE tx" : "ROLLBACK", nullptr, nullptr, nullptr);
     }
     Tx(const Tx&) = delete;
     Tx& operator=(const Tx&) = delete;
 
 private:
     sqlite3* db_;
+    bool nested_;
     bool done_ = false;
 };
 
