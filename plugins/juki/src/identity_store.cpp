@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <thread>
 
 namespace renkei::juki {
 namespace {
@@ -500,6 +501,69 @@ ErasureCounts IdentityStore::erase_expired(int64_t now_ms) {
     tx.commit();
     sql::exec(db_, "PRAGMA wal_checkpoint(TRUNCATE);"); // the overwritten pages leave the WAL too
     return n;
+}
+
+struct ReaderPool::Reader {
+    sqlite3* db = nullptr;
+    sqlite3_stmt* by_number = nullptr;
+    ~Reader() {
+        sqlite3_finalize(by_number);
+        sqlite3_close(db);
+    }
+    void lookup(const std::vector<std::string>& numbers, std::vector<std::vector<Resident>>& out, size_t from,
+                size_t to) {
+        sql::Tx read(db, sql::Tx::Read); // one snapshot for the slice, not one per key
+        for (size_t i = from; i < to; ++i) {
+            Stmt q(by_number);
+            q.text(1, numbers[i]);
+            while (q.row()) out[i].push_back(resident_from(q));
+        }
+        read.commit();
+    }
+};
+
+ReaderPool::ReaderPool(const std::filesystem::path& file, size_t connections, StoreOptions options) {
+    for (size_t i = 0; i < std::max<size_t>(1, connections); ++i) {
+        auto r = std::make_unique<Reader>();
+        if (sqlite3_open_v2(file.c_str(), &r->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK)
+            throw std::runtime_error(file.string() + ": " + (r->db ? sqlite3_errmsg(r->db) : "out of memory"));
+        sqlite3_busy_timeout(r->db, 5000);
+        std::string pragmas = "PRAGMA cache_size=-" + std::to_string(options.cache_kib) +
+                              "; PRAGMA mmap_size=" + std::to_string(options.mmap_bytes) + ";";
+        sql::exec(r->db, pragmas.c_str());
+        const char* text = "SELECT code, municipality, my_number, removed, updated_ms, record FROM residents"
+                           " WHERE my_number = ?1";
+        if (sqlite3_prepare_v3(r->db, text, -1, SQLITE_PREPARE_PERSISTENT, &r->by_number, nullptr) != SQLITE_OK)
+            sql::fail(r->db, text);
+        readers_.push_back(std::move(r));
+    }
+}
+
+ReaderPool::~ReaderPool() = default;
+
+std::vector<std::vector<Resident>> ReaderPool::by_numbers(const std::vector<std::string>& numbers) {
+    std::vector<std::vector<Resident>> out(numbers.size());
+    size_t n = numbers.size() < kParallelFrom ? 1 : std::min(readers_.size(), numbers.size());
+    if (n <= 1) {
+        readers_[0]->lookup(numbers, out, 0, numbers.size());
+        return out;
+    }
+    // Slice i goes to reader i; the calling thread takes the first slice itself.
+    std::vector<std::thread> threads;
+    std::vector<std::exception_ptr> errors(n);
+    auto slice = [&](size_t i) {
+        try {
+            readers_[i]->lookup(numbers, out, numbers.size() * i / n, numbers.size() * (i + 1) / n);
+        } catch (...) {
+            errors[i] = std::current_exception();
+        }
+    };
+    for (size_t i = 1; i < n; ++i) threads.emplace_back(slice, i);
+    slice(0);
+    for (auto& t : threads) t.join();
+    for (auto& e : errors)
+        if (e) std::rethrow_exception(e);
+    return out;
 }
 
 } // namespace renkei::juki

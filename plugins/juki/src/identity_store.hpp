@@ -12,6 +12,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -138,6 +139,27 @@ private:
     sqlite3* db_ = nullptr;
     Retention retention_;
     std::map<const char*, sqlite3_stmt*> statements_;
+};
+
+// Read-only connections to a store for answering many lookups at once (a batch query at J-LIS):
+// each thread reads through its own connection (WAL readers never block each other or the
+// writer), so a batch of keys uses every core while the plugin's own connection keeps writing.
+class ReaderPool {
+public:
+    ReaderPool(const std::filesystem::path& file, size_t connections, StoreOptions options = {});
+    ~ReaderPool();
+    ReaderPool(const ReaderPool&) = delete;
+    ReaderPool& operator=(const ReaderPool&) = delete;
+
+    size_t size() const { return readers_.size(); }
+    // The current residents holding each 個人番号, in the order of `numbers`. Batches of fewer than
+    // `kParallelFrom` keys are read on the calling thread.
+    std::vector<std::vector<Resident>> by_numbers(const std::vector<std::string>& numbers);
+    static constexpr size_t kParallelFrom = 256;
+
+private:
+    struct Reader;
+    std::vector<std::unique_ptr<Reader>> readers_;
 };
 
 // SHA-256 helpers for the 更新件数リスト.

@@ -105,9 +105,10 @@ private:
 // Rolls back unless committed. Inside another transaction it is a savepoint of it.
 class Tx {
 public:
-    explicit Tx(sqlite3* db) : db_(db), nested_(sqlite3_get_autocommit(db) == 0) {
-        if (sqlite3_exec(db_, nested_ ? "SAVEPOINT tx" : "BEGIN IMMEDIATE", nullptr, nullptr, nullptr) != SQLITE_OK)
-            fail(db_, "BEGIN");
+    enum Kind { Write, Read }; // Read: a snapshot for several reads (BEGIN DEFERRED), no write lock
+    explicit Tx(sqlite3* db, Kind kind = Write) : db_(db), nested_(sqlite3_get_autocommit(db) == 0) {
+        const char* begin = nested_ ? "SAVEPOINT tx" : kind == Read ? "BEGIN" : "BEGIN IMMEDIATE";
+        if (sqlite3_exec(db_, begin, nullptr, nullptr, nullptr) != SQLITE_OK) fail(db_, "BEGIN");
     }
     void commit() {
         if (sqlite3_exec(db_, nested_ ? "RELEASE tx" : "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK)
