@@ -730,6 +730,16 @@ private:
         }
         auto bytes = m.payload();
         store_->record_notice(m.type(), m.from(), subject, std::vector<uint8_t>(bytes.begin(), bytes.end()), now);
+        if (hands_over()) hand_over(m);
+    }
+
+    // With `hand_over = true` the CS hands what it receives for the 住民記録システム (notices,
+    // 広域交付 requests) to it as juki.Handover, whose payload is the envelope received.
+    bool hands_over() { return host().config_or("hand_over", "false") == "true"; }
+    void hand_over(const renkei::sdk::Message& m) {
+        capnp::MallocMessageBuilder mb;
+        mb.setRoot(m.envelope());
+        send("juki.Handover", node_, mb, m.purpose(), m.envelope().getId());
     }
 
     // 広域交付: the residence municipality reviews the request against its record and answers.
@@ -745,6 +755,14 @@ private:
             throw Error(RENKEI_ERR_INVALID,
                         "identityDocument: the issuing municipality must name how it checked identity (第6 4(1))",
                         "identityDocument", "juki.copy_identity");
+        if (hands_over()) {
+            // 第6 4(2): the residence municipality reviews the request and answers from its
+            // 住民記録システム, which sends juki.CopyAnswer to the issuing municipality itself.
+            auto bytes = m.payload();
+            store_->record_notice("juki.CopyRequest", m.from(), code, std::vector<uint8_t>(bytes.begin(), bytes.end()),
+                                  host().now_unix_ms());
+            return hand_over(m);
+        }
         capnp::MallocMessageBuilder mb;
         auto a = mb.initRoot<CopyAnswer>();
         auto found = store_->get(code);
