@@ -293,7 +293,13 @@ private:
 
     // Reads, checks and claims one input file (from the inbox, or an orphan in work/).
     void take(const fs::path& path, const std::string& name, bool from_work) {
-        auto sr = lf::read_stable(path, max_file_bytes_, from_work ? 0 : settle_ms_, [this](int64_t ms) { return wait(ms); });
+        // While a file settles, the metrics name it (an operator sees what is being read).
+        auto sr = lf::read_stable(path, max_file_bytes_, from_work ? 0 : settle_ms_, [this, &name](int64_t ms) {
+            reading_ = name;
+            progress(true);
+            return wait(ms);
+        });
+        reading_.clear();
         auto now = host().now_unix_ms();
         if (sr.outcome == lf::StableRead::vanished) return;
         if (sr.outcome == lf::StableRead::too_big)
@@ -546,6 +552,9 @@ private:
                 line = "legacy-file: " + f->name + ": " + text;
             }
         }
+        if (!reading_.empty())
+            m << "# TYPE renkei_legacy_file_reading gauge\nrenkei_legacy_file_reading{file=\"" << prom_label(reading_)
+              << "\"} 1\n";
         m << "# TYPE renkei_legacy_file_files_total counter\n"
           << "renkei_legacy_file_files_total{outcome=\"processed\"} " << processed_files_ << "\n"
           << "renkei_legacy_file_files_total{outcome=\"failed\"} " << failed_files_ << "\n"
@@ -569,7 +578,7 @@ private:
     int64_t scan_ms_ = 1000, settle_ms_ = 500, resend_ms_ = 30000, progress_ms_ = 5000;
     std::unique_ptr<lf::State> state_;
     // The worker's own (not shared with handle):
-    std::string active_;
+    std::string active_, reading_;
     std::map<uint32_t, int64_t> sent_at_;
     int64_t started_ms_ = 0, last_progress_ms_ = 0;
     uint64_t done_at_start_ = 0, processed_files_ = 0, failed_files_ = 0, accepted_total_ = 0, rejected_total_ = 0;

@@ -118,7 +118,11 @@ State::State(const std::filesystem::path& file) {
          " chunk INTEGER NOT NULL, idx INTEGER NOT NULL, outcome TEXT NOT NULL, by TEXT NOT NULL DEFAULT '',"
          " field TEXT NOT NULL DEFAULT '', rule TEXT NOT NULL DEFAULT '', message TEXT NOT NULL DEFAULT '',"
          " jlis TEXT NOT NULL DEFAULT '', PRIMARY KEY (digest, line));"
-         "CREATE INDEX IF NOT EXISTS records_batch ON records (digest, chunk, idx);");
+         "CREATE INDEX IF NOT EXISTS records_batch ON records (digest, chunk, idx);"
+         // A later tier's list that arrived before the CS's own answer (lost in a stop and asked
+         // again): kept until that answer is in, then applied.
+         "CREATE TABLE IF NOT EXISTS early (id INTEGER PRIMARY KEY, digest TEXT NOT NULL, chunk INTEGER NOT NULL,"
+         " by TEXT NOT NULL, final INTEGER NOT NULL, refused TEXT NOT NULL);");
 }
 
 State::~State() { sqlite3_close(db_); }
@@ -247,6 +251,12 @@ bool State::cs_answer(const std::string& digest, uint32_t chunk, const std::stri
     uint32_t accepted = count - static_cast<uint32_t>(no.size());
     Stmt(db_, "UPDATE batches SET cs = 1, accepted = ?, jlis = ? WHERE digest = ? AND chunk = ?")
         .integer(1, accepted).integer(2, accepted == 0 ? 1 : 0).text(3, digest).integer(4, chunk).run();
+    {
+        Stmt e(db_, "SELECT by, final, refused FROM early WHERE digest = ? AND chunk = ? ORDER BY id");
+        e.text(1, digest).integer(2, chunk);
+        while (e.row()) apply_later(digest, chunk, e.col(0), e.num(1) != 0, decode(e.col(2)));
+        Stmt(db_, "DELETE FROM early WHERE digest = ? AND chunk = ?").text(1, digest).integer(2, chunk).run();
+    }
     tx.commit();
     return true;
 }
@@ -257,9 +267,22 @@ bool State::later_answer(const std::string& digest, uint32_t chunk, const std::s
     Tx tx(db_);
     Stmt q(db_, "SELECT cs, jlis FROM batches WHERE digest = ? AND chunk = ?");
     q.text(1, digest).integer(2, chunk);
-    if (!q.row() || q.num(0) == 0) return false; // the CS's own answer comes first
+    if (!q.row()) return false;
+    if (q.num(0) == 0) { // before the CS's own answer: kept for it
+        Stmt(db_, "INSERT INTO early (digest, chunk, by, final, refused) VALUES (?,?,?,?,?)")
+            .text(1, digest).integer(2, chunk).text(3, by).integer(4, final ? 1 : 0).text(5, encode(refused)).run();
+        tx.commit();
+        return true;
+    }
     if (final && q.num(1) != 0) return false;
     q.reset();
+    apply_later(digest, chunk, by, final, refused);
+    tx.commit();
+    return true;
+}
+
+void State::apply_later(const std::string& digest, uint32_t chunk, const std::string& by, bool final,
+                        const std::vector<Refused>& refused) {
     // What the CS forwarded: the records it accepted, in batch order.
     std::vector<uint64_t> forwarded;
     {
@@ -289,8 +312,39 @@ bool State::later_answer(const std::string& digest, uint32_t chunk, const std::s
         }
         Stmt(db_, "UPDATE batches SET jlis = 1 WHERE digest = ? AND chunk = ?").text(1, digest).integer(2, chunk).run();
     }
-    tx.commit();
-    return true;
+}
+
+std::string State::encode(const std::vector<Refused>& refused) {
+    std::string out;
+    auto clean = [](std::string s) {
+        for (auto& c : s)
+            if (c == '\t' || c == '\n') c = ' ';
+        return s;
+    };
+    for (auto& r : refused)
+        out += std::to_string(r.index) + "\t" + clean(r.field) + "\t" + clean(r.rule) + "\t" + clean(r.message) + "\n";
+    return out;
+}
+
+std::vector<Refused> State::decode(const std::string& text) {
+    std::vector<Refused> out;
+    size_t pos = 0;
+    while (pos < text.size()) {
+        auto nl = text.find('\n', pos);
+        std::string line = text.substr(pos, nl - pos);
+        pos = nl == std::string::npos ? text.size() : nl + 1;
+        std::vector<std::string> c;
+        size_t p = 0;
+        while (c.size() < 3) {
+            auto tab = line.find('\t', p);
+            if (tab == std::string::npos) break;
+            c.push_back(line.substr(p, tab - p));
+            p = tab + 1;
+        }
+        if (c.size() != 3) continue;
+        out.push_back({static_cast<uint32_t>(std::stoul(c[0])), c[1], c[2], line.substr(p)});
+    }
+    return out;
 }
 
 void State::set_phase(const std::string& digest, const std::string& phase, int64_t now_ms, const std::string& final_path) {

@@ -86,6 +86,10 @@ public:
 
 private:
     void exec(const char* sql);
+    void apply_later(const std::string& digest, uint32_t chunk, const std::string& by, bool final,
+                     const std::vector<Refused>& refused); // inside a transaction, under the lock
+    static std::string encode(const std::vector<Refused>& refused);
+    static std::vector<Refused> decode(const std::string& text);
     sqlite3* db_ = nullptr;
     std::mutex mutex_;
 };
