@@ -219,7 +219,8 @@ struct LegacyNet {
         write_file(dir / "inbox" / ("." + name + ".tmp"), bytes);
         fs::rename(dir / "inbox" / ("." + name + ".tmp"), dir / "inbox" / name);
     }
-    // The result file once its status is one of `statuses` (empty Result on timeout).
+    // The result file once its status is one of `statuses` and the file has left the inbox and
+    // work/ (empty Result on timeout).
     Result result(const std::string& name, std::initializer_list<const char*> statuses = {"complete", "failed"},
                   std::chrono::seconds timeout = 120s) {
         auto file = dir / "results" / (name + ".result");
@@ -227,8 +228,12 @@ struct LegacyNet {
         while (std::chrono::steady_clock::now() < until) {
             if (fs::exists(file)) {
                 auto r = parse_result(read_file(file));
+                // The result is written first, then the file moves out of inbox/ or work/.
+                bool moved = !fs::exists(dir / "inbox" / name);
+                for (auto& e : fs::directory_iterator(dir / "work"))
+                    if (e.path().filename().string().ends_with("-" + name)) moved = false;
                 for (auto* s : statuses)
-                    if (r.header["status"] == s) return r;
+                    if (r.header["status"] == s && moved) return r;
             }
             std::this_thread::sleep_for(50ms);
         }
