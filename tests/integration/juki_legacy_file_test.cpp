@@ -239,7 +239,8 @@ struct LegacyNet {
         }
         return {};
     }
-    // J-LIS's file: 住民票コード -> (name, address, versions recorded).
+    // J-LIS's file: 住民票コード -> (name, address, versions recorded: the current one and those
+    // it superseded).
     struct National {
         std::string name, address, municipality;
         int versions = 0;
@@ -251,7 +252,7 @@ struct LegacyNet {
         sqlite3_busy_timeout(db, 5000);
         sqlite3_stmt* q = nullptr;
         sqlite3_prepare_v2(db,
-                           "SELECT r.code, r.name, r.address, r.municipality, (SELECT COUNT(*) FROM history h WHERE h.code = r.code)"
+                           "SELECT r.code, r.name, r.address, r.municipality, 1 + (SELECT COUNT(*) FROM history h WHERE h.code = r.code)"
                            " FROM residents r",
                            -1, &q, nullptr);
         while (q && sqlite3_step(q) == SQLITE_ROW) {
