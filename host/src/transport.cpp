@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstring>
+#include <set>
 
 namespace renkei {
 namespace {
@@ -297,11 +298,31 @@ void Transport::io_loop() {
     };
 
     std::deque<std::pair<std::string, std::vector<uint8_t>>> batch;
+    // A listening node can answer a peer that dialled it only once it has the peer's routing id,
+    // which it learns from a frame. So each dialled link says hello (an empty frame) as soon as it
+    // is up and every second after (a restarted listener learns it again), and a node can send
+    // first over a link the other side dialled.
+    auto next_hello = std::chrono::steady_clock::now();
+    std::set<std::string> greeted;
+    auto say_hello = [&] {
+        auto now = std::chrono::steady_clock::now();
+        bool all = now >= next_hello;
+        for (auto& [node, peer] : peers_) {
+            if (!peer.dealer || (!all && greeted.count(node))) continue;
+            try {
+                if (peer.dealer->send(zmq::const_buffer(nullptr, 0), zmq::send_flags::dontwait)) greeted.insert(node);
+            } catch (const zmq::error_t&) {
+            }
+        }
+        if (all) next_hello = now + std::chrono::seconds(1);
+    };
     while (running_) {
         if (rekey_.exchange(false)) {
             redial_untrusted();
             build_items();
+            greeted.clear();
         }
+        say_hello();
         zmq::poll(items.data(), items.size(), std::chrono::milliseconds(100));
         if (items.back().revents & ZMQ_POLLIN) {
             uint64_t n;
@@ -370,6 +391,7 @@ void Transport::io_loop() {
                 } else {
                     payload.move(first);
                 }
+                if (payload.size() == 0) continue; // a hello: the route is what it was for
                 frames_in_.fetch_add(1, std::memory_order_relaxed);
                 bytes_in_.fetch_add(payload.size(), std::memory_order_relaxed);
                 if (receiver_) {

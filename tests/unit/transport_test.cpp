@@ -95,6 +95,27 @@ TEST(Transport, TwoNodesExchangeBothWaysWithAuthenticatedIds) {
     EXPECT_EQ(pref.stats().auth_failures, 0u);
 }
 
+TEST(Transport, AListenerCanSendFirstOverALinkItsPeerDialled) {
+    Keys jk, pk;
+    Transport jlis(opts("jlis:juki", jk, true), {{"pref:13", pk.pub}});
+    Inbox jin;
+    jin.attach(jlis);
+    jlis.start();
+    Transport pref(opts("pref:13", pk, false), {});
+    Inbox pin;
+    pin.attach(pref);
+    pref.add_peer("jlis:juki", {jlis.endpoint()}, jk.pub);
+    pref.start();
+
+    // The prefecture never sends anything itself; its link's hello is enough for J-LIS to reach it.
+    ASSERT_TRUE(send_until_received(jlis, "pref:13", "report 1", pin));
+    EXPECT_EQ(pin.got[0].first, "jlis:juki");
+    // Hellos are not frames for the node above the transport.
+    std::this_thread::sleep_for(1500ms);
+    std::lock_guard lock(jin.m);
+    EXPECT_TRUE(jin.got.empty());
+}
+
 TEST(Transport, UnknownKeyCannotDeliver) {
     Keys pk, mk, stranger;
     Transport pref(opts("pref:13", pk, true), {{"muni:131016", mk.pub}});
