@@ -183,12 +183,13 @@ public:
         }
     }
 
-    // Runs a statement once, unprepared (diagnostics, rare statements built at run time).
-    Result once(const std::string& text, const Params& p = {}) {
+    // Runs a statement once, unprepared (diagnostics, rare statements built at run time); results
+    // in binary form, or in text form with `text_results` (any type then reads as a number).
+    Result once(const std::string& text, const Params& p = {}, bool text_results = false) {
         std::vector<const char*> v;
         std::vector<int> l, f;
         p.lay_out(v, l, f);
-        Result r(PQexecParams(c_, text.c_str(), p.size(), nullptr, v.data(), l.data(), f.data(), 1));
+        Result r(PQexecParams(c_, text.c_str(), p.size(), nullptr, v.data(), l.data(), f.data(), text_results ? 0 : 1));
         check(r, text.c_str());
         return r;
     }

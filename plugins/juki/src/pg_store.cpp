@@ -215,8 +215,8 @@ std::unique_ptr<ReaderPool> PgIdentityStore::readers(size_t connections) {
 }
 
 int64_t PgIdentityStore::scalar(const std::string& sql) {
-    auto r = c_->once(sql);
-    return r.rows() ? r.num(0, 0) : 0;
+    auto r = c_->once(sql, {}, true); // text: count(*), sum() (numeric), version all read alike
+    return r.rows() && !r.null(0, 0) ? r.num(0, 0) : 0;
 }
 
 int PgIdentityStore::schema_version() {
