@@ -500,3 +500,29 @@ TEST(JukiPgStore, NodesStartingOnOneSchemaAtOnceMigrateItOnce) {
     PgIdentityStore s(test::pg_dsn(), schema.name());
     EXPECT_EQ(s.scalar("SELECT count(*) FROM schema_version"), 1);
 }
+
+TEST(JukiPgStore, ReconnectsAfterADroppedConnectionButNeverInsideATransaction) {
+    test::PgSchema schema("drop");
+    PgIdentityStore s(test::pg_dsn(), schema.name());
+    put(s, person("10000000001", "再　接続"), ChangeReason::BIRTH, 1);
+    auto kill = [&] {
+        auto pid = s.scalar("SELECT pg_backend_pid()");
+        test::pg_exec("SELECT pg_terminate_backend(" + std::to_string(pid) + ")");
+    };
+    // Outside a transaction: the statement is retried once on a new connection.
+    kill();
+    ASSERT_TRUE(s.get("10000000001"));
+    // Inside one: the transaction is gone with the connection; the caller sees the error and nothing
+    // of it is recorded.
+    EXPECT_THROW(
+        {
+            auto tx = s.transaction();
+            put(s, person("10000000002", "途中　切断"), ChangeReason::BIRTH, 2);
+            kill();
+            put(s, person("10000000003", "途中　切断"), ChangeReason::BIRTH, 3);
+            tx.commit();
+        },
+        std::exception);
+    EXPECT_FALSE(s.get("10000000002"));
+    EXPECT_TRUE(s.get("10000000001"));
+}

@@ -116,6 +116,7 @@ public:
                 size_t to) override {
         // One snapshot for the slice; keys go 1,000 to a statement (one round trip, one index scan each).
         c_.exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
+        c_.set_depth(1); // no silent reconnect inside the snapshot
         try {
             std::unordered_map<std::string_view, std::vector<size_t>> where;
             for (size_t start = from; start < to; start += kChunk) {
@@ -132,8 +133,10 @@ public:
                 }
             }
             c_.exec("COMMIT");
+            c_.set_depth(0);
         } catch (...) {
             PQclear(PQexec(c_.raw(), "ROLLBACK"));
+            c_.set_depth(0);
             throw;
         }
         // As SQLite's index gives them: the residents of one number in code order.
