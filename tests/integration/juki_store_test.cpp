@@ -505,13 +505,17 @@ TEST(JukiPgStore, ReconnectsAfterADroppedConnectionButNeverInsideATransaction) {
     test::PgSchema schema("drop");
     PgIdentityStore s(test::pg_dsn(), schema.name());
     put(s, person("10000000001", "再　接続"), ChangeReason::BIRTH, 1);
-    auto kill = [&] {
-        auto pid = s.scalar("SELECT pg_backend_pid()");
-        test::pg_exec("SELECT pg_terminate_backend(" + std::to_string(pid) + ")");
+    int64_t pid = 0;
+    auto kill = [&] { // waits (up to 60 s) until the server process is gone
+        test::pg_exec("SELECT pg_terminate_backend(" + std::to_string(pid) + ", 60000)");
     };
     // Outside a transaction: the statement is retried once on a new connection.
+    pid = s.scalar("SELECT pg_backend_pid()");
     kill();
     ASSERT_TRUE(s.get("10000000001"));
+    auto second = s.scalar("SELECT pg_backend_pid()");
+    EXPECT_NE(second, pid) << "a new server process";
+    pid = second;
     // Inside one: the transaction is gone with the connection; the caller sees the error and nothing
     // of it is recorded.
     EXPECT_THROW(

@@ -152,46 +152,45 @@ public:
 
     // Runs one or more statements without parameters (DDL, BEGIN, COMMIT).
     void exec(const std::string& text) {
-        Result r(PQexec(c_, text.c_str()));
-        check(r, text.c_str());
+        retrying([&] {
+            Result r(PQexec(c_, text.c_str()));
+            check(r, text.c_str());
+            return 0;
+        });
     }
 
     // Runs the statement `text` (a string literal: prepared once per connection, keyed by its
     // address) with `p`; every result column comes back in binary form.
     Result run(const char* text, const Params& p = {}) {
-        for (int attempt = 0;; ++attempt) {
-            try {
-                auto& name = prepared_[text];
-                if (name.empty()) {
-                    std::string n = "juki_" + std::to_string(prepared_.size());
-                    Result r(PQprepare(c_, n.c_str(), text, 0, nullptr));
-                    check(r, text);
-                    name = n;
-                }
-                std::vector<const char*> v;
-                std::vector<int> l, f;
-                p.lay_out(v, l, f);
-                Result r(PQexecPrepared(c_, name.c_str(), p.size(), v.data(), l.data(), f.data(), 1));
+        return retrying([&] {
+            auto& name = prepared_[text];
+            if (name.empty()) {
+                std::string n = "juki_" + std::to_string(prepared_.size());
+                Result r(PQprepare(c_, n.c_str(), text, 0, nullptr));
                 check(r, text);
-                return r;
-            } catch (...) {
-                // A dropped connection (a server restart) outside a transaction: connect again once.
-                if (attempt > 0 || PQstatus(c_) != CONNECTION_BAD || depth_hint_ > 0) throw;
-                prepared_.erase(text);
-                reconnect();
+                name = n;
             }
-        }
+            std::vector<const char*> v;
+            std::vector<int> l, f;
+            p.lay_out(v, l, f);
+            Result r(PQexecPrepared(c_, name.c_str(), p.size(), v.data(), l.data(), f.data(), 1));
+            check(r, text);
+            return r;
+        });
     }
 
     // Runs a statement once, unprepared (diagnostics, rare statements built at run time); results
     // in binary form, or in text form with `text_results` (any type then reads as a number).
     Result once(const std::string& text, const Params& p = {}, bool text_results = false) {
-        std::vector<const char*> v;
-        std::vector<int> l, f;
-        p.lay_out(v, l, f);
-        Result r(PQexecParams(c_, text.c_str(), p.size(), nullptr, v.data(), l.data(), f.data(), text_results ? 0 : 1));
-        check(r, text.c_str());
-        return r;
+        return retrying([&] {
+            std::vector<const char*> v;
+            std::vector<int> l, f;
+            p.lay_out(v, l, f);
+            Result r(PQexecParams(c_, text.c_str(), p.size(), nullptr, v.data(), l.data(), f.data(),
+                                  text_results ? 0 : 1));
+            check(r, text.c_str());
+            return r;
+        });
     }
 
     // Set by the store while it holds a transaction open: no silent reconnect then (the
@@ -219,12 +218,21 @@ private:
         auto s = PQresultStatus(r.get());
         if (r.get() == nullptr || (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK && s != PGRES_COPY_IN)) fail(r.get(), text);
     }
-    void reconnect() {
+    // Runs `f`; if it failed because the connection dropped (a server restart, an idle timeout)
+    // while no transaction was open, connects again and runs it once more.
+    template <typename F> auto retrying(F&& f) -> decltype(f()) {
+        try {
+            return f();
+        } catch (...) {
+            if (PQstatus(c_) != CONNECTION_BAD || depth_hint_ > 0) throw;
+        }
         PQreset(c_);
         if (PQstatus(c_) != CONNECTION_OK)
             throw std::runtime_error("juki store (PostgreSQL " + redact(dsn_) + "): reconnect failed: " + message());
-        prepared_.clear();
-        exec(setup_);
+        prepared_.clear(); // the server forgot them with the old session
+        Result r(PQexec(c_, setup_.c_str()));
+        check(r, setup_.c_str());
+        return f();
     }
 
     PGconn* c_ = nullptr;
