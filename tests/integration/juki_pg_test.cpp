@@ -56,6 +56,7 @@ juki::ResidentFields person(int n) {
 struct PgJukiNet {
     TempDir tmp;
     PgSchema schema{"jlis"};
+    PgSchema numbers_schema{"jlis_numbers"};
     Network net{tmp};
 
     PluginConfig juki(const std::string& node, const std::string& role) {
@@ -68,7 +69,7 @@ struct PgJukiNet {
             p.settings.insert("store_dsn", pg_dsn());
             p.settings.insert("store_schema", schema.name());
             p.settings.insert("query_threads", "3");
-            p.settings.insert("number_store", (tmp / "jlis-numbers.db").string());
+            p.settings.insert("number_schema", numbers_schema.name()); // the registry on PostgreSQL too
             p.settings.insert("number_secret_file", (tmp / "jlis-secret").string());
             p.settings.insert("my_number_affairs", "bango-9:*");
         } else {
@@ -91,9 +92,12 @@ struct PgJukiNet {
                    policy("juki-municipality.toml")});
         net.start({"agency:nenkin", false, {}, {{"jlis:juki", {"jlis:*"}}}});
     }
-    // J-LIS's store as an operator's tool would open it: the same schema on the same server.
+    // J-LIS's store and registry as an operator's tool would open them: the same schemas on the same server.
     std::unique_ptr<juki::Store> jlis_store() {
         return std::make_unique<juki::PgIdentityStore>(pg_dsn(), schema.name());
+    }
+    std::unique_ptr<juki::Numbers> jlis_numbers() {
+        return std::make_unique<juki::PgNumberRegistry>(pg_dsn(), numbers_schema.name(), std::vector<uint8_t>(32, 'x'));
     }
 };
 
@@ -215,6 +219,11 @@ TEST(JukiPg, TheChainReconcilesWithJlisOnPostgresqlAndAgencyBatchesAreAnsweredFr
         EXPECT_EQ(jlis->scalar("SELECT count(*) FROM code_links"), 1);
         juki::RecordReader rec(jlis->get(moved.code)->record);
         EXPECT_EQ(std::string(rec.get().getPerson().getAddress().getText()), moved.address);
+        // The number registry (PostgreSQL too) followed the code change.
+        auto numbers = t.jlis_numbers();
+        EXPECT_EQ(numbers->current(renumbered.code), people[1].my_number);
+        EXPECT_FALSE(numbers->current(people[1].code));
+        EXPECT_EQ(numbers->holder(people[3].my_number), people[3].code);
     }
     EXPECT_TRUE(cs.alarms().empty());
 
@@ -288,6 +297,26 @@ TEST(JukiPg, AStoreSettingThatNamesNoDatabaseStopsTheStartNamingTheSetting) {
     auto why = start("pref:04", {{"store", "postgresql://postgres:hunter2-secret@127.0.0.1:1/postgres?connect_timeout=5"}});
     EXPECT_NE(why.find("cannot connect"), std::string::npos) << why;
     EXPECT_EQ(why.find("hunter2"), std::string::npos) << why;
+    // J-LIS's registry may not share the store's schema (each keeps its own schema_version).
+    write_file(tmp / "secret", std::string(40, 's'));
+    {
+        PluginConfig p;
+        p.name = "juki";
+        p.path = plugin_path("plugins/juki", "juki");
+        p.settings.insert("role", "national");
+        p.settings.insert("store", pg_dsn());
+        p.settings.insert("store_schema", "same_schema");
+        p.settings.insert("number_schema", "same_schema");
+        p.settings.insert("number_secret_file", (tmp / "secret").string());
+        std::string why;
+        try {
+            net.start({"jlis:juki", false, {p}, {}});
+        } catch (const std::exception& e) {
+            why = e.what();
+        }
+        EXPECT_NE(why.find("settings.number_schema"), std::string::npos) << why;
+        pg_exec("DROP SCHEMA IF EXISTS same_schema CASCADE");
+    }
     // store = "postgresql://..." alone is enough.
     PgSchema schema("uri");
     EXPECT_EQ(start("pref:05", {{"store", pg_dsn()}, {"store_schema", schema.name()}}), "");

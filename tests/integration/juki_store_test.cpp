@@ -7,7 +7,9 @@
 
 #include <identity_store.hpp>
 #include <pg_store.hpp>
+#include <numbers.hpp>
 #include <sql.hpp>
+#include <renkei/validate.hpp>
 #include <renkei/juki/resident.hpp>
 
 #include <gtest/gtest.h>
@@ -406,6 +408,61 @@ TEST_P(JukiStore, RefusesAStoreFromANewerBuild) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, JukiStore, ::testing::Values(Backend::Sqlite, Backend::Postgres),
+                         [](const ::testing::TestParamInfo<Backend>& i) {
+                             return std::string(i.param == Backend::Sqlite ? "Sqlite" : "Postgres");
+                         });
+
+// ------------------------------------------------------------------ the 個人番号 registry
+
+class JukiNumbers : public ::testing::TestWithParam<Backend> {
+protected:
+    std::unique_ptr<Numbers> open(std::vector<uint8_t> secret = std::vector<uint8_t>(48, 'n')) {
+        if (GetParam() == Backend::Sqlite) return std::make_unique<NumberRegistry>(tmp / "numbers.db", secret);
+        return std::make_unique<PgNumberRegistry>(test::pg_dsn(), schema.name(), secret);
+    }
+    test::TempDir tmp;
+    test::PgSchema schema{"numbers"};
+};
+
+TEST_P(JukiNumbers, IssuesStableUniqueNumbersKeepsTheirHistoryAndFollowsCodeChanges) {
+    auto n = open();
+    auto a = n->assign("req-1", "10000000001", false, "", 1);
+    EXPECT_EQ(a.generation, 1u);
+    EXPECT_TRUE(a.previous.empty());
+    EXPECT_TRUE(validate::my_number("myNumber", a.my_number)) << a.my_number;
+    EXPECT_EQ(n->assign("req-1", "10000000001", false, "", 2).my_number, a.my_number) << "the same request";
+    EXPECT_EQ(n->assign("req-2", "10000000001", false, "", 2).my_number, a.my_number) << "the person's number";
+    EXPECT_THROW(n->assign("req-1", "10000000002", false, "", 3), std::invalid_argument);
+    auto b = n->assign("req-3", "10000000002", false, "", 3);
+    EXPECT_NE(b.my_number, a.my_number);
+    auto c = n->assign("req-4", "10000000001", true, "漏えい", 4);
+    EXPECT_EQ(c.generation, 2u);
+    EXPECT_EQ(c.previous, a.my_number);
+    EXPECT_NE(c.my_number, a.my_number);
+    EXPECT_EQ(n->history("10000000001"), (std::vector<std::string>{a.my_number, c.my_number}));
+    EXPECT_EQ(n->current("10000000001"), c.my_number);
+    EXPECT_EQ(n->holder(a.my_number), "10000000001") << "a replaced number stays issued";
+    EXPECT_FALSE(n->holder("123456789018"));
+    // 住民票コード変更: the numbers follow; a code that has a number cannot take another's.
+    EXPECT_THROW(n->change_code("10000000001", "10000000002", 5), std::invalid_argument);
+    EXPECT_THROW(n->change_code("10000000009", "10000000008", 5), std::invalid_argument);
+    n->change_code("10000000001", "10000000003", 5);
+    EXPECT_FALSE(n->current("10000000001"));
+    EXPECT_EQ(n->current("10000000003"), c.my_number);
+    EXPECT_EQ(n->history("10000000003").size(), 2u);
+    // Inside a transaction that is rolled back, nothing is issued.
+    {
+        auto tx = n->transaction();
+        n->assign("req-5", "10000000004", false, "", 6);
+    }
+    EXPECT_FALSE(n->current("10000000004"));
+    // Another backend, the same secret: the same numbers (they come from the HMAC, not the database).
+    NumberRegistry other(tmp / "other.db", std::vector<uint8_t>(48, 'n'));
+    EXPECT_EQ(other.assign("x", "10000000001", false, "", 1).my_number, a.my_number);
+    EXPECT_THROW(open(std::vector<uint8_t>(16, 'n')), std::invalid_argument) << "a short secret";
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, JukiNumbers, ::testing::Values(Backend::Sqlite, Backend::Postgres),
                          [](const ::testing::TestParamInfo<Backend>& i) {
                              return std::string(i.param == Backend::Sqlite ? "Sqlite" : "Postgres");
                          });

@@ -195,22 +195,10 @@ sqlite3_stmt* SqliteIdentityStore::cached(const char* text) {
     return s;
 }
 
-bool SqliteIdentityStore::tx_begin(TxKind kind) {
-    // As sql::Tx: BEGIN IMMEDIATE takes the write lock up front; inside a transaction, a savepoint.
-    bool nested = sqlite3_get_autocommit(db_) == 0;
-    const char* begin = nested ? "SAVEPOINT tx" : kind == TxKind::Read ? "BEGIN" : "BEGIN IMMEDIATE";
-    if (sqlite3_exec(db_, begin, nullptr, nullptr, nullptr) != SQLITE_OK) sql::fail(db_, "BEGIN");
-    return nested;
-}
-
-void SqliteIdentityStore::tx_commit(bool nested) {
-    if (sqlite3_exec(db_, nested ? "RELEASE tx" : "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK)
-        sql::fail(db_, "COMMIT");
-}
-
-void SqliteIdentityStore::tx_rollback(bool nested) noexcept {
-    sqlite3_exec(db_, nested ? "ROLLBACK TO tx; RELEASE tx" : "ROLLBACK", nullptr, nullptr, nullptr);
-}
+// As sql::Tx: BEGIN IMMEDIATE takes the write lock up front; inside a transaction, a savepoint.
+bool SqliteIdentityStore::tx_begin(TxKind kind) { return sql::begin(db_, kind == TxKind::Read); }
+void SqliteIdentityStore::tx_commit(bool nested) { sql::commit(db_, nested); }
+void SqliteIdentityStore::tx_rollback(bool nested) noexcept { sql::rollback(db_, nested); }
 
 int64_t SqliteIdentityStore::scalar(const std::string& text) {
     Stmt q(db_, text.c_str());

@@ -6,6 +6,8 @@
 // and PostgreSQL (pg_store.hpp).
 #pragma once
 
+#include "transaction.hpp"
+
 #include <juki.capnp.h>
 
 #include <capnp/message.h>
@@ -81,34 +83,11 @@ class ReaderPool;
 
 // The store, whichever backend. The plugin sees only this; each backend keeps its own statements
 // and layout (the SQLite one is tuned for a single file, the PostgreSQL one for a server).
-class Store {
+class Store : public Transactional {
 public:
-    virtual ~Store() = default;
     Store() = default;
     Store(const Store&) = delete;
     Store& operator=(const Store&) = delete;
-
-    enum class TxKind { Write, Read }; // Read: one snapshot for several reads, no write lock
-    // Rolls back unless committed. Inside another transaction of the same store it is a savepoint.
-    class Transaction {
-    public:
-        explicit Transaction(Store& s, TxKind kind = TxKind::Write) : s_(s), nested_(s.tx_begin(kind)) {}
-        ~Transaction() {
-            if (!done_) s_.tx_rollback(nested_);
-        }
-        void commit() {
-            s_.tx_commit(nested_);
-            done_ = true;
-        }
-        Transaction(const Transaction&) = delete;
-        Transaction& operator=(const Transaction&) = delete;
-
-    private:
-        Store& s_;
-        bool nested_;
-        bool done_ = false;
-    };
-    Transaction transaction(TxKind kind = TxKind::Write) { return Transaction(*this, kind); }
 
     // "SQLite <file>" or "PostgreSQL <connection without password> schema <name>", for logs.
     virtual std::string describe() const = 0;
@@ -181,12 +160,6 @@ public:
 
     // Erases what outlived its retention period (see the backend for what erasure means on disk).
     virtual ErasureCounts erase_expired(int64_t now_ms) = 0;
-
-protected:
-    // Begins a transaction (or a savepoint inside one: returns true then).
-    virtual bool tx_begin(TxKind kind) = 0;
-    virtual void tx_commit(bool nested) = 0;
-    virtual void tx_rollback(bool nested) noexcept = 0;
 };
 
 // Opens (creating, migrating) the store at `where`.

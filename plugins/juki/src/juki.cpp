@@ -10,7 +10,6 @@
 #include "numbers.hpp"
 #include "pg_store.hpp"
 #include "records.hpp"
-#include "sql.hpp"
 
 #include <juki.capnp.h>
 
@@ -148,20 +147,31 @@ public:
                 throw Error(RENKEI_ERR_INVALID, "settings.number_secret_file: cannot read " + *secret_file,
                             "settings.number_secret_file");
             std::vector<uint8_t> secret((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-            // The 個人番号 registry is a SQLite file beside a SQLite store; with PostgreSQL it is named.
-            auto numbers = host().config_or("number_store", where.backend == StoreLocation::Backend::Sqlite
-                                                                ? where.file.string() + ".numbers"
-                                                                : std::string());
-            if (numbers.empty())
-                throw Error(RENKEI_ERR_INVALID,
-                            "settings.number_store: required for role national with the PostgreSQL store (the "
-                            "個人番号 registry is a SQLite file)",
-                            "settings.number_store");
-            numbers_ = std::make_unique<NumberRegistry>(numbers, std::move(secret));
+            // The 個人番号 registry: a SQLite file beside a SQLite store (number_store), a schema of
+            // its own (number_schema) on the PostgreSQL store's server, or a postgresql:// URI.
+            auto numbers = host().config_or("number_store", "");
+            bool numbers_uri = numbers.rfind("postgresql://", 0) == 0 || numbers.rfind("postgres://", 0) == 0;
+            if (numbers_uri || (numbers.empty() && where.backend == StoreLocation::Backend::Postgres)) {
+                auto schema = host().config_or("number_schema", "juki_numbers");
+                if (!valid_schema_name(schema))
+                    throw Error(RENKEI_ERR_INVALID,
+                                "settings.number_schema: '" + schema +
+                                    "' must be lower-case letters, digits and _ (not starting with a digit), at most 63",
+                                "settings.number_schema", "juki.store_schema");
+                if (schema == where.schema && where.backend == StoreLocation::Backend::Postgres)
+                    throw Error(RENKEI_ERR_INVALID,
+                                "settings.number_schema: '" + schema + "' is the store's schema; the registry needs its own",
+                                "settings.number_schema", "juki.store_schema");
+                numbers_ = std::make_unique<PgNumberRegistry>(numbers_uri ? numbers : where.dsn, schema, std::move(secret));
+            } else {
+                if (numbers.empty()) numbers = where.file.string() + ".numbers";
+                numbers_ = std::make_unique<NumberRegistry>(numbers, std::move(secret));
+            }
         }
         erase_interval_ms_ = static_cast<int64_t>(number("erase_interval_hours", 24, 1, 24 * 365)) * 3600 * 1000;
         eraser_ = std::thread([this] { erase_loop(); });
-        host().info("juki role " + role_ + " on " + node_ + ", store " + store_->describe()); // no password
+        host().info("juki role " + role_ + " on " + node_ + ", store " + store_->describe() + // no password
+                    (numbers_ ? ", 個人番号 registry " + numbers_->describe() : std::string()));
     }
 
     void stop() override {
@@ -294,8 +304,8 @@ private:
         hashes.clear();
         Store::Transaction tx(*store_);
         // J-LIS reads the registry for every record: one transaction for the batch, not one per read.
-        std::optional<renkei::juki::sql::Tx> numbers_tx;
-        if (numbers_) numbers_tx.emplace(numbers_->db());
+        std::optional<Transactional::Transaction> numbers_tx;
+        if (numbers_) numbers_tx.emplace(*numbers_);
         for (uint32_t i = 0; i < records.size(); ++i) {
             auto r = records[i];
             auto canonical = canonical_bytes(r);
@@ -969,7 +979,7 @@ private:
     size_t report_limit_ = 1000;
     std::unique_ptr<Store> store_;
     std::unique_ptr<ReaderPool> readers_; // pref, national
-    std::unique_ptr<NumberRegistry> numbers_;
+    std::unique_ptr<Numbers> numbers_;
     std::mutex mutex_;
     std::condition_variable wake_;
     bool stopping_ = false;

@@ -89,6 +89,43 @@ constexpr const char* kByNumber = "SELECT code, municipality, my_number, removed
 constexpr const char* kByNumbers = "SELECT code, municipality, my_number, removed, updated_ms, record FROM residents"
                                    " WHERE my_number = ANY($1::text[])";
 
+// Brings `schema` to version `latest` by `steps` (step i: version i -> i + 1), inside the caller's
+// transaction, under an advisory lock; refuses a schema of a newer version.
+void migrate(pg::Conn& c, const std::string& schema, const char* const* steps, int latest) {
+    // Two nodes (or a node and a tool) starting on one schema at once: the second waits here.
+    c.once("SELECT pg_advisory_xact_lock(hashtext('renkei.juki.' || $1))", Params().text(schema));
+    if (c.once("SELECT 1 FROM pg_namespace WHERE nspname = $1", Params().text(schema)).rows() == 0)
+        c.exec("CREATE SCHEMA \"" + schema + "\"");
+    c.exec("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)");
+    auto v = c.once("SELECT version FROM schema_version");
+    int version = v.rows() ? static_cast<int>(v.num(0, 0)) : 0;
+    if (v.rows() == 0) c.exec("INSERT INTO schema_version VALUES (0)");
+    if (version > latest)
+        throw std::runtime_error("PostgreSQL schema " + schema + ": juki store schema version " +
+                                 std::to_string(version) + " is newer than this build's " + std::to_string(latest));
+    for (int step = version; step < latest; ++step) c.exec(steps[step]);
+    c.once("UPDATE schema_version SET version = $1", Params().integer(latest));
+}
+
+// Transactions on one connection: BEGIN at depth 0, savepoints inside.
+bool begin(pg::Conn& c, int& depth, bool read) {
+    bool nested = depth > 0;
+    c.exec(nested ? "SAVEPOINT tx" : read ? "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" : "BEGIN");
+    c.set_depth(++depth);
+    return nested;
+}
+void commit(pg::Conn& c, int& depth, bool nested) {
+    // COMMIT of a transaction an error aborted "succeeds" as a ROLLBACK: say so instead.
+    if (PQtransactionStatus(c.raw()) == PQTRANS_INERROR)
+        throw std::runtime_error("juki store (PostgreSQL): the transaction was aborted by an earlier error");
+    c.exec(nested ? "RELEASE SAVEPOINT tx" : "COMMIT");
+    c.set_depth(--depth);
+}
+void rollback(pg::Conn& c, int& depth, bool nested) noexcept {
+    PQclear(PQexec(c.raw(), nested ? "ROLLBACK TO SAVEPOINT tx; RELEASE SAVEPOINT tx" : "ROLLBACK"));
+    c.set_depth(--depth);
+}
+
 std::string setup_sql(const std::string& schema) {
     // Text comes back as UTF-8 whatever the database's default; names resolve in the schema only.
     return "SET client_encoding = 'UTF8'; SET search_path = \"" + schema + "\"; SET application_name = 'renkei-juki';";
@@ -189,20 +226,7 @@ PgIdentityStore::PgIdentityStore(const std::string& dsn, const std::string& sche
                                     "' must be lower-case letters, digits and _ (not first a digit), at most 63");
     c_ = std::make_unique<pg::Conn>(dsn, setup_sql(schema));
     Transaction tx(*this);
-    // Two nodes (or a node and a reader) starting on one schema at once: the second waits here.
-    c_->once("SELECT pg_advisory_xact_lock(hashtext('renkei.juki.' || $1))", Params().text(schema));
-    if (c_->once("SELECT 1 FROM pg_namespace WHERE nspname = $1", Params().text(schema)).rows() == 0)
-        c_->exec("CREATE SCHEMA \"" + schema + "\"");
-    c_->exec("CREATE TABLE IF NOT EXISTS schema_version (version integer NOT NULL)");
-    auto v = c_->once("SELECT version FROM schema_version");
-    int version = v.rows() ? static_cast<int>(v.num(0, 0)) : 0;
-    if (v.rows() == 0) c_->exec("INSERT INTO schema_version VALUES (0)");
-    if (version > kSchemaVersion)
-        throw std::runtime_error("PostgreSQL schema " + schema + ": juki store schema version " +
-                                 std::to_string(version) + " is newer than this build's " +
-                                 std::to_string(kSchemaVersion));
-    for (int step = version; step < kSchemaVersion; ++step) c_->exec(kSteps[step]);
-    c_->once("UPDATE schema_version SET version = $1", Params().integer(kSchemaVersion));
+    migrate(*c_, schema, kSteps, kSchemaVersion);
     if (options.search_indexes) c_->exec(kSearchIndexes);
     tx.commit();
 }
@@ -226,26 +250,9 @@ int PgIdentityStore::schema_version() {
     return static_cast<int>(scalar("SELECT version FROM schema_version"));
 }
 
-bool PgIdentityStore::tx_begin(TxKind kind) {
-    bool nested = depth_ > 0;
-    c_->exec(nested ? "SAVEPOINT tx"
-                    : kind == TxKind::Read ? "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY" : "BEGIN");
-    c_->set_depth(++depth_);
-    return nested;
-}
-
-void PgIdentityStore::tx_commit(bool nested) {
-    // COMMIT of a transaction an error aborted "succeeds" as a ROLLBACK: say so instead.
-    if (PQtransactionStatus(c_->raw()) == PQTRANS_INERROR)
-        throw std::runtime_error("juki store (PostgreSQL): the transaction was aborted by an earlier error");
-    c_->exec(nested ? "RELEASE SAVEPOINT tx" : "COMMIT");
-    c_->set_depth(--depth_);
-}
-
-void PgIdentityStore::tx_rollback(bool nested) noexcept {
-    PQclear(PQexec(c_->raw(), nested ? "ROLLBACK TO SAVEPOINT tx; RELEASE SAVEPOINT tx" : "ROLLBACK"));
-    c_->set_depth(--depth_);
-}
+bool PgIdentityStore::tx_begin(TxKind kind) { return begin(*c_, depth_, kind == TxKind::Read); }
+void PgIdentityStore::tx_commit(bool nested) { commit(*c_, depth_, nested); }
+void PgIdentityStore::tx_rollback(bool nested) noexcept { rollback(*c_, depth_, nested); }
 
 std::optional<Resident> PgIdentityStore::get(const std::string& code) {
     auto r = c_->run(kResidentSelect, Params().text(code));
@@ -573,6 +580,137 @@ ErasureCounts PgIdentityStore::erase_expired(int64_t now_ms) {
                 .integer(static_cast<int64_t>(n.provisions)));
     tx.commit();
     return n;
+}
+
+// ------------------------------------------------------------------ the 個人番号 registry
+
+namespace {
+#define T " text COLLATE \"C\" NOT NULL"
+//  1: the tables of the SQLite registry, and an index for a person's numbers.
+const char* const kNumberSteps[] = {
+    // The current number of each person.
+    "CREATE TABLE numbers (resident_code text COLLATE \"C\" PRIMARY KEY, my_number text COLLATE \"C\" NOT NULL UNIQUE,"
+    " generation bigint NOT NULL, assigned_ms bigint NOT NULL);"
+    // Every number ever issued: never issued twice, kept after a change (link history).
+    "CREATE TABLE issued (my_number text COLLATE \"C\" PRIMARY KEY, resident_code" T ", generation bigint NOT NULL,"
+    " issued_ms bigint NOT NULL, replaced_ms bigint, reason text);"
+    "CREATE INDEX issued_code ON issued (resident_code);"
+    // Answers by request id, so a redelivered or retried request gets the same answer.
+    "CREATE TABLE requests (id text COLLATE \"C\" PRIMARY KEY, resident_code" T ", my_number" T ", previous" T ","
+    " generation bigint NOT NULL);"
+    // 住民票コード changes (住基法30条の4): the old code stays linked to the new one.
+    "CREATE TABLE code_changes (old_code text COLLATE \"C\" PRIMARY KEY, new_code" T ", changed_ms bigint NOT NULL);",
+};
+#undef T
+static_assert(sizeof kNumberSteps / sizeof kNumberSteps[0] == PgNumberRegistry::kSchemaVersion);
+} // namespace
+
+PgNumberRegistry::PgNumberRegistry(const std::string& dsn, const std::string& schema, std::vector<uint8_t> secret)
+    : Numbers(std::move(secret)), dsn_(dsn), schema_(schema) {
+    if (!valid_schema_name(schema))
+        throw std::invalid_argument("number_schema: '" + schema +
+                                    "' must be lower-case letters, digits and _ (not first a digit), at most 63");
+    c_ = std::make_unique<pg::Conn>(dsn, setup_sql(schema));
+    Transaction tx(*this);
+    migrate(*c_, schema, kNumberSteps, kSchemaVersion);
+    tx.commit();
+}
+
+PgNumberRegistry::~PgNumberRegistry() = default;
+
+std::string PgNumberRegistry::describe() const { return "PostgreSQL " + pg::redact(dsn_) + " schema " + schema_; }
+
+int PgNumberRegistry::schema_version() {
+    return static_cast<int>(c_->once("SELECT version FROM schema_version", {}, true).num(0, 0));
+}
+
+bool PgNumberRegistry::tx_begin(TxKind kind) { return begin(*c_, depth_, kind == TxKind::Read); }
+void PgNumberRegistry::tx_commit(bool nested) { commit(*c_, depth_, nested); }
+void PgNumberRegistry::tx_rollback(bool nested) noexcept { rollback(*c_, depth_, nested); }
+
+Assignment PgNumberRegistry::assign(const std::string& request_id, const std::string& code, bool change,
+                                    const std::string& reason, int64_t now_ms) {
+    Transaction tx(*this);
+    {
+        auto q = c_->run("SELECT my_number, previous, generation, resident_code FROM requests WHERE id = $1",
+                         Params().text(request_id));
+        if (q.rows()) {
+            if (q.col(0, 3) != code)
+                throw std::invalid_argument("request id " + request_id + " was used for another 住民票コード");
+            return Assignment{q.col(0, 0), q.col(0, 1), static_cast<uint32_t>(q.num(0, 2))};
+        }
+    }
+    Assignment a;
+    std::string current;
+    uint32_t generation = 0;
+    {
+        // FOR UPDATE: two nodes assigning to one person at once take turns.
+        auto q = c_->run("SELECT my_number, generation FROM numbers WHERE resident_code = $1 FOR UPDATE",
+                         Params().text(code));
+        if (q.rows()) {
+            current = q.col(0, 0);
+            generation = static_cast<uint32_t>(q.num(0, 1));
+        }
+    }
+    if (!current.empty() && !change) {
+        a = Assignment{current, "", generation};
+    } else {
+        a.generation = generation + 1;
+        a.previous = current;
+        for (uint32_t counter = 0;; ++counter) { // a collision with any number ever issued: next one
+            auto n = candidate(code, a.generation, counter);
+            if (c_->run("SELECT 1 FROM issued WHERE my_number = $1", Params().text(n)).rows() == 0) {
+                a.my_number = n;
+                break;
+            }
+        }
+        if (!current.empty())
+            c_->run("UPDATE issued SET replaced_ms = $2, reason = $3 WHERE my_number = $1",
+                    Params().text(current).integer(now_ms).text(reason));
+        c_->run("INSERT INTO issued (my_number, resident_code, generation, issued_ms) VALUES ($1, $2, $3, $4)",
+                Params().text(a.my_number).text(code).integer(a.generation).integer(now_ms));
+        c_->run("INSERT INTO numbers (resident_code, my_number, generation, assigned_ms) VALUES ($1, $2, $3, $4)"
+                " ON CONFLICT (resident_code) DO UPDATE SET my_number = EXCLUDED.my_number,"
+                " generation = EXCLUDED.generation, assigned_ms = EXCLUDED.assigned_ms",
+                Params().text(code).text(a.my_number).integer(a.generation).integer(now_ms));
+    }
+    c_->run("INSERT INTO requests (id, resident_code, my_number, previous, generation) VALUES ($1, $2, $3, $4, $5)",
+            Params().text(request_id).text(code).text(a.my_number).text(a.previous).integer(a.generation));
+    tx.commit();
+    return a;
+}
+
+std::vector<std::string> PgNumberRegistry::history(const std::string& code) {
+    auto r = c_->run("SELECT my_number FROM issued WHERE resident_code = $1 ORDER BY generation", Params().text(code));
+    std::vector<std::string> out;
+    for (int i = 0; i < r.rows(); ++i) out.push_back(r.col(i, 0));
+    return out;
+}
+
+std::optional<std::string> PgNumberRegistry::current(const std::string& code) {
+    auto r = c_->run("SELECT my_number FROM numbers WHERE resident_code = $1", Params().text(code));
+    if (r.rows() == 0) return std::nullopt;
+    return r.col(0, 0);
+}
+
+std::optional<std::string> PgNumberRegistry::holder(const std::string& my_number) {
+    auto r = c_->run("SELECT resident_code FROM issued WHERE my_number = $1", Params().text(my_number));
+    if (r.rows() == 0) return std::nullopt;
+    return r.col(0, 0);
+}
+
+void PgNumberRegistry::change_code(const std::string& old_code, const std::string& new_code, int64_t now_ms) {
+    Transaction tx(*this);
+    if (c_->run("SELECT 1 FROM numbers WHERE resident_code = $1", Params().text(new_code)).rows())
+        throw std::invalid_argument("residentCode " + new_code + " already has a 個人番号");
+    if (c_->run("UPDATE numbers SET resident_code = $2 WHERE resident_code = $1",
+                Params().text(old_code).text(new_code))
+            .affected() == 0)
+        throw std::invalid_argument("previousResidentCode " + old_code + " has no 個人番号");
+    c_->run("UPDATE issued SET resident_code = $2 WHERE resident_code = $1", Params().text(old_code).text(new_code));
+    c_->run("INSERT INTO code_changes (old_code, new_code, changed_ms) VALUES ($1, $2, $3)",
+            Params().text(old_code).text(new_code).integer(now_ms));
+    tx.commit();
 }
 
 } // namespace renkei::juki

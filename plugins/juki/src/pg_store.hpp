@@ -12,6 +12,7 @@
 #pragma once
 
 #include "identity_store.hpp"
+#include "numbers.hpp"
 
 #include <memory>
 #include <string>
@@ -97,6 +98,35 @@ private:
     StoreOptions options_;
     std::unique_ptr<pg::Conn> c_;
     int depth_ = 0; // open transactions and savepoints
+};
+
+// J-LIS's 個人番号 registry in a PostgreSQL schema of its own (default `juki_numbers`): the same
+// tables, answers and numbers as the SQLite NumberRegistry, versioned like the store.
+class PgNumberRegistry final : public Numbers {
+public:
+    PgNumberRegistry(const std::string& dsn, const std::string& schema, std::vector<uint8_t> secret);
+    ~PgNumberRegistry() override;
+
+    static constexpr int kSchemaVersion = 1;
+
+    Assignment assign(const std::string& request_id, const std::string& resident_code, bool change,
+                      const std::string& reason, int64_t now_ms) override;
+    std::vector<std::string> history(const std::string& resident_code) override;
+    std::optional<std::string> current(const std::string& resident_code) override;
+    std::optional<std::string> holder(const std::string& my_number) override;
+    void change_code(const std::string& old_code, const std::string& new_code, int64_t now_ms) override;
+    std::string describe() const override;
+    int schema_version();
+
+protected:
+    bool tx_begin(TxKind kind) override;
+    void tx_commit(bool nested) override;
+    void tx_rollback(bool nested) noexcept override;
+
+private:
+    std::string dsn_, schema_;
+    std::unique_ptr<pg::Conn> c_;
+    int depth_ = 0;
 };
 
 } // namespace renkei::juki
