@@ -6,14 +6,19 @@
 //  2. National lookups by 個人番号 on a store of JUKI_BENCH_RECORDS residents (10 million by
 //     default): one at a time on one connection, and in batches of 10,000 keys through the reader
 //     pool J-LIS answers batch queries with (JUKI_BENCH_THREADS connections, one per core by
-//     default); lookups/s and the process's memory.
+//     default); lookups/s and the process's memory. The same on PostgreSQL (J-LIS's backend for
+//     the national file): the residents loaded with COPY (load rate printed), then the same lookups;
+//     both figures side by side at the end. `lookup-sqlite` / `lookup-pg` run one backend only.
 // Environment: JUKI_BENCH_CHAIN (records through the chain, 200,000), JUKI_BENCH_BATCH (records per
 // notification, 1,000), JUKI_BENCH_RECORDS, JUKI_BENCH_LOOKUPS (1,000,000), JUKI_BENCH_DIR (where
-// the big store goes; reused if it already holds enough residents).
+// the big store goes; reused if it already holds enough residents), JUKI_BENCH_PG_DSN (a PostgreSQL
+// server to use; without it a throw-away cluster of tests/support/pg_cluster.sh is started in
+// JUKI_BENCH_DIR and removed afterwards), JUKI_BENCH_PG_SCHEMA (juki_bench).
 #include "../tests/support/network.hpp"
 
 #include <identity_store.hpp>
 #include <numbers.hpp>
+#include <pg_store.hpp>
 #include <sql.hpp>
 
 #include <juki.capnp.h>
@@ -26,6 +31,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <fstream>
+#include <optional>
 #include <random>
 #include <thread>
 
@@ -187,7 +193,40 @@ void chain(const std::filesystem::path& build_dir) {
                 national_recorded ? cpu * 1e6 / national_recorded : 0.0, cpu / s);
 }
 
-void lookups(const std::filesystem::path& dir) {
+struct LookupFigures {
+    double single = 0, batch = 0; // lookups/s
+};
+
+// One-at-a-time lookups on the store's own connection, then batches of 10,000 keys through a
+// reader pool, as J-LIS answers an agency's batch query.
+LookupFigures measure_lookups(juki::Store& store, juki::ReaderPool& pool, size_t records, size_t n,
+                              const char* backend) {
+    LookupFigures f;
+    std::mt19937_64 rng(42);
+    std::uniform_int_distribution<size_t> pick(0, records - 1);
+    size_t found = 0;
+    auto t0 = Clock::now();
+    for (size_t i = 0; i < n / 4; ++i) found += store.by_number(number_of(pick(rng))).size();
+    double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    f.single = (n / 4) / s;
+    std::printf("national lookups by 個人番号 on %zu residents (%s, random keys)\n", records, backend);
+    std::printf("  one at a time on the plugin's connection: %zu lookups (%zu found) in %.2f s = %.0f lookups/s\n", n / 4,
+                found, s, f.single);
+    found = 0;
+    t0 = Clock::now();
+    for (size_t done = 0; done < n; done += 10000) {
+        std::vector<std::string> keys;
+        for (size_t i = 0; i < 10000; ++i) keys.push_back(number_of(pick(rng)));
+        for (auto& r : pool.by_numbers(keys)) found += r.size();
+    }
+    s = std::chrono::duration<double>(Clock::now() - t0).count();
+    f.batch = n / s;
+    std::printf("  batches of 10,000 keys over %zu reader connections: %zu lookups (%zu found) in %.2f s = %.0f lookups/s\n",
+                pool.size(), n, found, s, f.batch);
+    return f;
+}
+
+LookupFigures lookups(const std::filesystem::path& dir) {
     size_t records = env_or("JUKI_BENCH_RECORDS", 10000000), n = env_or("JUKI_BENCH_LOOKUPS", 1000000);
     std::filesystem::create_directories(dir);
     auto file = dir / "national-lookup.db";
@@ -198,7 +237,7 @@ void lookups(const std::filesystem::path& dir) {
                     file.c_str());
         auto t0 = Clock::now();
         for (size_t start = have; start < records; start += 100000) {
-            juki::sql::Tx tx(store.db());
+            auto tx = store.transaction();
             for (size_t i = start; i < std::min(records, start + 100000); ++i) {
                 capnp::MallocMessageBuilder mb;
                 auto r = mb.initRoot<juki::IdentityRecord>();
@@ -209,32 +248,69 @@ void lookups(const std::filesystem::path& dir) {
         }
         std::printf("  built in %.0f s\n", std::chrono::duration<double>(Clock::now() - t0).count());
     }
-    std::mt19937_64 rng(42);
-    std::uniform_int_distribution<size_t> pick(0, records - 1);
     long before = rss_kib("VmRSS:");
-    size_t found = 0;
-    auto t0 = Clock::now();
-    for (size_t i = 0; i < n / 4; ++i) found += store.by_number(number_of(pick(rng))).size();
-    double s = std::chrono::duration<double>(Clock::now() - t0).count();
-    std::printf("national lookups by 個人番号 on %zu residents (SQLite, random keys)\n", records);
-    std::printf("  one at a time on the plugin's connection: %zu lookups (%zu found) in %.2f s = %.0f lookups/s\n", n / 4,
-                found, s, (n / 4) / s);
-    // As J-LIS answers an agency's batch query: 10,000 keys per request through the reader pool.
     size_t threads = env_or("JUKI_BENCH_THREADS", std::max(1u, std::thread::hardware_concurrency()));
     juki::ReaderPool pool(file, threads, juki::StoreOptions{true, 512 * 1024, 1LL << 30});
-    found = 0;
-    t0 = Clock::now();
-    for (size_t done = 0; done < n; done += 10000) {
-        std::vector<std::string> keys;
-        for (size_t i = 0; i < 10000; ++i) keys.push_back(number_of(pick(rng)));
-        for (auto& r : pool.by_numbers(keys)) found += r.size();
-    }
-    s = std::chrono::duration<double>(Clock::now() - t0).count();
-    std::printf("  batches of 10,000 keys over %zu reader connections: %zu lookups (%zu found) in %.2f s = %.0f lookups/s\n",
-                pool.size(), n, found, s, n / s);
+    auto f = measure_lookups(store, pool, records, n, "SQLite");
     std::printf("  RSS %ld MiB (was %ld MiB before the lookups), peak %ld MiB; store %.1f GiB on disk\n",
-                rss_kib("VmRSS:") / 1024, before / 1024, rss_kib("VmHWM:") / 1024,
-                std::filesystem::file_size(file) / 1073741824.0);
+                rss_kib("VmRSS:") / 1024, before / 1024,
+                rss_kib("VmHWM:") / 1024, std::filesystem::file_size(file) / 1073741824.0);
+    return f;
+}
+
+// A cluster of tests/support/pg_cluster.sh for the benchmark (fsync on, as in production), removed at the end.
+struct BenchCluster {
+    std::filesystem::path dir, script = std::filesystem::path(RENKEI_SOURCE_DIR) / "tests/support/pg_cluster.sh";
+    std::string dsn;
+    explicit BenchCluster(std::filesystem::path d) : dir(std::move(d)) {
+        std::string cmd = "PG_CLUSTER_FSYNC=on PG_CLUSTER_SHARED_BUFFERS=${PG_CLUSTER_SHARED_BUFFERS:-2GB} '" +
+                          script.string() + "' start '" + dir.string() + "'";
+        std::fflush(stdout);
+        if (std::system(cmd.c_str()) != 0) throw std::runtime_error("could not start a PostgreSQL cluster: " + cmd);
+        dsn = read_file(dir / "dsn");
+        while (!dsn.empty() && dsn.back() == '\n') dsn.pop_back();
+    }
+    ~BenchCluster() {
+        std::fflush(stdout);
+        (void)std::system(("'" + script.string() + "' stop '" + dir.string() + "'").c_str()); }
+};
+
+// The same on PostgreSQL: JUKI_BENCH_PG_DSN names a server (its schema JUKI_BENCH_PG_SCHEMA,
+// juki_bench, is reused if it holds enough residents); without it a throw-away cluster is started
+// in the bench directory and the residents are loaded with COPY.
+LookupFigures pg_lookups(const std::filesystem::path& dir) {
+    size_t records = env_or("JUKI_BENCH_RECORDS", 10000000), n = env_or("JUKI_BENCH_LOOKUPS", 1000000);
+    std::unique_ptr<BenchCluster> cluster;
+    std::string dsn = std::getenv("JUKI_BENCH_PG_DSN") ? std::getenv("JUKI_BENCH_PG_DSN") : "";
+    if (dsn.empty()) {
+        cluster = std::make_unique<BenchCluster>(dir / "pg-cluster");
+        dsn = cluster->dsn;
+    }
+    std::string schema = std::getenv("JUKI_BENCH_PG_SCHEMA") ? std::getenv("JUKI_BENCH_PG_SCHEMA") : "juki_bench";
+    juki::PgIdentityStore store(dsn, schema);
+    auto have = store.count();
+    if (have < records) {
+        std::printf("loading %zu residents into PostgreSQL (%s) with COPY...\n", records - have, store.describe().c_str());
+        auto t0 = Clock::now();
+        const size_t chunk = 10000;
+        for (size_t start = have; start < records; start += chunk) {
+            capnp::MallocMessageBuilder mb;
+            size_t m = std::min(records, start + chunk) - start;
+            auto list = mb.initRoot<juki::IdentityUpdate>().initRecords(static_cast<unsigned>(m));
+            for (size_t i = 0; i < m; ++i) fill(list[i], code_of(start + i), number_of(start + i), "131016", start + i);
+            store.load(list.asReader(), 0);
+        }
+        double s = std::chrono::duration<double>(Clock::now() - t0).count();
+        std::printf("  loaded in %.0f s = %.0f residents/s (COPY, primary key and search indexes maintained)\n", s,
+                    (records - have) / s);
+        store.scalar("ANALYZE residents");
+    }
+    size_t threads = env_or("JUKI_BENCH_THREADS", std::max(1u, std::thread::hardware_concurrency()));
+    auto pool = store.readers(threads);
+    auto f = measure_lookups(store, *pool, records, n, "PostgreSQL 15");
+    std::printf("  client RSS %ld MiB; residents %.1f GiB on disk with its indexes (pg_total_relation_size)\n",
+                rss_kib("VmRSS:") / 1024, store.scalar("SELECT pg_total_relation_size('residents')") / 1073741824.0);
+    return f;
 }
 
 } // namespace
@@ -244,7 +320,12 @@ int main(int argc, char** argv) {
     std::filesystem::path build_dir = RENKEI_BUILD_DIR;
     std::string what = argc > 1 ? argv[1] : "all";
     if (what == "all" || what == "chain") chain(build_dir);
-    if (what == "all" || what == "lookup")
-        lookups(std::getenv("JUKI_BENCH_DIR") ? std::getenv("JUKI_BENCH_DIR") : (build_dir / "bench-data").string());
+    std::filesystem::path data = std::getenv("JUKI_BENCH_DIR") ? std::getenv("JUKI_BENCH_DIR") : (build_dir / "bench-data").string();
+    std::optional<LookupFigures> sqlite, pg;
+    if (what == "all" || what == "lookup" || what == "lookup-sqlite") sqlite = lookups(data);
+    if (what == "all" || what == "lookup" || what == "lookup-pg") pg = pg_lookups(data);
+    if (sqlite && pg)
+        std::printf("national lookups/s, one at a time / batches of 10,000: SQLite %.0f / %.0f, PostgreSQL %.0f / %.0f\n",
+                    sqlite->single, sqlite->batch, pg->single, pg->batch);
     return 0;
 }

@@ -1,5 +1,6 @@
 #include "identity_store.hpp"
 
+#include "pg_store.hpp"
 #include "sql.hpp"
 
 #include <capnp/serialize.h>
@@ -159,8 +160,8 @@ bool has_table(sqlite3* db, const char* name) {
 
 } // namespace
 
-IdentityStore::IdentityStore(const std::filesystem::path& file, Retention retention, StoreOptions options)
-    : retention_(retention) {
+SqliteIdentityStore::SqliteIdentityStore(const std::filesystem::path& file, Retention retention, StoreOptions options)
+    : file_(file), retention_(retention), options_(options) {
     // A checkpoint copies the WAL into the file and syncs both; doing it every 16,384 pages instead
     // of SQLite's 1,000 writes a page that many batches touched (an index page) once, not per batch.
     db_ = sql::open(file, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA secure_delete=ON;"
@@ -182,26 +183,65 @@ IdentityStore::IdentityStore(const std::filesystem::path& file, Retention retent
     tx.commit();
 }
 
-IdentityStore::~IdentityStore() {
+SqliteIdentityStore::~SqliteIdentityStore() {
     for (auto& [text, stmt] : statements_) sqlite3_finalize(stmt);
     sqlite3_close(db_);
 }
 
-sqlite3_stmt* IdentityStore::cached(const char* text) {
+sqlite3_stmt* SqliteIdentityStore::cached(const char* text) {
     auto& s = statements_[text];
     if (s == nullptr && sqlite3_prepare_v3(db_, text, -1, SQLITE_PREPARE_PERSISTENT, &s, nullptr) != SQLITE_OK)
         sql::fail(db_, text);
     return s;
 }
 
-std::optional<Resident> IdentityStore::get(const std::string& code) {
+// As sql::Tx: BEGIN IMMEDIATE takes the write lock up front; inside a transaction, a savepoint.
+bool SqliteIdentityStore::tx_begin(TxKind kind) { return sql::begin(db_, kind == TxKind::Read); }
+void SqliteIdentityStore::tx_commit(bool nested) { sql::commit(db_, nested); }
+void SqliteIdentityStore::tx_rollback(bool nested) noexcept { sql::rollback(db_, nested); }
+
+int64_t SqliteIdentityStore::scalar(const std::string& text) {
+    Stmt q(db_, text.c_str());
+    return q.row() ? q.num(0) : 0;
+}
+
+int SqliteIdentityStore::schema_version() { return user_version(db_); }
+
+std::unique_ptr<ReaderPool> SqliteIdentityStore::readers(size_t connections) {
+    return std::make_unique<ReaderPool>(file_, connections, options_);
+}
+
+void SqliteIdentityStore::load(capnp::List<IdentityRecord>::Reader records, int64_t now_ms) {
+    Transaction tx(*this);
+    for (auto r : records) {
+        auto p = r.getPerson();
+        auto canonical = canonical_bytes(r);
+        // A plain INSERT: a resident already there fails the load (and the transaction).
+        Stmt u(cached("INSERT INTO residents (code, municipality, my_number, removed, updated_ms, name, kana, birth,"
+                      " sex, address, record) VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"));
+        u.text(1, p.getResidentCode().cStr())
+            .text(2, p.getAddress().getLocalGovCode().cStr())
+            .text(3, p.getMyNumber().cStr())
+            .integer(4, now_ms)
+            .text(5, p.getName().getKanji().cStr())
+            .text(6, p.getName().getKana().cStr())
+            .text(7, date_text(p.getDateOfBirth()))
+            .integer(8, static_cast<int>(p.getSex()))
+            .text(9, p.getAddress().getText().cStr())
+            .blob(10, canonical.data(), canonical.size());
+        u.run();
+    }
+    tx.commit();
+}
+
+std::optional<Resident> SqliteIdentityStore::get(const std::string& code) {
     Stmt q(cached("SELECT code, municipality, my_number, removed, updated_ms, record FROM residents WHERE code = ?1"));
     q.text(1, code);
     if (!q.row()) return std::nullopt;
     return resident_from(q);
 }
 
-void IdentityStore::put(IdentityRecord::Reader record, const std::vector<uint8_t>& canonical, bool removed,
+void SqliteIdentityStore::put(IdentityRecord::Reader record, const std::vector<uint8_t>& canonical, bool removed,
                         int64_t now_ms, bool replaces) {
     auto p = record.getPerson();
     std::string code = p.getResidentCode();
@@ -224,14 +264,14 @@ void IdentityStore::put(IdentityRecord::Reader record, const std::vector<uint8_t
     u.run();
 }
 
-void IdentityStore::supersede(const std::string& code, int64_t now_ms) {
+void SqliteIdentityStore::supersede(const std::string& code, int64_t now_ms) {
     Stmt h(cached("INSERT INTO history (code, recorded_ms, superseded_ms, record)"
                   " SELECT code, updated_ms, ?2, record FROM residents WHERE code = ?1"));
     h.text(1, code).integer(2, now_ms);
     h.run();
 }
 
-void IdentityStore::retire_code(const std::string& old_code, const std::string& new_code, int64_t now_ms) {
+void SqliteIdentityStore::retire_code(const std::string& old_code, const std::string& new_code, int64_t now_ms) {
     supersede(old_code, now_ms);
     Stmt d(db_, "DELETE FROM residents WHERE code = ?1");
     d.text(1, old_code);
@@ -241,7 +281,7 @@ void IdentityStore::retire_code(const std::string& old_code, const std::string& 
     l.run();
 }
 
-std::vector<Resident> IdentityStore::by_number(const std::string& my_number) {
+std::vector<Resident> SqliteIdentityStore::by_number(const std::string& my_number) {
     std::vector<Resident> out;
     Stmt q(cached("SELECT code, municipality, my_number, removed, updated_ms, record FROM residents WHERE my_number = ?1"));
     q.text(1, my_number);
@@ -249,7 +289,7 @@ std::vector<Resident> IdentityStore::by_number(const std::string& my_number) {
     return out;
 }
 
-std::vector<Resident> IdentityStore::by_attributes(const std::string& name, const std::string& birth, int sex,
+std::vector<Resident> SqliteIdentityStore::by_attributes(const std::string& name, const std::string& birth, int sex,
                                                    const std::string& address) {
     std::vector<Resident> out;
     Stmt q(db_, "SELECT code, municipality, my_number, removed, updated_ms, record FROM residents"
@@ -260,7 +300,7 @@ std::vector<Resident> IdentityStore::by_attributes(const std::string& name, cons
     return out;
 }
 
-std::vector<Resident> IdentityStore::residents_of(const std::string& municipality, const std::string& after_code,
+std::vector<Resident> SqliteIdentityStore::residents_of(const std::string& municipality, const std::string& after_code,
                                                   size_t limit) {
     std::vector<Resident> out;
     Stmt q(db_, "SELECT code, municipality, my_number, removed, updated_ms, record FROM residents"
@@ -270,27 +310,27 @@ std::vector<Resident> IdentityStore::residents_of(const std::string& municipalit
     return out;
 }
 
-uint64_t IdentityStore::count() {
+uint64_t SqliteIdentityStore::count() {
     Stmt q(db_, "SELECT count(*) FROM residents");
     q.row();
     return static_cast<uint64_t>(q.num(0));
 }
 
-std::optional<std::vector<uint8_t>> IdentityStore::answer(const std::string& sender, const std::string& batch) {
+std::optional<std::vector<uint8_t>> SqliteIdentityStore::answer(const std::string& sender, const std::string& batch) {
     Stmt q(db_, "SELECT answer FROM answers WHERE sender = ?1 AND batch = ?2");
     q.text(1, sender).text(2, batch);
     if (!q.row()) return std::nullopt;
     return q.bytes(0);
 }
 
-void IdentityStore::save_answer(const std::string& sender, const std::string& batch, const std::vector<uint8_t>& answer,
+void SqliteIdentityStore::save_answer(const std::string& sender, const std::string& batch, const std::vector<uint8_t>& answer,
                                 int64_t now_ms) {
     Stmt i(db_, "INSERT INTO answers (sender, batch, answer, at_ms) VALUES (?1, ?2, ?3, ?4)");
     i.text(1, sender).text(2, batch).blob(3, answer.data(), answer.size()).integer(4, now_ms);
     i.run();
 }
 
-void IdentityStore::expect(const Expectation& e) {
+void SqliteIdentityStore::expect(const Expectation& e) {
     Stmt i(db_, "INSERT INTO sent (batch, stage, to_node, municipality, count, hashes, context, sent_ms, deadline_ms)"
                 " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9) ON CONFLICT (batch, stage) DO NOTHING");
     i.text(1, e.batch).text(2, e.stage).text(3, e.to).text(4, e.municipality).integer(5, e.count);
@@ -316,7 +356,7 @@ Expectation expectation_from(Stmt& q) { // batch, stage, to_node, municipality, 
 }
 } // namespace
 
-std::optional<Expectation> IdentityStore::expected(const std::string& batch, const std::string& stage) {
+std::optional<Expectation> SqliteIdentityStore::expected(const std::string& batch, const std::string& stage) {
     Stmt q(db_, "SELECT batch, stage, to_node, municipality, count, hashes, context, sent_ms, deadline_ms, confirmed_ms"
                 " FROM sent WHERE batch = ?1 AND stage = ?2");
     q.text(1, batch).text(2, stage);
@@ -324,13 +364,13 @@ std::optional<Expectation> IdentityStore::expected(const std::string& batch, con
     return expectation_from(q);
 }
 
-void IdentityStore::confirm(const std::string& batch, const std::string& stage, int64_t now_ms) {
+void SqliteIdentityStore::confirm(const std::string& batch, const std::string& stage, int64_t now_ms) {
     Stmt u(db_, "UPDATE sent SET confirmed_ms = ?3 WHERE batch = ?1 AND stage = ?2");
     u.text(1, batch).text(2, stage).integer(3, now_ms);
     u.run();
 }
 
-std::vector<Expectation> IdentityStore::pending() {
+std::vector<Expectation> SqliteIdentityStore::pending() {
     std::vector<Expectation> out;
     Stmt q(db_, "SELECT batch, stage, to_node, municipality, count, x'', x'', sent_ms, deadline_ms, confirmed_ms"
                 " FROM sent WHERE confirmed_ms = 0 ORDER BY sent_ms");
@@ -338,20 +378,20 @@ std::vector<Expectation> IdentityStore::pending() {
     return out;
 }
 
-void IdentityStore::alarm(const std::string& batch, const std::string& detail, int64_t now_ms) {
+void SqliteIdentityStore::alarm(const std::string& batch, const std::string& detail, int64_t now_ms) {
     Stmt i(db_, "INSERT INTO alarms (at_ms, batch, detail) VALUES (?1, ?2, ?3)");
     i.integer(1, now_ms).text(2, batch).text(3, detail);
     i.run();
 }
 
-std::vector<Alarm> IdentityStore::alarms() {
+std::vector<Alarm> SqliteIdentityStore::alarms() {
     std::vector<Alarm> out;
     Stmt q(db_, "SELECT at_ms, batch, detail FROM alarms ORDER BY id");
     while (q.row()) out.push_back({q.num(0), q.col(1), q.col(2)});
     return out;
 }
 
-void IdentityStore::record_provision(const ProvisionRow& r) {
+void SqliteIdentityStore::record_provision(const ProvisionRow& r) {
     Stmt i(db_, "INSERT INTO provisions (at_ms, recipient, affair, subject, outcome, operator, detail)"
                 " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)");
     i.integer(1, r.at_ms).text(2, r.recipient).text(3, r.affair).text(4, r.subject).text(5, r.outcome);
@@ -359,7 +399,7 @@ void IdentityStore::record_provision(const ProvisionRow& r) {
     i.run();
 }
 
-std::vector<ProvisionRow> IdentityStore::provisions_of(const std::string& subject) {
+std::vector<ProvisionRow> SqliteIdentityStore::provisions_of(const std::string& subject) {
     std::vector<ProvisionRow> out;
     Stmt q(db_, "SELECT at_ms, recipient, affair, subject, outcome, operator, detail FROM provisions"
                 " WHERE subject = ?1 ORDER BY id");
@@ -368,41 +408,41 @@ std::vector<ProvisionRow> IdentityStore::provisions_of(const std::string& subjec
     return out;
 }
 
-void IdentityStore::record_notice(const std::string& type, const std::string& from, const std::string& subject,
+void SqliteIdentityStore::record_notice(const std::string& type, const std::string& from, const std::string& subject,
                                   const std::vector<uint8_t>& body, int64_t now_ms) {
     Stmt i(db_, "INSERT INTO notices (at_ms, type, from_node, subject, body) VALUES (?1, ?2, ?3, ?4, ?5)");
     i.integer(1, now_ms).text(2, type).text(3, from).text(4, subject).blob(5, body.data(), body.size());
     i.run();
 }
 
-uint64_t IdentityStore::notices(const std::string& type) {
+uint64_t SqliteIdentityStore::notices(const std::string& type) {
     Stmt q(db_, "SELECT count(*) FROM notices WHERE type = ?1");
     q.text(1, type);
     q.row();
     return static_cast<uint64_t>(q.num(0));
 }
 
-bool IdentityStore::chunk_seen(const std::string& check, uint32_t chunk) {
+bool SqliteIdentityStore::chunk_seen(const std::string& check, uint32_t chunk) {
     Stmt i(db_, "INSERT INTO check_chunks (check_id, chunk) VALUES (?1, ?2) ON CONFLICT DO NOTHING");
     i.text(1, check).integer(2, chunk);
     i.run();
     return sqlite3_changes(db_) == 0;
 }
 
-void IdentityStore::mark_seen(const std::string& check, const std::string& code) {
+void SqliteIdentityStore::mark_seen(const std::string& check, const std::string& code) {
     Stmt i(db_, "INSERT INTO check_seen (check_id, code) VALUES (?1, ?2) ON CONFLICT DO NOTHING");
     i.text(1, check).text(2, code);
     i.run();
 }
 
-uint32_t IdentityStore::chunks(const std::string& check) {
+uint32_t SqliteIdentityStore::chunks(const std::string& check) {
     Stmt q(db_, "SELECT count(*) FROM check_chunks WHERE check_id = ?1");
     q.text(1, check);
     q.row();
     return static_cast<uint32_t>(q.num(0));
 }
 
-std::vector<std::string> IdentityStore::unseen(const std::string& check, const std::string& municipality,
+std::vector<std::string> SqliteIdentityStore::unseen(const std::string& check, const std::string& municipality,
                                                const std::string& after_code, size_t limit) {
     std::vector<std::string> out;
     Stmt q(db_, "SELECT r.code FROM residents r WHERE r.municipality = ?2 AND r.removed = 0 AND r.code > ?3"
@@ -413,7 +453,7 @@ std::vector<std::string> IdentityStore::unseen(const std::string& check, const s
     return out;
 }
 
-void IdentityStore::forget_check(const std::string& check) {
+void SqliteIdentityStore::forget_check(const std::string& check) {
     for (auto* text : {"DELETE FROM check_seen WHERE check_id = ?1", "DELETE FROM check_chunks WHERE check_id = ?1",
                        "DELETE FROM check_totals WHERE check_id = ?1", "DELETE FROM check_diffs WHERE check_id = ?1"}) {
         Stmt d(db_, text);
@@ -422,34 +462,34 @@ void IdentityStore::forget_check(const std::string& check) {
     }
 }
 
-void IdentityStore::set_total(const std::string& check, uint32_t chunks) {
+void SqliteIdentityStore::set_total(const std::string& check, uint32_t chunks) {
     Stmt i(db_, "INSERT OR REPLACE INTO check_totals (check_id, chunks) VALUES (?1, ?2)");
     i.text(1, check).integer(2, chunks);
     i.run();
 }
 
-std::optional<uint32_t> IdentityStore::total(const std::string& check) {
+std::optional<uint32_t> SqliteIdentityStore::total(const std::string& check) {
     Stmt q(db_, "SELECT chunks FROM check_totals WHERE check_id = ?1");
     q.text(1, check);
     if (!q.row()) return std::nullopt;
     return static_cast<uint32_t>(q.num(0));
 }
 
-uint64_t IdentityStore::seen(const std::string& check) {
+uint64_t SqliteIdentityStore::seen(const std::string& check) {
     Stmt q(db_, "SELECT count(*) FROM check_seen WHERE check_id = ?1");
     q.text(1, check);
     q.row();
     return static_cast<uint64_t>(q.num(0));
 }
 
-void IdentityStore::add_difference(const std::string& check, const std::string& code, int kind,
+void SqliteIdentityStore::add_difference(const std::string& check, const std::string& code, int kind,
                                    const std::string& fields, const std::string& registered_at) {
     Stmt i(db_, "INSERT INTO check_diffs (check_id, code, kind, fields, registered_at) VALUES (?1, ?2, ?3, ?4, ?5)");
     i.text(1, check).text(2, code).integer(3, kind).text(4, fields).text(5, registered_at);
     i.run();
 }
 
-std::vector<IdentityStore::StoredDifference> IdentityStore::differences(const std::string& check, size_t limit) {
+std::vector<Store::StoredDifference> SqliteIdentityStore::differences(const std::string& check, size_t limit) {
     std::vector<StoredDifference> out;
     Stmt q(db_, "SELECT code, kind, fields, registered_at FROM check_diffs WHERE check_id = ?1 ORDER BY id LIMIT ?2");
     q.text(1, check).integer(2, static_cast<int64_t>(limit));
@@ -457,14 +497,14 @@ std::vector<IdentityStore::StoredDifference> IdentityStore::differences(const st
     return out;
 }
 
-uint64_t IdentityStore::difference_count(const std::string& check, int kind) {
+uint64_t SqliteIdentityStore::difference_count(const std::string& check, int kind) {
     Stmt q(db_, "SELECT count(*) FROM check_diffs WHERE check_id = ?1 AND kind = ?2");
     q.text(1, check).integer(2, kind);
     q.row();
     return static_cast<uint64_t>(q.num(0));
 }
 
-ErasureCounts IdentityStore::erase_expired(int64_t now_ms) {
+ErasureCounts SqliteIdentityStore::erase_expired(int64_t now_ms) {
     ErasureCounts n;
     sql::Tx tx(db_);
     {
@@ -503,15 +543,30 @@ ErasureCounts IdentityStore::erase_expired(int64_t now_ms) {
     return n;
 }
 
-struct ReaderPool::Reader {
-    sqlite3* db = nullptr;
-    sqlite3_stmt* by_number = nullptr;
-    ~Reader() {
+namespace {
+class SqliteReader final : public ReaderPool::Reader {
+public:
+    SqliteReader(const std::filesystem::path& file, const StoreOptions& options) {
+        if (sqlite3_open_v2(file.c_str(), &db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
+            std::string why = db ? sqlite3_errmsg(db) : "out of memory";
+            sqlite3_close(db);
+            throw std::runtime_error(file.string() + ": " + why);
+        }
+        sqlite3_busy_timeout(db, 5000);
+        std::string pragmas = "PRAGMA cache_size=-" + std::to_string(options.cache_kib) +
+                              "; PRAGMA mmap_size=" + std::to_string(options.mmap_bytes) + ";";
+        sql::exec(db, pragmas.c_str());
+        const char* text = "SELECT code, municipality, my_number, removed, updated_ms, record FROM residents"
+                           " WHERE my_number = ?1";
+        if (sqlite3_prepare_v3(db, text, -1, SQLITE_PREPARE_PERSISTENT, &by_number, nullptr) != SQLITE_OK)
+            sql::fail(db, text);
+    }
+    ~SqliteReader() override {
         sqlite3_finalize(by_number);
         sqlite3_close(db);
     }
     void lookup(const std::vector<std::string>& numbers, std::vector<std::vector<Resident>>& out, size_t from,
-                size_t to) {
+                size_t to) override {
         sql::Tx read(db, sql::Tx::Read); // one snapshot for the slice, not one per key
         for (size_t i = from; i < to; ++i) {
             Stmt q(by_number);
@@ -520,23 +575,20 @@ struct ReaderPool::Reader {
         }
         read.commit();
     }
+
+private:
+    sqlite3* db = nullptr;
+    sqlite3_stmt* by_number = nullptr;
 };
+} // namespace
+
+ReaderPool::ReaderPool(std::vector<std::unique_ptr<Reader>> readers) : readers_(std::move(readers)) {
+    if (readers_.empty()) throw std::invalid_argument("juki store: a reader pool needs at least one connection");
+}
 
 ReaderPool::ReaderPool(const std::filesystem::path& file, size_t connections, StoreOptions options) {
-    for (size_t i = 0; i < std::max<size_t>(1, connections); ++i) {
-        auto r = std::make_unique<Reader>();
-        if (sqlite3_open_v2(file.c_str(), &r->db, SQLITE_OPEN_READONLY | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK)
-            throw std::runtime_error(file.string() + ": " + (r->db ? sqlite3_errmsg(r->db) : "out of memory"));
-        sqlite3_busy_timeout(r->db, 5000);
-        std::string pragmas = "PRAGMA cache_size=-" + std::to_string(options.cache_kib) +
-                              "; PRAGMA mmap_size=" + std::to_string(options.mmap_bytes) + ";";
-        sql::exec(r->db, pragmas.c_str());
-        const char* text = "SELECT code, municipality, my_number, removed, updated_ms, record FROM residents"
-                           " WHERE my_number = ?1";
-        if (sqlite3_prepare_v3(r->db, text, -1, SQLITE_PREPARE_PERSISTENT, &r->by_number, nullptr) != SQLITE_OK)
-            sql::fail(r->db, text);
-        readers_.push_back(std::move(r));
-    }
+    for (size_t i = 0; i < std::max<size_t>(1, connections); ++i)
+        readers_.push_back(std::make_unique<SqliteReader>(file, options));
 }
 
 ReaderPool::~ReaderPool() = default;
@@ -564,6 +616,12 @@ std::vector<std::vector<Resident>> ReaderPool::by_numbers(const std::vector<std:
     for (auto& e : errors)
         if (e) std::rethrow_exception(e);
     return out;
+}
+
+std::unique_ptr<Store> open_store(const StoreLocation& where, Retention retention, StoreOptions options) {
+    if (where.backend == StoreLocation::Backend::Postgres)
+        return std::make_unique<PgIdentityStore>(where.dsn, where.schema, retention, options);
+    return std::make_unique<SqliteIdentityStore>(where.file, retention, options);
 }
 
 } // namespace renkei::juki

@@ -2,8 +2,11 @@
 // the current record per 住民票コード with its full change history (superseded versions), the answers already given per
 // received batch (so redelivery changes nothing), what this node sent and awaits a 更新件数リスト
 // for, alarms, provision records (who received whose data, 7 years), CS-to-CS notices received,
-// and the erasure log. One SQLite file (WAL); secure_delete so erased data is overwritten.
+// and the erasure log. Two backends behind one interface (`Store`): SQLite (one file, the default)
+// and PostgreSQL (pg_store.hpp).
 #pragma once
+
+#include "transaction.hpp"
 
 #include <juki.capnp.h>
 
@@ -66,86 +69,195 @@ struct ErasureCounts {
     uint64_t history = 0, residents = 0, provisions = 0;
 };
 
-class IdentityStore {
+// Where a store lives: a SQLite file (the zero-set-up default: municipalities, prefectures, tests)
+// or a schema in a PostgreSQL database (J-LIS's national store for 125 million residents).
+struct StoreLocation {
+    enum class Backend { Sqlite, Postgres };
+    Backend backend = Backend::Sqlite;
+    std::filesystem::path file;   // SQLite
+    std::string dsn;              // PostgreSQL: a libpq connection string or postgresql:// URI
+    std::string schema = "juki";  // PostgreSQL: the schema holding the tables
+};
+
+class ReaderPool;
+
+// The store, whichever backend. The plugin sees only this; each backend keeps its own statements
+// and layout (the SQLite one is tuned for a single file, the PostgreSQL one for a server).
+class Store : public Transactional {
 public:
-    IdentityStore(const std::filesystem::path& file, Retention retention = {}, StoreOptions options = {});
-    ~IdentityStore();
-    IdentityStore(const IdentityStore&) = delete;
-    IdentityStore& operator=(const IdentityStore&) = delete;
+    Store() = default;
+    Store(const Store&) = delete;
+    Store& operator=(const Store&) = delete;
 
-    sqlite3* db() { return db_; } // for sql::Tx around several calls
+    // "SQLite <file>" or "PostgreSQL <connection without password> schema <name>", for logs.
+    virtual std::string describe() const = 0;
+    // Read-only connections for answering many lookups at once (J-LIS's batch queries).
+    virtual std::unique_ptr<ReaderPool> readers(size_t connections) = 0;
+    // The first value of the first row of `sql` (an integer) on the store's connection; for
+    // operators' diagnostics and tests. 0 when there is no row.
+    virtual int64_t scalar(const std::string& sql) = 0;
+    // The schema version the store is at.
+    virtual int schema_version() = 0;
 
-    std::optional<Resident> get(const std::string& code);
+    virtual std::optional<Resident> get(const std::string& code) = 0;
     // Records `record` as the current version of its 住民票コード; the version it replaces joins the
     // history. `replaces` false says the caller knows there is none (a first record: one write less).
-    void put(IdentityRecord::Reader record, const std::vector<uint8_t>& canonical, bool removed, int64_t now_ms,
-             bool replaces = true);
+    virtual void put(IdentityRecord::Reader record, const std::vector<uint8_t>& canonical, bool removed,
+                     int64_t now_ms, bool replaces = true) = 0;
+    // An initial load (移行, a benchmark): first versions of residents the store does not hold, in
+    // one transaction; refused as a whole (nothing recorded) if any of them is already there.
+    virtual void load(capnp::List<IdentityRecord>::Reader records, int64_t now_ms) = 0;
     // 住民票コード変更: the old code's current row goes (its history stays, linked to the new code).
-    void retire_code(const std::string& old_code, const std::string& new_code, int64_t now_ms);
-    std::vector<Resident> by_number(const std::string& my_number);
+    virtual void retire_code(const std::string& old_code, const std::string& new_code, int64_t now_ms) = 0;
+    virtual std::vector<Resident> by_number(const std::string& my_number) = 0;
     // 4情報 search: `name` matches kanji or kana; empty / zero arguments are not conditions.
-    std::vector<Resident> by_attributes(const std::string& name, const std::string& birth, int sex,
-                                        const std::string& address);
+    virtual std::vector<Resident> by_attributes(const std::string& name, const std::string& birth, int sex,
+                                                const std::string& address) = 0;
     // Every current resident of `municipality` (removed ones excluded), in code order, in pages.
-    std::vector<Resident> residents_of(const std::string& municipality, const std::string& after_code, size_t limit);
-    uint64_t count();
+    virtual std::vector<Resident> residents_of(const std::string& municipality, const std::string& after_code,
+                                               size_t limit) = 0;
+    virtual uint64_t count() = 0;
 
     // Answers already given to (sender, batch).
-    std::optional<std::vector<uint8_t>> answer(const std::string& sender, const std::string& batch);
-    void save_answer(const std::string& sender, const std::string& batch, const std::vector<uint8_t>& answer,
-                     int64_t now_ms);
+    virtual std::optional<std::vector<uint8_t>> answer(const std::string& sender, const std::string& batch) = 0;
+    virtual void save_answer(const std::string& sender, const std::string& batch, const std::vector<uint8_t>& answer,
+                             int64_t now_ms) = 0;
 
-    void expect(const Expectation& e);
-    std::optional<Expectation> expected(const std::string& batch, const std::string& stage);
-    void confirm(const std::string& batch, const std::string& stage, int64_t now_ms);
-    std::vector<Expectation> pending();
-    void alarm(const std::string& batch, const std::string& detail, int64_t now_ms);
-    std::vector<Alarm> alarms();
+    virtual void expect(const Expectation& e) = 0;
+    virtual std::optional<Expectation> expected(const std::string& batch, const std::string& stage) = 0;
+    virtual void confirm(const std::string& batch, const std::string& stage, int64_t now_ms) = 0;
+    virtual std::vector<Expectation> pending() = 0;
+    virtual void alarm(const std::string& batch, const std::string& detail, int64_t now_ms) = 0;
+    virtual std::vector<Alarm> alarms() = 0;
 
-    void record_provision(const ProvisionRow& row);
-    std::vector<ProvisionRow> provisions_of(const std::string& subject);
+    virtual void record_provision(const ProvisionRow& row) = 0;
+    virtual std::vector<ProvisionRow> provisions_of(const std::string& subject) = 0;
 
-    void record_notice(const std::string& type, const std::string& from, const std::string& subject,
-                       const std::vector<uint8_t>& body, int64_t now_ms);
-    uint64_t notices(const std::string& type);
+    virtual void record_notice(const std::string& type, const std::string& from, const std::string& subject,
+                               const std::vector<uint8_t>& body, int64_t now_ms) = 0;
+    virtual uint64_t notices(const std::string& type) = 0;
 
     // Consistency check bookkeeping (national role): codes seen per check, chunks received.
-    bool chunk_seen(const std::string& check, uint32_t chunk); // records the chunk; true if it was already in
-    void mark_seen(const std::string& check, const std::string& code);
-    uint32_t chunks(const std::string& check);
+    virtual bool chunk_seen(const std::string& check, uint32_t chunk) = 0; // records the chunk; true if it was already in
+    virtual void mark_seen(const std::string& check, const std::string& code) = 0;
+    virtual uint32_t chunks(const std::string& check) = 0;
     // Current residents of `municipality` not seen in `check`, in code order from `after_code`.
-    std::vector<std::string> unseen(const std::string& check, const std::string& municipality,
-                                    const std::string& after_code, size_t limit);
-    void forget_check(const std::string& check);
-    void set_total(const std::string& check, uint32_t chunks);
-    std::optional<uint32_t> total(const std::string& check);
-    uint64_t seen(const std::string& check);
-    void add_difference(const std::string& check, const std::string& code, int kind, const std::string& fields,
-                        const std::string& registered_at);
+    virtual std::vector<std::string> unseen(const std::string& check, const std::string& municipality,
+                                            const std::string& after_code, size_t limit) = 0;
+    virtual void forget_check(const std::string& check) = 0;
+    virtual void set_total(const std::string& check, uint32_t chunks) = 0;
+    virtual std::optional<uint32_t> total(const std::string& check) = 0;
+    virtual uint64_t seen(const std::string& check) = 0;
+    virtual void add_difference(const std::string& check, const std::string& code, int kind, const std::string& fields,
+                                const std::string& registered_at) = 0;
     struct StoredDifference {
         std::string code;
         int kind = 0;
         std::string fields, registered_at;
     };
-    std::vector<StoredDifference> differences(const std::string& check, size_t limit);
-    uint64_t difference_count(const std::string& check, int kind);
+    virtual std::vector<StoredDifference> differences(const std::string& check, size_t limit) = 0;
+    virtual uint64_t difference_count(const std::string& check, int kind) = 0;
 
-    ErasureCounts erase_expired(int64_t now_ms);
+    // Erases what outlived its retention period (see the backend for what erasure means on disk).
+    virtual ErasureCounts erase_expired(int64_t now_ms) = 0;
+};
+
+// Opens (creating, migrating) the store at `where`.
+std::unique_ptr<Store> open_store(const StoreLocation& where, Retention retention = {}, StoreOptions options = {});
+
+// The SQLite backend: one file (WAL); secure_delete so erased data is overwritten in the file.
+class SqliteIdentityStore final : public Store {
+public:
+    SqliteIdentityStore(const std::filesystem::path& file, Retention retention = {}, StoreOptions options = {});
+    ~SqliteIdentityStore() override;
+
+    sqlite3* db() { return db_; } // for sql::Stmt in tests and tools
+
+    std::string describe() const override { return "SQLite " + file_.string(); }
+    std::unique_ptr<ReaderPool> readers(size_t connections) override;
+    int64_t scalar(const std::string& sql) override;
+    int schema_version() override;
+
+    std::optional<Resident> get(const std::string& code) override;
+    void put(IdentityRecord::Reader record, const std::vector<uint8_t>& canonical, bool removed, int64_t now_ms,
+             bool replaces = true) override;
+    void load(capnp::List<IdentityRecord>::Reader records, int64_t now_ms) override;
+    void retire_code(const std::string& old_code, const std::string& new_code, int64_t now_ms) override;
+    std::vector<Resident> by_number(const std::string& my_number) override;
+    std::vector<Resident> by_attributes(const std::string& name, const std::string& birth, int sex,
+                                        const std::string& address) override;
+    std::vector<Resident> residents_of(const std::string& municipality, const std::string& after_code,
+                                       size_t limit) override;
+    uint64_t count() override;
+
+    std::optional<std::vector<uint8_t>> answer(const std::string& sender, const std::string& batch) override;
+    void save_answer(const std::string& sender, const std::string& batch, const std::vector<uint8_t>& answer,
+                     int64_t now_ms) override;
+
+    void expect(const Expectation& e) override;
+    std::optional<Expectation> expected(const std::string& batch, const std::string& stage) override;
+    void confirm(const std::string& batch, const std::string& stage, int64_t now_ms) override;
+    std::vector<Expectation> pending() override;
+    void alarm(const std::string& batch, const std::string& detail, int64_t now_ms) override;
+    std::vector<Alarm> alarms() override;
+
+    void record_provision(const ProvisionRow& row) override;
+    std::vector<ProvisionRow> provisions_of(const std::string& subject) override;
+
+    void record_notice(const std::string& type, const std::string& from, const std::string& subject,
+                       const std::vector<uint8_t>& body, int64_t now_ms) override;
+    uint64_t notices(const std::string& type) override;
+
+    bool chunk_seen(const std::string& check, uint32_t chunk) override;
+    void mark_seen(const std::string& check, const std::string& code) override;
+    uint32_t chunks(const std::string& check) override;
+    std::vector<std::string> unseen(const std::string& check, const std::string& municipality,
+                                    const std::string& after_code, size_t limit) override;
+    void forget_check(const std::string& check) override;
+    void set_total(const std::string& check, uint32_t chunks) override;
+    std::optional<uint32_t> total(const std::string& check) override;
+    uint64_t seen(const std::string& check) override;
+    void add_difference(const std::string& check, const std::string& code, int kind, const std::string& fields,
+                        const std::string& registered_at) override;
+    std::vector<StoredDifference> differences(const std::string& check, size_t limit) override;
+    uint64_t difference_count(const std::string& check, int kind) override;
+
+    ErasureCounts erase_expired(int64_t now_ms) override;
+
+protected:
+    bool tx_begin(TxKind kind) override;
+    void tx_commit(bool nested) override;
+    void tx_rollback(bool nested) noexcept override;
 
 private:
     void supersede(const std::string& code, int64_t now_ms);
     sqlite3_stmt* cached(const char* text); // prepared once, reset by sql::Stmt after each use
 
     sqlite3* db_ = nullptr;
+    std::filesystem::path file_;
     Retention retention_;
+    StoreOptions options_;
     std::map<const char*, sqlite3_stmt*> statements_;
 };
 
+// Code written before the store had backends names the SQLite one so.
+using IdentityStore = SqliteIdentityStore;
+
 // Read-only connections to a store for answering many lookups at once (a batch query at J-LIS):
-// each thread reads through its own connection (WAL readers never block each other or the
-// writer), so a batch of keys uses every core while the plugin's own connection keeps writing.
+// each thread reads through its own connection, so a batch of keys uses every core while the
+// plugin's own connection keeps writing. SQLite: WAL readers never block each other or the writer.
+// PostgreSQL: one server connection (one backend process) per reader, each reading a snapshot.
 class ReaderPool {
 public:
+    // One connection of a pool: reads the keys numbers[from, to) into out[from, to).
+    class Reader {
+    public:
+        virtual ~Reader() = default;
+        virtual void lookup(const std::vector<std::string>& numbers, std::vector<std::vector<Resident>>& out,
+                            size_t from, size_t to) = 0;
+    };
+    explicit ReaderPool(std::vector<std::unique_ptr<Reader>> readers);
+    // SQLite readers on `file`.
     ReaderPool(const std::filesystem::path& file, size_t connections, StoreOptions options = {});
     ~ReaderPool();
     ReaderPool(const ReaderPool&) = delete;
@@ -158,7 +270,6 @@ public:
     static constexpr size_t kParallelFrom = 256;
 
 private:
-    struct Reader;
     std::vector<std::unique_ptr<Reader>> readers_;
 };
 

@@ -8,8 +8,8 @@
 // ../README.md lists every message type with its sender, receiver and legal basis.
 #include "identity_store.hpp"
 #include "numbers.hpp"
+#include "pg_store.hpp"
 #include "records.hpp"
-#include "sql.hpp"
 
 #include <juki.capnp.h>
 
@@ -111,8 +111,7 @@ public:
         if (role_ != "cs" && role_ != "pref" && role_ != "national")
             throw Error(RENKEI_ERR_INVALID, "settings.role: '" + role_ + "' must be cs, pref or national",
                         "settings.role", "juki.role");
-        auto store = host().config("store");
-        if (!store || store->empty()) throw Error(RENKEI_ERR_INVALID, "settings.store: required (SQLite file)", "settings.store");
+        auto where = store_location();
         Retention r;
         r.history_ms = years("retention_history_years", 150);
         r.removed_ms = years("retention_removed_years", 150);
@@ -120,11 +119,11 @@ public:
         StoreOptions o;
         o.search_indexes = role_ != "cs"; // a CS answers no queries
         o.cache_kib = static_cast<int64_t>(number("store_cache_mib", role_ == "national" ? 512 : 32, 1, 1 << 20)) * 1024;
-        store_ = std::make_unique<IdentityStore>(*store, r, o);
+        store_ = open_store(where, r, o);
         if (role_ != "cs") {
             // Batch queries by 個人番号 read through one connection per core (setting query_threads).
             auto cores = std::clamp(std::thread::hardware_concurrency(), 1u, 8u);
-            readers_ = std::make_unique<ReaderPool>(*store, static_cast<size_t>(number("query_threads", cores, 1, 64)), o);
+            readers_ = store_->readers(static_cast<size_t>(number("query_threads", cores, 1, 64)));
         }
         number_affairs_ = split(host().config_or("my_number_affairs", ""));
         report_limit_ = static_cast<size_t>(number("report_limit", 1000, 1, 1000000));
@@ -148,12 +147,31 @@ public:
                 throw Error(RENKEI_ERR_INVALID, "settings.number_secret_file: cannot read " + *secret_file,
                             "settings.number_secret_file");
             std::vector<uint8_t> secret((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-            auto numbers = host().config_or("number_store", *store + ".numbers");
-            numbers_ = std::make_unique<NumberRegistry>(numbers, std::move(secret));
+            // The 個人番号 registry: a SQLite file beside a SQLite store (number_store), a schema of
+            // its own (number_schema) on the PostgreSQL store's server, or a postgresql:// URI.
+            auto numbers = host().config_or("number_store", "");
+            bool numbers_uri = numbers.rfind("postgresql://", 0) == 0 || numbers.rfind("postgres://", 0) == 0;
+            if (numbers_uri || (numbers.empty() && where.backend == StoreLocation::Backend::Postgres)) {
+                auto schema = host().config_or("number_schema", "juki_numbers");
+                if (!valid_schema_name(schema))
+                    throw Error(RENKEI_ERR_INVALID,
+                                "settings.number_schema: '" + schema +
+                                    "' must be lower-case letters, digits and _ (not starting with a digit), at most 63",
+                                "settings.number_schema", "juki.store_schema");
+                if (schema == where.schema && where.backend == StoreLocation::Backend::Postgres)
+                    throw Error(RENKEI_ERR_INVALID,
+                                "settings.number_schema: '" + schema + "' is the store's schema; the registry needs its own",
+                                "settings.number_schema", "juki.store_schema");
+                numbers_ = std::make_unique<PgNumberRegistry>(numbers_uri ? numbers : where.dsn, schema, std::move(secret));
+            } else {
+                if (numbers.empty()) numbers = where.file.string() + ".numbers";
+                numbers_ = std::make_unique<NumberRegistry>(numbers, std::move(secret));
+            }
         }
         erase_interval_ms_ = static_cast<int64_t>(number("erase_interval_hours", 24, 1, 24 * 365)) * 3600 * 1000;
         eraser_ = std::thread([this] { erase_loop(); });
-        host().info("juki role " + role_ + " on " + node_ + ", store " + *store);
+        host().info("juki role " + role_ + " on " + node_ + ", store " + store_->describe() + // no password
+                    (numbers_ ? ", 個人番号 registry " + numbers_->describe() : std::string()));
     }
 
     void stop() override {
@@ -200,6 +218,41 @@ public:
     }
 
 private:
+    // settings.store: a SQLite file, or a postgresql:// URI; or store_backend = "postgresql" with
+    // store_dsn (a libpq connection string); store_schema names the PostgreSQL schema (juki).
+    StoreLocation store_location() {
+        StoreLocation w;
+        auto store = host().config_or("store", "");
+        auto backend = host().config_or("store_backend", "");
+        bool uri = store.rfind("postgresql://", 0) == 0 || store.rfind("postgres://", 0) == 0;
+        if (backend.empty()) backend = uri ? "postgresql" : "sqlite";
+        if (backend == "sqlite") {
+            if (store.empty())
+                throw Error(RENKEI_ERR_INVALID, "settings.store: required (the SQLite file)", "settings.store");
+            if (uri)
+                throw Error(RENKEI_ERR_INVALID, "settings.store: a PostgreSQL URI with store_backend sqlite",
+                            "settings.store", "juki.store_backend");
+            w.file = store;
+            return w;
+        }
+        if (backend != "postgresql")
+            throw Error(RENKEI_ERR_INVALID, "settings.store_backend: '" + backend + "' must be sqlite or postgresql",
+                        "settings.store_backend", "juki.store_backend");
+        w.backend = StoreLocation::Backend::Postgres;
+        w.dsn = host().config_or("store_dsn", uri ? store : "");
+        if (w.dsn.empty())
+            throw Error(RENKEI_ERR_INVALID,
+                        "settings.store_dsn: required for store_backend postgresql (or store = \"postgresql://...\")",
+                        "settings.store_dsn");
+        w.schema = host().config_or("store_schema", "juki");
+        if (!valid_schema_name(w.schema))
+            throw Error(RENKEI_ERR_INVALID,
+                        "settings.store_schema: '" + w.schema +
+                            "' must be lower-case letters, digits and _ (not starting with a digit), at most 63",
+                        "settings.store_schema", "juki.store_schema");
+        return w;
+    }
+
     int64_t years(const char* key, int def) { return static_cast<int64_t>(number(key, def, 0, 1000) * kYearMs); }
 
     // A numeric setting in [min, max]; anything else stops the start with the setting's name.
@@ -249,10 +302,10 @@ private:
         std::vector<Refused> refused;
         std::vector<uint32_t> skip;
         hashes.clear();
-        renkei::juki::sql::Tx tx(store_->db());
+        Store::Transaction tx(*store_);
         // J-LIS reads the registry for every record: one transaction for the batch, not one per read.
-        std::optional<renkei::juki::sql::Tx> numbers_tx;
-        if (numbers_) numbers_tx.emplace(numbers_->db());
+        std::optional<Transactional::Transaction> numbers_tx;
+        if (numbers_) numbers_tx.emplace(*numbers_);
         for (uint32_t i = 0; i < records.size(); ++i) {
             auto r = records[i];
             auto canonical = canonical_bytes(r);
@@ -455,7 +508,7 @@ private:
             return;
         }
         if (e->confirmed_ms != 0) return; // a repeated list for a batch already reconciled
-        sql::Tx tx(store_->db());
+        Store::Transaction tx(*store_);
         auto why = reconcile(*e, l);
         if (!why.empty()) {
             store_->alarm(batch, "更新件数リスト from " + std::string(l.getRecordedBy()) + " for batch " + batch +
@@ -573,7 +626,7 @@ private:
     [[noreturn]] void refuse_query(const renkei::sdk::Message& m, IdentityQuery::Reader q, const std::string& field,
                                    const std::string& rule, const std::string& why) {
         {
-            sql::Tx tx(store_->db());
+            Store::Transaction tx(*store_);
             for (auto k : q.getKeys()) provision(m, subject_of(k), "refused", why);
             tx.commit();
         }
@@ -628,7 +681,7 @@ private:
                 numbers.emplace_back(keys[i].getMyNumber().cStr());
             }
         auto by_number = readers_->by_numbers(numbers);
-        sql::Tx tx(store_->db());
+        Store::Transaction tx(*store_);
         for (uint32_t i = 0; i < keys.size(); ++i) {
             auto k = keys[i];
             std::vector<Resident> found;
@@ -836,7 +889,7 @@ private:
             throw Error(RENKEI_ERR_INVALID, "municipality: " + municipality + " was sent by " + m.from(), "municipality",
                         "juki.municipality");
         std::string check = m.from() + "/" + std::string(c.getCheckId());
-        sql::Tx tx(store_->db());
+        Store::Transaction tx(*store_);
         if (store_->chunk_seen(check, c.getChunk())) return; // a redelivered chunk
         if (c.getLast()) store_->set_total(check, c.getChunk() + 1);
         for (auto r : c.getRecords()) {
@@ -942,9 +995,9 @@ private:
     std::string node_, role_, municipality_, upstream_;
     std::vector<std::string> number_affairs_;
     size_t report_limit_ = 1000;
-    std::unique_ptr<IdentityStore> store_;
+    std::unique_ptr<Store> store_;
     std::unique_ptr<ReaderPool> readers_; // pref, national
-    std::unique_ptr<NumberRegistry> numbers_;
+    std::unique_ptr<Numbers> numbers_;
     std::mutex mutex_;
     std::condition_variable wake_;
     bool stopping_ = false;

@@ -12,9 +12,12 @@ namespace renkei::juki {
 using sql::Stmt;
 using sql::Tx;
 
-NumberRegistry::NumberRegistry(const std::filesystem::path& store, std::vector<uint8_t> secret)
-    : secret_(std::move(secret)) {
+Numbers::Numbers(std::vector<uint8_t> secret) : secret_(std::move(secret)) {
     if (secret_.size() < 32) throw std::invalid_argument("number_secret_file: the secret must be at least 32 bytes");
+}
+
+NumberRegistry::NumberRegistry(const std::filesystem::path& store, std::vector<uint8_t> secret)
+    : Numbers(std::move(secret)), file_(store) {
     db_ = sql::open(store, "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA cache_size=-65536;"
                            " PRAGMA mmap_size=1073741824; PRAGMA wal_autocheckpoint=16384;");
     sql::exec(db_,
@@ -37,7 +40,11 @@ NumberRegistry::~NumberRegistry() {
     sqlite3_close(db_);
 }
 
-std::string NumberRegistry::candidate(const std::string& code, uint32_t generation, uint32_t counter) const {
+bool NumberRegistry::tx_begin(TxKind kind) { return sql::begin(db_, kind == TxKind::Read); }
+void NumberRegistry::tx_commit(bool nested) { sql::commit(db_, nested); }
+void NumberRegistry::tx_rollback(bool nested) noexcept { sql::rollback(db_, nested); }
+
+std::string Numbers::candidate(const std::string& code, uint32_t generation, uint32_t counter) const {
     std::string msg = code;
     msg.push_back('\0');
     for (uint32_t v : {generation, counter})

@@ -4,6 +4,8 @@
 // change (番号法7条2項) issues a new number and keeps the old one in the history.
 #pragma once
 
+#include "transaction.hpp"
+
 #include <cstdint>
 #include <filesystem>
 #include <optional>
@@ -21,35 +23,62 @@ struct Assignment {
     uint32_t generation = 0;
 };
 
-class NumberRegistry {
+// The registry, whichever backend: a SQLite file (NumberRegistry) or a PostgreSQL schema
+// (PgNumberRegistry, pg_store.hpp). The numbers come from the same HMAC either way.
+class Numbers : public Transactional {
+public:
+    // Answers request `request_id` (hex message id). The same request id always gets the same
+    // answer; without `change`, every request for a code that has a number gets that number.
+    virtual Assignment assign(const std::string& request_id, const std::string& resident_code, bool change,
+                              const std::string& reason, int64_t now_ms) = 0;
+    // Numbers ever issued to `resident_code`, oldest first.
+    virtual std::vector<std::string> history(const std::string& resident_code) = 0;
+    // The current number of `resident_code`, if any.
+    virtual std::optional<std::string> current(const std::string& resident_code) = 0;
+    // The 住民票コード a number was issued to (now or before a change), if it was ever issued.
+    virtual std::optional<std::string> holder(const std::string& my_number) = 0;
+    // 住民票コード変更 (住基法30条の4): the person's numbers follow them to the new code.
+    virtual void change_code(const std::string& old_code, const std::string& new_code, int64_t now_ms) = 0;
+    virtual std::string describe() const = 0;
+
+protected:
+    // `secret` must be at least 32 bytes.
+    explicit Numbers(std::vector<uint8_t> secret);
+    // The candidate number `counter` of `generation` for a code (HMAC-SHA256 under the secret).
+    std::string candidate(const std::string& resident_code, uint32_t generation, uint32_t counter) const;
+
+private:
+    std::vector<uint8_t> secret_;
+};
+
+// The SQLite registry: one file (WAL).
+class NumberRegistry final : public Numbers {
 public:
     // Opens (creating) the SQLite store; `secret` must be at least 32 bytes.
     NumberRegistry(const std::filesystem::path& store, std::vector<uint8_t> secret);
-    ~NumberRegistry();
+    ~NumberRegistry() override;
     NumberRegistry(const NumberRegistry&) = delete;
     NumberRegistry& operator=(const NumberRegistry&) = delete;
 
     sqlite3* db() { return db_; } // for sql::Tx around many assignments
 
-    // Answers request `request_id` (hex message id). The same request id always gets the same
-    // answer; without `change`, every request for a code that has a number gets that number.
     Assignment assign(const std::string& request_id, const std::string& resident_code, bool change,
-                      const std::string& reason, int64_t now_ms);
-    // Numbers ever issued to `resident_code`, oldest first.
-    std::vector<std::string> history(const std::string& resident_code);
-    // The current number of `resident_code`, if any.
-    std::optional<std::string> current(const std::string& resident_code);
-    // The 住民票コード a number was issued to (now or before a change), if it was ever issued.
-    std::optional<std::string> holder(const std::string& my_number);
-    // 住民票コード変更 (住基法30条の4): the person's numbers follow them to the new code.
-    void change_code(const std::string& old_code, const std::string& new_code, int64_t now_ms);
+                      const std::string& reason, int64_t now_ms) override;
+    std::vector<std::string> history(const std::string& resident_code) override;
+    std::optional<std::string> current(const std::string& resident_code) override;
+    std::optional<std::string> holder(const std::string& my_number) override;
+    void change_code(const std::string& old_code, const std::string& new_code, int64_t now_ms) override;
+    std::string describe() const override { return "SQLite " + file_.string(); }
+
+protected:
+    bool tx_begin(TxKind kind) override;
+    void tx_commit(bool nested) override;
+    void tx_rollback(bool nested) noexcept override;
 
 private:
-    std::string candidate(const std::string& resident_code, uint32_t generation, uint32_t counter) const;
-
     sqlite3* db_ = nullptr;
     sqlite3_stmt* current_ = nullptr;
-    std::vector<uint8_t> secret_;
+    std::filesystem::path file_;
 };
 
 } // namespace renkei::juki

@@ -102,6 +102,21 @@ private:
     bool owned_;
 };
 
+// The steps of Tx for the stores' transaction() (transaction.hpp): begin returns whether it is a
+// savepoint inside an open transaction.
+inline bool begin(sqlite3* db, bool read) {
+    bool nested = sqlite3_get_autocommit(db) == 0;
+    const char* text = nested ? "SAVEPOINT tx" : read ? "BEGIN" : "BEGIN IMMEDIATE";
+    if (sqlite3_exec(db, text, nullptr, nullptr, nullptr) != SQLITE_OK) fail(db, "BEGIN");
+    return nested;
+}
+inline void commit(sqlite3* db, bool nested) {
+    if (sqlite3_exec(db, nested ? "RELEASE tx" : "COMMIT", nullptr, nullptr, nullptr) != SQLITE_OK) fail(db, "COMMIT");
+}
+inline void rollback(sqlite3* db, bool nested) noexcept {
+    sqlite3_exec(db, nested ? "ROLLBACK TO tx; RELEASE tx" : "ROLLBACK", nullptr, nullptr, nullptr);
+}
+
 // Rolls back unless committed. Inside another transaction it is a savepoint of it.
 class Tx {
 public:
