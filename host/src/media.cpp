@@ -499,6 +499,7 @@ bool is_hex(const std::string& s, size_t len) {
 struct Head {
     BundleInfo info;
     Bytes ephemeral_public, wrapped_key, digest; // digest: SHA-256 of the preamble
+    std::string manifest;                        // parsed only once its signature is checked (or for inspect)
 };
 
 std::string to_toml(const toml::table& t) {
@@ -641,7 +642,8 @@ void parse_manifest(const std::string& text, const fs::path& file, BundleInfo& i
     if (f.u64("records") != info.total_records()) f.bad("records", "is not the sum of the files' records");
 }
 
-// Reads the preamble: magic, header, manifest. Returns the head with the preamble's digest.
+// Reads the preamble (magic, header, manifest) and parses the header; the manifest is parsed by
+// read_manifest(), after its signature was checked where that is wanted.
 Head read_head(Reader& r) {
     const auto& path = r.path();
     uint8_t magic[sizeof kMagic];
@@ -671,15 +673,19 @@ Head read_head(Reader& r) {
     if (!valid_utf8(header_str)) fail(MediaFailure::malformed, path.string() + ": the header is not UTF-8 text");
     Head h = parse_header(header_str, path);
     h.digest = std::move(digest);
+    h.manifest = std::move(manifest_str);
     r.set_info(h.info);
-    if (!valid_utf8(manifest_str)) fail(MediaFailure::malformed, path.string() + ": the manifest is not UTF-8 text", h.info);
+    return h;
+}
+
+void read_manifest(Reader& r, Head& h) {
+    if (!valid_utf8(h.manifest)) fail(MediaFailure::malformed, r.path().string() + ": the manifest is not UTF-8 text", h.info);
     try {
-        parse_manifest(manifest_str, path, h.info);
+        parse_manifest(h.manifest, r.path(), h.info);
     } catch (const MediaError& e) {
         throw MediaError(e.failure(), e.what(), h.info);
     }
     r.set_info(h.info);
-    return h;
 }
 
 // The sender's key that signed, if the identity trusts it for the sender.
@@ -1057,7 +1063,9 @@ BundleInfo export_bundle(const MediaIdentity& me, const ExportOptions& o,
 
 BundleInfo read_bundle_info(const fs::path& bundle) {
     Reader r(bundle);
-    return read_head(r).info;
+    Head h = read_head(r);
+    read_manifest(r, h);
+    return h.info;
 }
 
 BundleInfo verify_bundle(const MediaIdentity& me, const fs::path& bundle) {
@@ -1065,6 +1073,7 @@ BundleInfo verify_bundle(const MediaIdentity& me, const fs::path& bundle) {
     Head h = read_head(r);
     auto signer = trusted_signer(me, h.info, bundle);
     check_head_signature(r, h, signer);
+    read_manifest(r, h);
     walk_body(r, h, signer, nullptr, [](uint32_t, View) {});
     return h.info;
 }
@@ -1076,6 +1085,7 @@ ImportResult import_bundle(const MediaIdentity& me, const fs::path& bundle, cons
     const BundleInfo& info = h.info;
     auto signer = trusted_signer(me, info, bundle);
     check_head_signature(r, h, signer);
+    read_manifest(r, h);
     check_recipient(me, info, bundle);
     auto key = unwrap_content_key(me, h, bundle);
 
