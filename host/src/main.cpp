@@ -125,9 +125,11 @@ int main(int argc, char** argv) {
     auto* replay_id = dl_replay->add_option("--id", dl.id, "message id (hex)");
     auto* replay_all = dl_replay->add_flag("--all", dl.all, "every dead letter");
     replay_id->excludes(replay_all);
+    dl_replay->add_option("--operator", dl.operator_id, "who does it (required; into the audit trail)");
     auto* dl_drop = dl_cmd->add_subcommand("drop", "discard one dead letter for good");
     add_store(dl_drop);
     dl_drop->add_option("--id", dl.id, "message id (hex)")->required();
+    dl_drop->add_option("--operator", dl.operator_id, "who does it (required; into the audit trail)");
 
     renkei::MediaCliOptions media;
     std::vector<std::string> media_plugin_dirs, media_files;
