@@ -4,13 +4,18 @@
 #include <renkei/log.hpp>
 
 #include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <openssl/hmac.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <fstream>
 #include <map>
+#include <optional>
 #include <sstream>
 
 namespace renkei {
@@ -18,6 +23,7 @@ namespace fs = std::filesystem;
 namespace {
 
 const std::string kGenesis(64, '0');
+const char* const kLockName = "audit.lock";
 constexpr size_t kFields = 14; // seq time event id type from to purpose operator outcome detail subject prev hash
 
 std::string escape(const std::string& s) {
@@ -92,13 +98,41 @@ std::vector<uint8_t> load_or_create_key(const fs::path& path) {
     return key;
 }
 
+// An exclusive (or shared) flock on <dir>/audit.lock for as long as it lives.
+class DirLock {
+public:
+    DirLock(int fd, int op) : fd_(fd) {
+        while (::flock(fd_, op) != 0) {
+            if (errno == EINTR) continue;
+            throw std::runtime_error(std::string("cannot lock the audit directory: ") + strerror(errno));
+        }
+    }
+    ~DirLock() { ::flock(fd_, LOCK_UN); }
+    DirLock(const DirLock&) = delete;
+    DirLock& operator=(const DirLock&) = delete;
+
+private:
+    int fd_;
+};
+
 } // namespace
 
 AuditLog::AuditLog(fs::path dir, AuditOptions options) : dir_(std::move(dir)), options_(std::move(options)) {
     fs::create_directories(dir_);
     if (options_.key_file.empty()) options_.key_file = dir_.parent_path() / "audit.key";
-    key_ = load_or_create_key(options_.key_file);
-    open_tail();
+    auto lock_file = dir_ / kLockName;
+    lock_fd_ = ::open(lock_file.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+    if (lock_fd_ < 0) throw std::runtime_error(lock_file.string() + ": cannot open the audit lock: " + strerror(errno));
+    try {
+        DirLock lock(lock_fd_, LOCK_EX); // two processes opening at once create one key, cut no live line
+        key_ = load_or_create_key(options_.key_file);
+        read_tail();
+    } catch (...) {
+        if (fd_ >= 0) ::close(fd_);
+        ::close(lock_fd_);
+        throw;
+    }
+    written_seq_ = queued_seq_ = next_seq_ - 1;
     thread_ = std::thread([this] { writer(); });
 }
 
@@ -110,14 +144,25 @@ AuditLog::~AuditLog() {
     }
     if (thread_.joinable()) thread_.join();
     if (fd_ >= 0) ::close(fd_);
+    if (lock_fd_ >= 0) ::close(lock_fd_);
 }
 
-// Finds where the chain ends; a torn last line (a crash mid-write) is cut off and reported.
-void AuditLog::open_tail() {
+// Finds where the chain ends; a torn last line (a writer that died mid-write: the lock is held, so
+// no live writer is half-way through one) is cut off and reported.
+void AuditLog::read_tail() {
     auto anchor = read_anchor(dir_);
     next_seq_ = anchor.seq;
     last_hash_ = anchor.prev;
+    current_file_.clear();
+    current_size_ = 0;
     auto files = log_files(dir_);
+    auto last_record = [](const std::string& content) {
+        std::istringstream lines(content);
+        std::string line, last;
+        while (std::getline(lines, line))
+            if (!line.empty()) last = line;
+        return split(last);
+    };
     if (!files.empty()) {
         current_file_ = files.back();
         std::ifstream in(current_file_, std::ios::binary);
@@ -130,27 +175,15 @@ void AuditLog::open_tail() {
             fs::resize_file(current_file_, good);
             content.resize(good);
         }
-        std::istringstream lines(content);
-        std::string line, last;
-        while (std::getline(lines, line))
-            if (!line.empty()) last = line;
-        if (!last.empty()) {
-            auto f = split(last);
-            if (f.size() == kFields) {
-                next_seq_ = std::stoull(f[0]) + 1;
-                last_hash_ = f[13];
-            }
-        } else if (files.size() > 1) {
+        auto f = last_record(content);
+        if (f.size() != kFields && content.empty() && files.size() > 1) {
             // Empty newest file: continue from the one before it.
-            std::ifstream prev(files[files.size() - 2]);
-            std::string l, lastp;
-            while (std::getline(prev, l))
-                if (!l.empty()) lastp = l;
-            auto f = split(lastp);
-            if (f.size() == kFields) {
-                next_seq_ = std::stoull(f[0]) + 1;
-                last_hash_ = f[13];
-            }
+            std::ifstream prev(files[files.size() - 2], std::ios::binary);
+            f = last_record(std::string((std::istreambuf_iterator<char>(prev)), std::istreambuf_iterator<char>()));
+        }
+        if (f.size() == kFields) {
+            next_seq_ = std::stoull(f[0]) + 1;
+            last_hash_ = f[13];
         }
         current_size_ = content.size();
     }
@@ -158,9 +191,25 @@ void AuditLog::open_tail() {
         current_file_ = dir_ / file_name(next_seq_);
         current_size_ = 0;
     }
+    open_current();
+}
+
+void AuditLog::open_current() {
+    if (fd_ >= 0) ::close(fd_);
     fd_ = ::open(current_file_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-    if (fd_ < 0) throw std::runtime_error(current_file_.string() + ": cannot open the audit log");
-    written_seq_ = queued_seq_ = next_seq_ - 1;
+    if (fd_ < 0) throw std::runtime_error(current_file_.string() + ": cannot open the audit log: " + strerror(errno));
+}
+
+// Whether another process wrote since this one last did. Every writer keeps the protocol (append
+// or start a file only under the lock), so the tail moved iff the file this one writes grew or
+// lost its name, or a file starting at the sequence number this one would write next exists
+// beside it (another writer rotated, or opened a new file when the newest was full).
+bool AuditLog::tail_moved() const {
+    struct stat st{};
+    if (::fstat(fd_, &st) != 0 || st.st_nlink == 0 || static_cast<uint64_t>(st.st_size) != current_size_) return true;
+    auto next = dir_ / file_name(next_seq_);
+    std::error_code ec;
+    return next != current_file_ && fs::exists(next, ec);
 }
 
 std::string AuditLog::hmac(const std::string& value) const {
@@ -190,6 +239,43 @@ uint64_t AuditLog::appended() const {
     return queued_seq_;
 }
 
+// Serialises `batch` onto the chain's tail, writes it and rotates; the directory lock is held.
+void AuditLog::write_batch(const std::vector<AuditRecord>& batch, std::string& out) {
+    out.clear();
+    for (auto& r : batch) {
+        std::ostringstream body;
+        body << next_seq_ << '\t' << r.time_ms << '\t' << escape(r.event) << '\t' << escape(r.message_id) << '\t'
+             << escape(r.type) << '\t' << escape(r.from) << '\t' << escape(r.to) << '\t' << escape(r.purpose)
+             << '\t' << escape(r.operator_id) << '\t' << escape(r.outcome) << '\t' << escape(r.detail) << '\t'
+             << r.subject << '\t' << last_hash_;
+        std::string b = body.str();
+        std::string h = chain_hash(last_hash_, b);
+        out += b;
+        out += '\t';
+        out += h;
+        out += '\n';
+        last_hash_ = h;
+        ++next_seq_;
+    }
+    size_t done = 0;
+    while (done < out.size()) {
+        ssize_t n = ::write(fd_, out.data() + done, out.size() - done);
+        if (n < 0) {
+            if (errno == EINTR) continue;
+            throw std::runtime_error(current_file_.string() + ": write failed: " + strerror(errno));
+        }
+        done += static_cast<size_t>(n);
+    }
+    if (options_.durable && ::fdatasync(fd_) != 0)
+        throw std::runtime_error(current_file_.string() + ": fdatasync failed: " + strerror(errno));
+    current_size_ += out.size();
+    if (current_size_ >= options_.max_file_bytes) {
+        current_file_ = dir_ / file_name(next_seq_);
+        current_size_ = 0;
+        open_current();
+    }
+}
+
 void AuditLog::writer() {
     std::vector<AuditRecord> batch;
     std::string out;
@@ -200,40 +286,16 @@ void AuditLog::writer() {
             if (pending_.empty() && stopping_) return;
             batch.swap(pending_);
         }
-        out.clear();
-        for (auto& r : batch) {
-            std::ostringstream body;
-            body << next_seq_ << '\t' << r.time_ms << '\t' << escape(r.event) << '\t' << escape(r.message_id) << '\t'
-                 << escape(r.type) << '\t' << escape(r.from) << '\t' << escape(r.to) << '\t' << escape(r.purpose)
-                 << '\t' << escape(r.operator_id) << '\t' << escape(r.outcome) << '\t' << escape(r.detail) << '\t'
-                 << r.subject << '\t' << last_hash_;
-            std::string b = body.str();
-            std::string h = chain_hash(last_hash_, b);
-            out += b;
-            out += '\t';
-            out += h;
-            out += '\n';
-            last_hash_ = h;
-            ++next_seq_;
-        }
-        size_t done = 0;
-        while (done < out.size()) {
-            ssize_t n = ::write(fd_, out.data() + done, out.size() - done);
-            if (n < 0) {
-                if (errno == EINTR) continue;
-                logger("audit")->critical("{}: write failed: {}", current_file_.string(), strerror(errno));
+        {
+            std::lock_guard io(io_mutex_);
+            try {
+                DirLock dir_lock(lock_fd_, LOCK_EX);
+                if (tail_moved()) read_tail(); // another process wrote: chain from its last record
+                write_batch(batch, out);
+            } catch (const std::exception& e) {
+                logger("audit")->critical("{}: {}", dir_.string(), e.what());
                 std::abort(); // never run on without the trail
             }
-            done += static_cast<size_t>(n);
-        }
-        if (options_.durable) ::fdatasync(fd_);
-        current_size_ += out.size();
-        if (current_size_ >= options_.max_file_bytes) {
-            ::close(fd_);
-            current_file_ = dir_ / file_name(next_seq_);
-            current_size_ = 0;
-            fd_ = ::open(current_file_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0600);
-            if (fd_ < 0) std::abort();
         }
         {
             std::lock_guard lock(mutex_);
@@ -246,7 +308,8 @@ void AuditLog::writer() {
 
 size_t AuditLog::expire_before(int64_t cutoff_ms) {
     flush();
-    std::lock_guard lock(mutex_);
+    std::lock_guard io(io_mutex_);
+    DirLock dir_lock(lock_fd_, LOCK_EX); // another process may be appending or expiring
     auto files = log_files(dir_);
     size_t removed = 0;
     for (size_t i = 0; i + 1 < files.size(); ++i) {
@@ -281,12 +344,33 @@ AuditVerifyResult verify_audit(const fs::path& dir) {
         r.error = dir.string() + ": not a directory";
         return r;
     }
-    auto anchor = read_anchor(dir);
+    // A snapshot under the writers' lock: which files, and how much of each is whole records.
+    Anchor anchor;
+    std::vector<std::pair<fs::path, uint64_t>> snapshot;
+    {
+        int lock_fd = ::open((dir / kLockName).c_str(), O_RDONLY | O_CLOEXEC);
+        std::optional<DirLock> shared;
+        if (lock_fd >= 0) shared.emplace(lock_fd, LOCK_SH); // none yet: no writer has used this directory
+        anchor = read_anchor(dir);
+        for (auto& file : log_files(dir)) {
+            std::error_code ec;
+            auto size = fs::file_size(file, ec);
+            snapshot.emplace_back(file, ec ? 0 : size);
+        }
+        shared.reset();
+        if (lock_fd >= 0) ::close(lock_fd);
+    }
     uint64_t expect_seq = anchor.seq;
     std::string prev = anchor.prev;
-    for (auto& file : log_files(dir)) {
+    for (auto& [file, size] : snapshot) {
         std::ifstream in(file, std::ios::binary);
-        std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+        if (!in) {
+            r.error = file.string() + ": cannot be read (removed while verifying?)";
+            return r;
+        }
+        std::string content(size, '\0');
+        in.read(content.data(), static_cast<std::streamsize>(size));
+        content.resize(static_cast<size_t>(in.gcount()));
         std::istringstream lines(content);
         std::string line;
         size_t lineno = 0;

@@ -1,5 +1,6 @@
 #include "renkei/deadletter_cli.hpp"
 
+#include "renkei/audit_log.hpp"
 #include "renkei/config.hpp"
 #include "renkei/dead_letters.hpp"
 #include "renkei/envelope.hpp"
@@ -9,6 +10,7 @@
 #include <cstdio>
 #include <ctime>
 #include <exception>
+#include <memory>
 #include <optional>
 #include <string_view>
 
@@ -130,6 +132,22 @@ struct Store {
     fs::path db;
 };
 
+// One record in the node's audit trail for an operator's action on a dead letter.
+void audit(AuditLog* log, const DeadLetterCliOptions& o, const std::string& action, const std::string& id,
+           const std::string& peer, const std::string& outcome, const std::string& detail) {
+    if (!log) return;
+    AuditRecord r;
+    r.time_ms = now_unix_ms();
+    r.event = "admin";
+    r.type = "deadletter." + action;
+    r.message_id = id;
+    r.to = peer;
+    r.operator_id = o.operator_id;
+    r.outcome = outcome;
+    r.detail = detail;
+    log->append(std::move(r));
+}
+
 // Finds the outbox database from --data-dir or --config; nullopt after reporting why not.
 std::optional<Store> locate(const DeadLetterCliOptions& o, std::ostream& err) {
     if (o.data_dir.empty() == o.config_file.empty()) {
@@ -199,7 +217,7 @@ int list(const DeadLetterCliOptions& o, const Store& store, DeadLetters& letters
     return kOk;
 }
 
-int replay(const DeadLetterCliOptions& o, const Store& store, DeadLetters& letters,
+int replay(const DeadLetterCliOptions& o, const Store& store, DeadLetters& letters, AuditLog* log,
            std::ostream& out, std::ostream& err) {
     // The ones to replay, fixed now: a message that dies again while this runs (the peer
     // refuses it at once) is not replayed twice.
@@ -222,11 +240,13 @@ int replay(const DeadLetterCliOptions& o, const Store& store, DeadLetters& lette
     } else {
         auto id = parse_id(o.id);
         if (!id) {
+            audit(log, o, "replay", "", "", "refused", "not a message id: " + printable(o.id));
             err << "renkei: '" << printable(o.id) << "' is not a message id (32 hex digits)\n";
             return kFailed;
         }
         auto letter = letters.get(*id);
         if (!letter) {
+            audit(log, o, "replay", hex(*id), "", "refused", "no such dead letter in " + store.db.string());
             err << "renkei: no dead letter with id " << hex(*id) << " in " << store.db.string() << "\n";
             return kFailed;
         }
@@ -239,11 +259,15 @@ int replay(const DeadLetterCliOptions& o, const Store& store, DeadLetters& lette
         auto entry = outbox.replay_dead_letter(d.id, now_unix_ms());
         if (!entry) {
             // Acknowledged late or dropped since it was read.
+            audit(log, o, "replay", hex(d.id), d.peer, "refused",
+                  describe(d) + ": no longer a dead letter (acknowledged or dropped meanwhile)");
             ++gone;
             err << "renkei: " << hex(d.id) << " is no longer a dead letter (acknowledged or dropped meanwhile)\n";
             continue;
         }
         ++replayed;
+        audit(log, o, "replay", hex(d.id), d.peer, "ok",
+              describe(d) + " -> outbox seq " + std::to_string(entry->seq) + (o.all ? " (--all)" : ""));
         out << "replayed " << hex(d.id) << " " << describe(d) << " -> outbox seq " << entry->seq
             << ", attempts " << entry->attempts << ", due now\n";
     }
@@ -256,18 +280,21 @@ int replay(const DeadLetterCliOptions& o, const Store& store, DeadLetters& lette
     return replayed == 1 ? kOk : kFailed;
 }
 
-int drop(const DeadLetterCliOptions& o, const Store& store, DeadLetters& letters, std::ostream& out,
-         std::ostream& err) {
+int drop(const DeadLetterCliOptions& o, const Store& store, DeadLetters& letters, AuditLog* log,
+         std::ostream& out, std::ostream& err) {
     auto id = parse_id(o.id);
     if (!id) {
+        audit(log, o, "drop", "", "", "refused", "not a message id: " + printable(o.id));
         err << "renkei: '" << printable(o.id) << "' is not a message id (32 hex digits)\n";
         return kFailed;
     }
     auto letter = letters.get(*id);
     if (!letter || !letters.remove(*id)) {
+        audit(log, o, "drop", hex(*id), letter ? letter->peer : "", "refused", "no such dead letter in " + store.db.string());
         err << "renkei: no dead letter with id " << hex(*id) << " in " << store.db.string() << "\n";
         return kFailed;
     }
+    audit(log, o, "drop", hex(letter->id), letter->peer, "ok", describe(*letter) + " (discarded for good)");
     out << "dropped " << hex(letter->id) << " " << describe(*letter) << "\n";
     return kOk;
 }
@@ -305,8 +332,30 @@ int run_deadletter_command(const DeadLetterCliOptions& options, std::ostream& ou
         err << "renkei: deadletter drop needs --id HEX (one at a time)\n";
         return kCannotOpen;
     }
+    bool acts = o.action != DeadLetterAction::list;
+    if (acts && o.operator_id.empty()) {
+        err << "renkei: deadletter " << (o.action == DeadLetterAction::replay ? "replay" : "drop")
+            << " needs --operator NAME (who does it goes into the audit trail)\n";
+        return kCannotOpen;
+    }
+    for (unsigned char c : o.operator_id)
+        if (c < 0x20 || c == 0x7F) {
+            err << "renkei: --operator contains a control character\n";
+            return kCannotOpen;
+        }
     auto store = locate(o, err);
     if (!store) return kCannotOpen;
+
+    // The node's audit trail; the host may be appending to it at the same time.
+    std::unique_ptr<AuditLog> log;
+    if (acts) {
+        try {
+            log = std::make_unique<AuditLog>(store->data_dir / "audit");
+        } catch (const std::exception& e) {
+            err << "renkei: " << (store->data_dir / "audit").string() << ": cannot open the audit trail: " << e.what() << "\n";
+            return kCannotOpen;
+        }
+    }
 
     std::optional<DeadLetters> letters;
     try {
@@ -318,11 +367,12 @@ int run_deadletter_command(const DeadLetterCliOptions& options, std::ostream& ou
     try {
         switch (o.action) {
         case DeadLetterAction::list: return list(o, *store, *letters, out);
-        case DeadLetterAction::replay: return replay(o, *store, *letters, out, err);
-        case DeadLetterAction::drop: return drop(o, *store, *letters, out, err);
+        case DeadLetterAction::replay: return replay(o, *store, *letters, log.get(), out, err);
+        case DeadLetterAction::drop: return drop(o, *store, *letters, log.get(), out, err);
         }
     } catch (const std::exception& e) {
         // sqlite::Error names the file and the operation, never stored values.
+        audit(log.get(), o, o.action == DeadLetterAction::replay ? "replay" : "drop", o.id, "", "failed", e.what());
         err << "renkei: " << e.what() << "\n";
     }
     return kFailed;

@@ -9,6 +9,7 @@
 #include <renkei/isolated_plugin.hpp>
 #include <renkei/keys.hpp>
 #include <renkei/log.hpp>
+#include <renkei/media.hpp>
 #include <renkei/plugin_check.hpp>
 #include <renkei/trust_store.hpp>
 
@@ -124,9 +125,46 @@ int main(int argc, char** argv) {
     auto* replay_id = dl_replay->add_option("--id", dl.id, "message id (hex)");
     auto* replay_all = dl_replay->add_flag("--all", dl.all, "every dead letter");
     replay_id->excludes(replay_all);
+    dl_replay->add_option("--operator", dl.operator_id, "who does it (required; into the audit trail)");
     auto* dl_drop = dl_cmd->add_subcommand("drop", "discard one dead letter for good");
     add_store(dl_drop);
     dl_drop->add_option("--id", dl.id, "message id (hex)")->required();
+    dl_drop->add_option("--operator", dl.operator_id, "who does it (required; into the audit trail)");
+
+    renkei::MediaCliOptions media;
+    std::vector<std::string> media_plugin_dirs, media_files;
+    std::string media_config, media_in, media_out;
+    auto* media_cmd = app.add_subcommand("media", "sealed bundles on media (電磁的記録媒体): export, import, inspect, copy, erase");
+    media_cmd->require_subcommand(1);
+    auto media_common = [&](CLI::App* cmd, bool config_required) {
+        auto* cfg = cmd->add_option("--config", media_config, "node configuration (TOML): keys, trust store, audit trail");
+        if (config_required) cfg->required();
+        cmd->add_option("--operator", media.operator_id, "who does this (into the audit trail)");
+        cmd->add_option("--purpose", media.purpose, "legal basis or purpose (into the audit trail)");
+        cmd->add_option("--plugin-dir", media_plugin_dirs, "extra directories to find plugins in (for --config)");
+    };
+    auto* media_export = media_cmd->add_subcommand("export", "seal files into a bundle for one node");
+    media_common(media_export, true);
+    media_export->add_option("--to", media.to, "the recipient node, e.g. pref:13")->required();
+    media_export->add_option("--out", media_out, "the bundle file to write (never overwritten)")->required();
+    media_export->add_option("--count", media.count, "how records are counted: lines (default) or fixed:N");
+    media_export->add_option("--chunk-size", media.chunk_bytes, "bytes per encrypted chunk (default 1 MiB)")
+        ->check(CLI::Range(uint64_t{4096}, uint64_t{64} << 20));
+    media_export->add_option("files", media_files, "the files to carry")->required();
+    auto* media_import = media_cmd->add_subcommand("import", "verify, decrypt and reconcile a bundle into a directory");
+    media_common(media_import, true);
+    media_import->add_option("--in", media_in, "the bundle")->required();
+    media_import->add_option("--out", media_out, "directory for the files (created; nothing is overwritten)")->required();
+    auto* media_inspect = media_cmd->add_subcommand("inspect", "show a bundle's header and manifest (no key needed)");
+    media_common(media_inspect, false);
+    media_inspect->add_option("--in", media_in, "the bundle")->required();
+    auto* media_copy = media_cmd->add_subcommand("copy", "verify a bundle and copy it (e.g. onto the medium), reading the copy back");
+    media_common(media_copy, true);
+    media_copy->add_option("--in", media_in, "the bundle")->required();
+    media_copy->add_option("--out", media_out, "where to put the copy (never overwritten)")->required();
+    auto* media_erase = media_cmd->add_subcommand("erase", "overwrite files with random bytes, then remove them");
+    media_common(media_erase, true);
+    media_erase->add_option("files", media_files, "the files to erase")->required();
 
     std::string build_dir = "build", source_dir;
     auto* demo = app.add_subcommand("demo", "run the demo");
@@ -194,6 +232,19 @@ int main(int argc, char** argv) {
                                    : renkei::DeadLetterAction::list;
             dl.plugin_dirs.assign(dl_plugin_dirs.begin(), dl_plugin_dirs.end());
             return renkei::run_deadletter_command(dl, std::cout, std::cerr);
+        }
+        if (*media_cmd) {
+            media.action = *media_export   ? renkei::MediaAction::export_
+                           : *media_import ? renkei::MediaAction::import_
+                           : *media_copy   ? renkei::MediaAction::copy
+                           : *media_erase  ? renkei::MediaAction::erase
+                                           : renkei::MediaAction::inspect;
+            media.config_file = media_config;
+            media.plugin_dirs.assign(media_plugin_dirs.begin(), media_plugin_dirs.end());
+            media.in = media_in;
+            media.out = media_out;
+            media.files.assign(media_files.begin(), media_files.end());
+            return renkei::run_media_command(media, std::cout, std::cerr);
         }
         if (*plugin_check_cmd) return renkei::plugin_check(plugin_file, std::cout);
         if (*runner) return renkei::run_plugin_runner(plugin_file, endpoint);

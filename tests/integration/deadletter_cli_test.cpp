@@ -1,5 +1,6 @@
 // `renkei deadletter list|replay|drop`, run as a real process against a real outbox.db whose
 // entries died the way they do in a host: out of attempts, or refused by the peer.
+#include "renkei/audit_log.hpp"
 #include "renkei/dead_letters.hpp"
 #include "renkei/deadletter_cli.hpp"
 #include "renkei/envelope.hpp"
@@ -186,7 +187,7 @@ TEST(DeadletterCli, ReplayOfOneIdPutsItBackInTheOutboxDueNow) {
     Outbox outbox(f.db, short_retry());
     EXPECT_EQ(outbox.size(), 0u);
     int64_t before = wall_ms();
-    auto r = run_renkei("deadletter replay " + f.dir_arg() + " --id " + hex(f.exhausted[1]));
+    auto r = run_renkei("deadletter replay --operator ops:tanaka " + f.dir_arg() + " --id " + hex(f.exhausted[1]));
     int64_t after = wall_ms();
     ASSERT_EQ(r.code, 0) << r.output;
     EXPECT_EQ(r.output.rfind("replayed " + hex(f.exhausted[1]) +
@@ -216,18 +217,18 @@ TEST(DeadletterCli, ReplayOfOneIdPutsItBackInTheOutboxDueNow) {
     EXPECT_EQ(due[0].bytes, bytes_of(content_of(1)));
     EXPECT_TRUE(outbox.ack("pref:13", f.exhausted[1])) << "an ack now settles it";
 
-    auto again = run_renkei("deadletter replay " + f.dir_arg() + " --id " + hex(f.exhausted[1]));
+    auto again = run_renkei("deadletter replay --operator ops:tanaka " + f.dir_arg() + " --id " + hex(f.exhausted[1]));
     EXPECT_EQ(again.code, 1) << "a second replay finds nothing: " << again.output;
 }
 
 TEST(DeadletterCli, ReplayOfAnUnknownIdFailsNamingIt) {
     Fixture f;
     auto unknown = hex(new_message_id());
-    auto r = run_renkei("deadletter replay " + f.dir_arg() + " --id " + unknown);
+    auto r = run_renkei("deadletter replay --operator ops:tanaka " + f.dir_arg() + " --id " + unknown);
     EXPECT_EQ(r.code, 1) << r.output;
     EXPECT_TRUE(has(r.output, "no dead letter with id " + unknown)) << r.output;
     EXPECT_TRUE(has(r.output, f.db.string())) << r.output;
-    auto bad = run_renkei("deadletter replay " + f.dir_arg() + " --id xyz");
+    auto bad = run_renkei("deadletter replay --operator ops:tanaka " + f.dir_arg() + " --id xyz");
     EXPECT_EQ(bad.code, 1) << bad.output;
     EXPECT_TRUE(has(bad.output, "'xyz' is not a message id (32 hex digits)")) << bad.output;
     DeadLetters letters(f.db);
@@ -238,7 +239,7 @@ TEST(DeadletterCli, ReplayOfAnUnknownIdFailsNamingIt) {
 
 TEST(DeadletterCli, ReplayAllRequeuesEveryOne) {
     Fixture f;
-    auto r = run_renkei("deadletter replay " + f.dir_arg() + " --all");
+    auto r = run_renkei("deadletter replay --operator ops:tanaka " + f.dir_arg() + " --all");
     ASSERT_EQ(r.code, 0) << r.output;
     EXPECT_TRUE(has(r.output, "replayed " + hex(f.exhausted[0]) + " ")) << r.output;
     EXPECT_TRUE(has(r.output, "replayed " + hex(f.exhausted[1]) + " ")) << r.output;
@@ -251,7 +252,7 @@ TEST(DeadletterCli, ReplayAllRequeuesEveryOne) {
     ASSERT_EQ(due.size(), 3u);
     for (auto& e : due) EXPECT_EQ(e.attempts, 0);
 
-    auto empty = run_renkei("deadletter replay " + f.dir_arg() + " --all");
+    auto empty = run_renkei("deadletter replay --operator ops:tanaka " + f.dir_arg() + " --all");
     EXPECT_EQ(empty.code, 0) << empty.output;
     EXPECT_EQ(empty.output, "no dead letters to replay in " + f.db.string() + "\n");
     auto list = run_renkei("deadletter list " + f.dir_arg());
@@ -261,7 +262,7 @@ TEST(DeadletterCli, ReplayAllRequeuesEveryOne) {
 
 TEST(DeadletterCli, DropDiscardsOne) {
     Fixture f;
-    auto r = run_renkei("deadletter drop " + f.dir_arg() + " --id " + hex(f.refused));
+    auto r = run_renkei("deadletter drop --operator ops:tanaka " + f.dir_arg() + " --id " + hex(f.refused));
     ASSERT_EQ(r.code, 0) << r.output;
     EXPECT_EQ(r.output.rfind("dropped " + hex(f.refused) + " peer=jlis:juki type=juki.Query attempts=0 reason=refused: ", 0),
               0u)
@@ -273,7 +274,7 @@ TEST(DeadletterCli, DropDiscardsOne) {
     EXPECT_EQ(outbox.size(), 0u) << "dropped, not replayed";
     EXPECT_FALSE(outbox.replay_dead_letter(f.refused, wall_ms())) << "gone for good";
 
-    auto again = run_renkei("deadletter drop " + f.dir_arg() + " --id " + hex(f.refused));
+    auto again = run_renkei("deadletter drop --operator ops:tanaka " + f.dir_arg() + " --id " + hex(f.refused));
     EXPECT_EQ(again.code, 1) << again.output;
     EXPECT_TRUE(has(again.output, "no dead letter with id " + hex(f.refused))) << again.output;
 }
@@ -281,7 +282,8 @@ TEST(DeadletterCli, DropDiscardsOne) {
 TEST(DeadletterCli, MissingDatabaseIsAnErrorNamingTheFileAndNothingIsCreated) {
     TempDir tmp;
     auto missing = tmp / "nowhere" / "outbox.db";
-    for (const std::string& cmd : std::vector<std::string>{"list", "replay --all", "drop --id " + hex(new_message_id())}) {
+    for (const std::string& cmd : std::vector<std::string>{"list", "replay --all --operator ops:tanaka",
+                                                            "drop --operator ops:tanaka --id " + hex(new_message_id())}) {
         auto r = run_renkei("deadletter " + cmd + " --data-dir " + (tmp / "nowhere").string());
         EXPECT_EQ(r.code, 2) << cmd << ": " << r.output;
         EXPECT_TRUE(has(r.output, missing.string() + ": no such outbox database")) << cmd << ": " << r.output;
@@ -327,6 +329,7 @@ TEST(DeadletterCli, RunsInProcessWithSeparateStreams) {
     o.action = DeadLetterAction::replay;
     o.data_dir = f.data;
     o.id = hex(new_message_id());
+    o.operator_id = "ops:tanaka";
     std::ostringstream out, err;
     EXPECT_EQ(run_deadletter_command(o, out, err), 1);
     EXPECT_EQ(out.str(), "");
@@ -334,4 +337,68 @@ TEST(DeadletterCli, RunsInProcessWithSeparateStreams) {
     EXPECT_EQ(iso8601_utc(0), "1970-01-01T00:00:00.000Z");
     EXPECT_EQ(iso8601_utc(kQueued), "2024-05-01T09:30:00.250Z");
     EXPECT_EQ(iso8601_utc(-1), "1969-12-31T23:59:59.999Z");
+}
+
+// replay and drop are in the node's audit trail, one record per dead letter acted on or refused,
+// appended while the host (here: an AuditLog held open on the same directory) appends too.
+TEST(DeadletterCli, ReplayAndDropAreAuditedBesideTheRunningHost) {
+    Fixture f;
+    auto audit_dir = f.data / "audit";
+    AuditLog host_log(audit_dir);
+    AuditRecord before;
+    before.event = "delivered";
+    before.type = "juki.IdentityUpdate";
+    before.outcome = "ok";
+    host_log.append(before);
+    host_log.flush();
+
+    auto no_operator = run_renkei("deadletter replay " + f.dir_arg() + " --id " + hex(f.exhausted[0]));
+    EXPECT_EQ(no_operator.code, 2) << no_operator.output;
+    EXPECT_TRUE(has(no_operator.output, "needs --operator NAME")) << no_operator.output;
+    DeadLetters letters(f.db);
+    EXPECT_EQ(letters.count(), 3u) << "nothing done without an operator";
+
+    ASSERT_EQ(run_renkei("deadletter replay --operator ops:tanaka " + f.dir_arg() + " --id " + hex(f.exhausted[1])).code, 0);
+    host_log.append(before); // the host goes on appending between the commands
+    host_log.flush();
+    ASSERT_EQ(run_renkei("deadletter drop --operator ops:suzuki " + f.dir_arg() + " --id " + hex(f.refused)).code, 0);
+    auto unknown = hex(new_message_id());
+    EXPECT_EQ(run_renkei("deadletter drop --operator ops:suzuki " + f.dir_arg() + " --id " + unknown).code, 1);
+    host_log.append(before);
+    host_log.flush();
+
+    auto verify = run_renkei("audit verify " + audit_dir.string());
+    EXPECT_EQ(verify.code, 0) << verify.output;
+    EXPECT_TRUE(has(verify.output, "ok, 6 records, chain intact")) << verify.output;
+
+    std::string trail;
+    for (auto& e : std::filesystem::directory_iterator(audit_dir))
+        if (e.path().extension() == ".log") trail += read_file(e.path());
+    auto records = lines_of(trail);
+    ASSERT_EQ(records.size(), 6u) << trail;
+    auto field = [](const std::string& line, size_t i) {
+        std::vector<std::string> f(1);
+        for (char c : line) {
+            if (c == '\t') f.emplace_back();
+            else f.back().push_back(c);
+        }
+        return f.at(i);
+    };
+    // seq time event id type from to purpose operator outcome detail subject prev hash
+    EXPECT_EQ(field(records[1], 2), "admin");
+    EXPECT_EQ(field(records[1], 3), hex(f.exhausted[1]));
+    EXPECT_EQ(field(records[1], 4), "deadletter.replay");
+    EXPECT_EQ(field(records[1], 6), "pref:13");
+    EXPECT_EQ(field(records[1], 8), "ops:tanaka");
+    EXPECT_EQ(field(records[1], 9), "ok");
+    EXPECT_TRUE(has(field(records[1], 10), "type=juki.IdentityUpdate attempts=2")) << records[1];
+    EXPECT_TRUE(has(field(records[1], 10), "-> outbox seq ")) << records[1];
+    EXPECT_EQ(field(records[3], 3), hex(f.refused));
+    EXPECT_EQ(field(records[3], 4), "deadletter.drop");
+    EXPECT_EQ(field(records[3], 8), "ops:suzuki");
+    EXPECT_EQ(field(records[3], 9), "ok");
+    EXPECT_EQ(field(records[4], 3), unknown);
+    EXPECT_EQ(field(records[4], 4), "deadletter.drop");
+    EXPECT_EQ(field(records[4], 9), "refused");
+    EXPECT_FALSE(has(trail, "SECRET-CONTENT")) << "content never reaches the trail";
 }

@@ -4,6 +4,12 @@
 
 #include <gtest/gtest.h>
 
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdio>
 #include <fstream>
 #include <sstream>
 #include <thread>
@@ -175,4 +181,255 @@ TEST(AuditLog, ConcurrentAppendersProduceOneValidChain) {
     auto r = verify_audit(tmp / "audit");
     EXPECT_TRUE(r.ok) << r.error;
     EXPECT_EQ(r.records, 10000u);
+}
+
+// Several processes append to one directory (the host and an operator command beside it).
+namespace {
+
+AuditOptions options(bool durable, uint64_t max_file_bytes) {
+    AuditOptions o;
+    o.durable = durable;
+    o.max_file_bytes = max_file_bytes;
+    return o;
+}
+
+AuditRecord tagged(const std::string& who, int i) {
+    AuditRecord r = rec(i);
+    r.event = "admin";
+    r.detail = who + "-" + std::to_string(i);
+    return r;
+}
+
+// The detail field (index 10) of every record in the directory, in chain order.
+std::vector<std::string> details_in_order(const fs::path& dir) {
+    std::vector<fs::path> files;
+    for (auto& e : fs::directory_iterator(dir))
+        if (e.path().extension() == ".log") files.push_back(e.path());
+    std::sort(files.begin(), files.end());
+    std::vector<std::string> out;
+    for (auto& f : files)
+        for (auto& line : lines_of(f)) {
+            std::vector<std::string> fields(1);
+            for (char c : line) {
+                if (c == '\t') fields.emplace_back();
+                else fields.back().push_back(c);
+            }
+            out.push_back(fields.at(10));
+        }
+    return out;
+}
+
+// Each writer's records appear in the order it appended them, and all of them.
+void expect_each_in_order(const std::vector<std::string>& details, const std::vector<std::string>& writers, int n) {
+    for (auto& w : writers) {
+        int next = 0;
+        for (auto& d : details)
+            if (d.rfind(w + "-", 0) == 0) {
+                EXPECT_EQ(d, w + "-" + std::to_string(next)) << "out of order";
+                ++next;
+            }
+        EXPECT_EQ(next, n) << w;
+    }
+}
+
+void write_byte(int fd) {
+    char c = 'x';
+    while (::write(fd, &c, 1) < 0 && errno == EINTR) {
+    }
+}
+
+bool read_byte(int fd) {
+    char c;
+    ssize_t n;
+    while ((n = ::read(fd, &c, 1)) < 0 && errno == EINTR) {
+    }
+    return n == 1;
+}
+
+int wait_child(pid_t pid) {
+    int status = 0;
+    while (::waitpid(pid, &status, 0) < 0 && errno == EINTR) {
+    }
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
+struct RenkeiRun {
+    int code;
+    std::string output;
+};
+
+RenkeiRun run_renkei(const std::string& args) {
+    std::string cmd = std::string(RENKEI_BINARY) + " " + args + " 2>&1";
+    FILE* p = popen(cmd.c_str(), "r");
+    std::string out;
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+    int status = pclose(p);
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+}
+
+} // namespace
+
+// Two processes, each with the log open all along, take strict turns: every record of one is
+// written after the other moved the tail, so each must re-read it before writing.
+TEST(AuditLog, TwoProcessesTakingTurnsKeepOneChain) {
+    TempDir tmp;
+    auto dir = tmp / "audit";
+    fill(dir, 3); // an existing trail both continue
+    constexpr int kRounds = 150;
+    int to_child[2], to_parent[2];
+    ASSERT_EQ(::pipe(to_child), 0);
+    ASSERT_EQ(::pipe(to_parent), 0);
+    pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        int code = 0;
+        try {
+            AuditLog log(dir, options(false, 4000)); // small files: rotations by both sides
+            write_byte(to_parent[1]);                     // open before the parent writes
+            for (int i = 0; i < kRounds; ++i) {
+                if (!read_byte(to_child[0])) _exit(3);
+                log.append(tagged("child", i));
+                log.flush();
+                write_byte(to_parent[1]);
+            }
+        } catch (...) {
+            code = 2;
+        }
+        _exit(code);
+    }
+    {
+        AuditLog log(dir, options(false, 4000));
+        ASSERT_TRUE(read_byte(to_parent[0]));
+        for (int i = 0; i < kRounds; ++i) {
+            log.append(tagged("parent", i));
+            log.flush();
+            write_byte(to_child[1]);
+            ASSERT_TRUE(read_byte(to_parent[0]));
+        }
+    }
+    EXPECT_EQ(wait_child(pid), 0);
+    for (int fd : {to_child[0], to_child[1], to_parent[0], to_parent[1]}) ::close(fd);
+
+    auto r = verify_audit(dir);
+    EXPECT_TRUE(r.ok) << r.error;
+    EXPECT_EQ(r.records, 3u + 2 * kRounds);
+    auto details = details_in_order(dir);
+    ASSERT_EQ(details.size(), 3u + 2 * kRounds);
+    for (int i = 0; i < kRounds; ++i) { // strictly alternating, as the turns were taken
+        EXPECT_EQ(details[3 + 2 * i], "parent-" + std::to_string(i));
+        EXPECT_EQ(details[4 + 2 * i], "child-" + std::to_string(i));
+    }
+    auto cli = run_renkei("audit verify " + dir.string());
+    EXPECT_EQ(cli.code, 0) << cli.output;
+    EXPECT_NE(cli.output.find("ok, " + std::to_string(3 + 2 * kRounds) + " records, chain intact"), std::string::npos)
+        << cli.output;
+}
+
+// Three processes and this one append as fast as they can, rotating small files, while this one
+// also verifies the trail again and again: every verify passes (it never sees a half-written
+// line) and in the end every record is there once, each writer's in its own order.
+TEST(AuditLog, ProcessesAppendingFreelyWhileVerifying) {
+    TempDir tmp;
+    auto dir = tmp / "audit";
+    constexpr int kChildren = 3, kEach = 1500;
+    int start[2];
+    ASSERT_EQ(::pipe(start), 0);
+    std::vector<pid_t> pids;
+    for (int c = 0; c < kChildren; ++c) {
+        pid_t pid = ::fork();
+        ASSERT_GE(pid, 0);
+        if (pid == 0) {
+            ::close(start[1]);
+            int code = 0;
+            try {
+                read_byte(start[0]); // returns at EOF: all start together
+                AuditLog log(dir, options(c == 0, 16000));
+                for (int i = 0; i < kEach; ++i) {
+                    log.append(tagged("w" + std::to_string(c), i));
+                    if (i % 7 == 0) log.flush(); // many small batches
+                }
+                log.flush();
+            } catch (...) {
+                code = 2;
+            }
+            _exit(code);
+        }
+        pids.push_back(pid);
+    }
+    ::close(start[0]);
+    ::close(start[1]); // go
+    int verifies = 0;
+    {
+        AuditLog log(dir, options(false, 16000));
+        for (int i = 0; i < kEach; ++i) {
+            log.append(tagged("w" + std::to_string(kChildren), i));
+            if (i % 50 == 0) {
+                log.flush();
+                auto r = verify_audit(dir);
+                EXPECT_TRUE(r.ok) << "while appending: " << r.error;
+                ++verifies;
+            }
+        }
+    }
+    for (auto pid : pids) EXPECT_EQ(wait_child(pid), 0);
+    EXPECT_GT(verifies, 0);
+
+    auto r = verify_audit(dir);
+    EXPECT_TRUE(r.ok) << r.error;
+    EXPECT_EQ(r.records, static_cast<uint64_t>((kChildren + 1) * kEach));
+    std::vector<std::string> writers;
+    for (int c = 0; c <= kChildren; ++c) writers.push_back("w" + std::to_string(c));
+    expect_each_in_order(details_in_order(dir), writers, kEach);
+    size_t files = 0;
+    for (auto& e : fs::directory_iterator(dir)) files += e.path().extension() == ".log";
+    EXPECT_GT(files, 3u) << "the writers rotated files under each other";
+}
+
+// Retention in one process while another appends: the anchor and the tail stay consistent.
+TEST(AuditLog, ExpiryInOneProcessWhileAnotherAppends) {
+    TempDir tmp;
+    auto dir = tmp / "audit";
+    AuditOptions small = options(false, 2000);
+    {
+        AuditLog log(dir, small);
+        for (int i = 0; i < 60; ++i) {
+            log.append(rec(i, 1000)); // old
+            if (i % 10 == 9) log.flush();
+        }
+    }
+    int go[2];
+    ASSERT_EQ(::pipe(go), 0);
+    pid_t pid = ::fork();
+    ASSERT_GE(pid, 0);
+    if (pid == 0) {
+        ::close(go[1]);
+        int code = 0;
+        try {
+            AuditLog log(dir, small);
+            read_byte(go[0]);
+            for (int i = 0; i < 400; ++i) {
+                auto r = tagged("late", i);
+                r.time_ms = 900000 + i; // newer than the cutoff: never expired
+                log.append(std::move(r));
+                if (i % 5 == 0) log.flush();
+            }
+        } catch (...) {
+            code = 2;
+        }
+        _exit(code);
+    }
+    ::close(go[0]);
+    size_t removed = 0;
+    {
+        AuditLog log(dir, small);
+        ::close(go[1]);
+        removed = log.expire_before(500000);
+    }
+    EXPECT_EQ(wait_child(pid), 0);
+    EXPECT_GT(removed, 0u);
+    auto r = verify_audit(dir);
+    EXPECT_TRUE(r.ok) << r.error;
+    expect_each_in_order(details_in_order(dir), {"late"}, 400);
 }

@@ -10,6 +10,13 @@
 // with fdatasync per batch in durable mode; flush() waits until all appended records are on disk.
 // Expiring old files writes an anchor (the first remaining seq and the hash it chains from), so
 // what remains still verifies while a missing file in the middle is still detected.
+//
+// Several processes may append to one directory (the running host, and operator commands such as
+// `renkei media` and `renkei deadletter replay` beside it): every batch is written under an
+// exclusive flock on <dir>/audit.lock, and a writer that finds the tail moved since its own last
+// write (another process appended, rotated or opened a new file) re-reads the last sequence number
+// and hash before it writes, so the chain stays one chain. A torn last line is cut only under the
+// lock, where it can only be a writer that died mid-write, never one still writing.
 #pragma once
 
 #include <condition_variable>
@@ -57,13 +64,17 @@ public:
 
 private:
     void writer();
-    void open_tail();
+    void read_tail();          // with the directory lock held
+    bool tail_moved() const;   // with the directory lock held
+    void open_current();
+    void write_batch(const std::vector<AuditRecord>& batch, std::string& out);
     std::string hmac(const std::string& value) const;
 
     std::filesystem::path dir_;
     AuditOptions options_;
     std::vector<uint8_t> key_;
     mutable std::mutex mutex_;
+    std::mutex io_mutex_; // the file state below, between the writer and expire_before (flock is per open file)
     std::condition_variable cv_, flushed_;
     std::vector<AuditRecord> pending_;
     uint64_t next_seq_ = 1, written_seq_ = 0, queued_seq_ = 0;
@@ -71,6 +82,7 @@ private:
     std::filesystem::path current_file_;
     uint64_t current_size_ = 0;
     int fd_ = -1;
+    int lock_fd_ = -1; // <dir>/audit.lock, flocked around every batch
     bool stopping_ = false;
     std::thread thread_;
 };
@@ -82,6 +94,8 @@ struct AuditVerifyResult {
 };
 
 // Checks the chain of every file in `dir` from the anchor (or the genesis) to the last record.
+// Safe while writers append: it takes a snapshot of the files and their sizes under a shared
+// lock and checks what the snapshot holds.
 AuditVerifyResult verify_audit(const std::filesystem::path& dir);
 
 } // namespace renkei

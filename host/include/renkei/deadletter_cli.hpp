@@ -9,6 +9,10 @@
 // Safe while the host runs: the database is SQLite in WAL mode, every change is one transaction,
 // and a replayed message is due at once, so the host's resend loop sends it within its next tick.
 // Message content is never printed, only its size.
+//
+// replay and drop need --operator and are recorded in the node's audit trail (<data_dir>/audit),
+// one record per dead letter acted on and one per refused attempt; AuditLog's directory lock lets
+// them append while the host runs.
 #pragma once
 
 #include <cstddef>
@@ -36,6 +40,7 @@ struct DeadLetterCliOptions {
     // replay (id or all) and drop (id)
     std::string id;  // 32 hex digits
     bool all = false;
+    std::string operator_id; // who does it: required for replay and drop (into the audit trail)
 };
 
 // Runs the action; results go to `out`, problems to `err`. Returns the exit code.
