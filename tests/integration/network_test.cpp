@@ -250,9 +250,11 @@ TEST(Network, APrefectureRefusesToRelayACsToCsNoticeEvenIfItsSenderTriedTo) {
     std::string trail = audit_trail(t.net["pref:13"]);
     EXPECT_NE(trail.find("juki.MoveInNotice may not pass through pref:13"), std::string::npos) << trail;
     // Only the Fault waits for the (stopped) sender; the notice itself is nowhere on the prefecture's disk.
-    for (auto& f : std::filesystem::recursive_directory_iterator(t.tmp.path()))
-        if (f.is_regular_file() && f.path().string().find("pref_13") != std::string::npos)
+    for (auto& f : std::filesystem::recursive_directory_iterator(t.tmp.path())) {
+        if (f.is_regular_file() && f.path().string().find("pref_13") != std::string::npos) {
             EXPECT_EQ(read_file(f.path()).find("転入通知の内容"), std::string::npos) << f.path();
+        }
+    }
 }
 
 TEST(Network, PolicyDeniedMessageNeverReachesThePlugin) {

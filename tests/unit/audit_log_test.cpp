@@ -168,7 +168,9 @@ TEST(AuditLog, RotationAndRetentionKeepWhatRemainsVerifiable) {
 TEST(AuditLog, ConcurrentAppendersProduceOneValidChain) {
     TempDir tmp;
     {
-        AuditLog log(tmp / "audit", AuditOptions{false});
+        AuditOptions unsynced;
+        unsynced.durable = false;
+        AuditLog log(tmp / "audit", unsynced);
         std::vector<std::thread> threads;
         for (int t = 0; t < 4; ++t)
             threads.emplace_back([&] {
