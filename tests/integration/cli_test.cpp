@@ -16,22 +16,6 @@ using namespace renkei::test;
 
 namespace {
 
-struct Run {
-    int code;
-    std::string output;
-};
-
-// Runs renkei with `args` (shell words), capturing stdout and stderr.
-Run run_renkei(const std::string& args) {
-    std::string cmd = std::string(RENKEI_BINARY) + " " + args + " 2>&1";
-    FILE* p = popen(cmd.c_str(), "r");
-    std::string out;
-    std::array<char, 4096> buf;
-    size_t n;
-    while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-    int status = pclose(p);
-    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
 
 const std::string build = RENKEI_BUILD_DIR;
 

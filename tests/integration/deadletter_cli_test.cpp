@@ -25,22 +25,6 @@ using namespace renkei::test;
 
 namespace {
 
-struct Run {
-    int code;
-    std::string output;
-};
-
-// Runs renkei with `args` (shell words); stdout, plus stderr unless `stdout_only`.
-Run run_renkei(const std::string& args, bool stdout_only = false) {
-    std::string cmd = std::string(RENKEI_BINARY) + " " + args + (stdout_only ? " 2>/dev/null" : " 2>&1");
-    FILE* p = popen(cmd.c_str(), "r");
-    std::string out;
-    std::array<char, 4096> buf;
-    size_t n;
-    while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) out.append(buf.data(), n);
-    int status = pclose(p);
-    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
 
 bool has(const std::string& haystack, const std::string& needle) {
     return haystack.find(needle) != std::string::npos;

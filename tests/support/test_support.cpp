@@ -3,8 +3,10 @@
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <sstream>
@@ -57,6 +59,17 @@ std::string read_file(const std::filesystem::path& path) {
 
 std::string plugin_path(const std::string& subdir, const std::string& target) {
     return std::string(RENKEI_BUILD_DIR) + "/" + subdir + "/" + target + ".so";
+}
+
+Run run_renkei(const std::string& args, bool stdout_only) {
+    std::string cmd = std::string(RENKEI_BINARY) + " " + args + (stdout_only ? " 2>/dev/null" : " 2>&1");
+    FILE* p = popen(cmd.c_str(), "r");
+    std::string out;
+    char buf[4096];
+    size_t n;
+    while (p && (n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+    int status = p ? pclose(p) : -1;
+    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
 }
 
 } // namespace renkei::test

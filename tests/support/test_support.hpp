@@ -30,4 +30,12 @@ std::string read_file(const std::filesystem::path& path);
 // Path of a plugin built in this tree, e.g. plugin_path("adapters/mock-echo", "mock_echo").
 std::string plugin_path(const std::string& subdir, const std::string& target);
 
+// The outcome of running the renkei binary.
+struct Run {
+    int code;           // exit status (-1 when it did not exit normally)
+    std::string output; // stdout, and stderr unless stdout_only
+};
+// Runs the built renkei with `args` (shell words), capturing its output.
+Run run_renkei(const std::string& args, bool stdout_only = false);
+
 } // namespace renkei::test

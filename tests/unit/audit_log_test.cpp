@@ -255,21 +255,6 @@ int wait_child(pid_t pid) {
     return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 }
 
-struct RenkeiRun {
-    int code;
-    std::string output;
-};
-
-RenkeiRun run_renkei(const std::string& args) {
-    std::string cmd = std::string(RENKEI_BINARY) + " " + args + " 2>&1";
-    FILE* p = popen(cmd.c_str(), "r");
-    std::string out;
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-    int status = pclose(p);
-    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
 
 } // namespace
 
