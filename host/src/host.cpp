@@ -215,6 +215,7 @@ void Host::start() {
                 return d.allowed ? std::string() : d.reason;
             });
             if (trust_) apply_trust(*trust_);
+            links_->set_inbound_open(false); // until the plugins below run
             links_->start();
             router_.set_forwarder([this](const EnvelopeView& v) { return links_->forward(v); });
         } else if (!config_.peers.empty() || !config_.listen.empty()) {
@@ -260,6 +261,7 @@ void Host::start() {
         audit_.reset();
         throw;
     }
+    if (links_) links_->set_inbound_open(true);
     running_ = true;
     log->info("node {} running with {} plugin(s)", config_.node_id, started_.size());
 }
@@ -267,6 +269,7 @@ void Host::start() {
 void Host::stop() {
     std::lock_guard lock(lifecycle_);
     admin_.reset();
+    if (links_) links_->set_inbound_open(false); // what arrives now stays with its sender
     for (auto it = started_.rbegin(); it != started_.rend(); ++it) {
         metrics_.remove_gauges_with_label("plugin=\"" + (*it)->instance_name() + "\"");
         (*it)->stop();

@@ -1,5 +1,7 @@
 #include <renkei/links.hpp>
 
+#include <atomic>
+
 #include <renkei/calendar.hpp>
 #include <renkei/crypto.hpp>
 #include <renkei/inbox_dedup.hpp>
@@ -64,6 +66,13 @@ struct Links::Impl {
     std::deque<std::pair<std::string, std::vector<uint8_t>>> inbound;
     std::set<MessageId> in_progress; // taken, not yet finished: a retransmission waits for them
     bool stopping = false;
+    // The inbound gate (Links::set_inbound_open): envelopes held while it is closed, and whether
+    // the receiver is in the middle of a batch (closing waits for it).
+    std::atomic<bool> inbound_open{true};
+    bool receiving = false;
+    std::condition_variable idle_cv;
+    std::deque<std::pair<std::string, std::vector<uint8_t>>> held;
+    static constexpr size_t kMaxHeld = 65536;
     std::thread receiver, resender, committer;
 
     // Group commit: forward() queues signed frames; the committer writes each batch to the outbox
@@ -324,6 +333,11 @@ struct Links::Impl {
             room_cv.notify_all();
             return;
         }
+        if (!inbound_open.load()) { // starting or stopping: taken once the plugins run
+            std::lock_guard lock(mutex);
+            if (held.size() < kMaxHeld) held.emplace_back(peer, bytes);
+            return;
+        }
         auto s = frame.getEnvelope();
         auto body = s.getBody();
         if (std::string(s.getKeyId()) != peer)
@@ -449,6 +463,12 @@ struct Links::Impl {
                 } catch (const std::exception& e) {
                     logger("links")->error("dedup commit failed: {}", e.what());
                 }
+                {
+                    // Recorded, so no longer in progress: a retransmission that arrives after the
+                    // acknowledgement below must find it in the dedup store, not be dropped silently.
+                    std::lock_guard lock(mutex);
+                    for (auto& [peer, id] : acks) in_progress.erase(id);
+                }
                 std::map<std::string, std::vector<MessageId>> by_peer;
                 for (auto& [peer, id] : acks) by_peer[peer].push_back(id);
                 for (auto& [peer, list] : by_peer) {
@@ -458,8 +478,6 @@ struct Links::Impl {
                         out.set(static_cast<unsigned>(i), kj::ArrayPtr<const kj::byte>(list[i].data(), list[i].size()));
                     transport->send(peer, to_vector(capnp::messageToFlatArray(mb).asBytes()));
                 }
-                std::lock_guard lock(mutex);
-                for (auto& [peer, id] : acks) in_progress.erase(id);
                 acks.clear();
             }
         }
@@ -480,6 +498,7 @@ struct Links::Impl {
                 inbound_cv.wait(lock, [&] { return stopping || !inbound.empty(); });
                 if (stopping) return;
                 batch.swap(inbound);
+                receiving = true;
             }
             for (auto& [peer, bytes] : batch) {
                 try {
@@ -488,6 +507,9 @@ struct Links::Impl {
                     refuse(peer, "", "", std::string("malformed frame: ") + e.what());
                 }
             }
+            std::lock_guard lock(mutex);
+            receiving = false;
+            idle_cv.notify_all();
         }
     }
 
@@ -605,6 +627,22 @@ void Links::stop() {
     if (m.resender.joinable()) m.resender.join();
     if (m.committer.joinable()) m.committer.join();
     if (m.transport) m.transport->stop();
+}
+
+void Links::set_inbound_open(bool open) {
+    auto& m = *impl_;
+    std::unique_lock lock(m.mutex);
+    m.inbound_open = open;
+    if (open) {
+        // What was held goes first, in the order it arrived.
+        while (!m.held.empty()) {
+            m.inbound.push_front(std::move(m.held.back()));
+            m.held.pop_back();
+        }
+        if (!m.inbound.empty()) m.inbound_cv.notify_one();
+    } else {
+        m.idle_cv.wait(lock, [&] { return !m.receiving || m.stopping; });
+    }
 }
 
 Router::ForwardResult Links::forward(const EnvelopeView& envelope) { return impl_->forward(envelope); }

@@ -1,7 +1,10 @@
 // Counts the messages it handles in the host store: "count" and one "msg:<id>" key per message.
 // With the store's exactly-once effect, after any crash and redelivery count equals the number of
-// distinct messages sent.
+// distinct messages sent. settings.start_delay_ms makes its start slow.
 #include <renkei/sdk.hpp>
+
+#include <chrono>
+#include <thread>
 
 namespace {
 
@@ -9,6 +12,10 @@ class Counter : public renkei::sdk::Plugin {
 public:
     using Plugin::Plugin;
     void start() override {
+        // A slow start (settings.start_delay_ms), as a plugin that opens a big store has: the
+        // host must not take messages for it before it runs.
+        auto delay = std::stoll(host().config_or("start_delay_ms", "0"));
+        std::this_thread::sleep_for(std::chrono::milliseconds(delay));
         store_.emplace(host().raw());
         if (!store_->available()) throw renkei::sdk::Error(RENKEI_ERR_UNSUPPORTED, "counter needs renkei.store.v1");
     }

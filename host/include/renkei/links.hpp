@@ -53,6 +53,14 @@ public:
     void start();
     void stop();
 
+    // Whether envelopes from other hosts are taken now (acknowledgements always are). Closed, an
+    // arriving envelope is held unacknowledged (up to a bound; past it the sender's outbox sends it
+    // again later) and taken in order once opened: a host opens it only after its plugins are
+    // running and closes it before it stops them, so nothing is refused or lost as "no plugin
+    // handles this type" while it starts or stops. Closing waits until the frame being taken is
+    // done. Open by default.
+    void set_inbound_open(bool open);
+
     // Replaces the peers' trusted keys and the trust store's expiry (before start: instead of
     // the keys in [[peer]]; after: takes effect for the next frame and handshake).
     void set_trust(const std::map<std::string, PeerKeys>& keys, int64_t expires_ms);
