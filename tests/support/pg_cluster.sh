@@ -37,7 +37,7 @@ stop() {
 free_port() { # a port nobody listens on now (the start retries if it is taken meanwhile)
   local p
   for _ in $(seq 1 100); do
-    p=$((20000 + RANDOM % 40000))
+    p=$((10000 + RANDOM % 22000)) # below the ephemeral range (32768-60999 by default)
     if ! command -v ss >/dev/null || ! ss -Htln "sport = :$p" | grep -q .; then
       echo "$p"
       return 0

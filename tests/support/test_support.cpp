@@ -9,6 +9,8 @@
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <mutex>
+#include <random>
 #include <sstream>
 #include <stdexcept>
 
@@ -25,22 +27,50 @@ TempDir::~TempDir() {
     std::filesystem::remove_all(path_, ec);
 }
 
-int free_port() {
+namespace {
+
+// The kernel's range for the local ports of outgoing connections. A test port inside it may be
+// taken, while its listener is down (a host killed and restarted), by any outgoing connection on
+// the machine, or even by the peer's own reconnect (a TCP self-connect): the restart then fails.
+std::pair<int, int> ephemeral_range() {
+    std::ifstream in("/proc/sys/net/ipv4/ip_local_port_range");
+    int low = 32768, high = 60999;
+    if (!(in >> low >> high) || low > high) return {32768, 60999};
+    return {low, high};
+}
+
+bool bindable(int port) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     if (fd < 0) throw std::runtime_error("socket failed");
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = 0;
-    if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
-        close(fd);
-        throw std::runtime_error("bind failed");
-    }
-    socklen_t len = sizeof addr;
-    getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-    int port = ntohs(addr.sin_port);
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    bool ok = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
     close(fd);
-    return port;
+    return ok;
+}
+
+} // namespace
+
+int free_port() {
+    // Outside the ephemeral range, chosen at random so that parallel tests rarely pick the same.
+    static std::mutex mutex;
+    std::lock_guard lock(mutex);
+    static std::mt19937 rng(std::random_device{}() ^ static_cast<unsigned>(getpid()));
+    auto [eph_low, eph_high] = ephemeral_range();
+    int low = 10000, high = 65000;
+    if (eph_low - low >= 2000) high = eph_low - 1; // below the range (the usual case)
+    else low = eph_high + 1;                       // or above it
+    std::uniform_int_distribution<int> pick(low, std::max(low, high));
+    for (int i = 0; i < 1000; ++i) {
+        int port = pick(rng);
+        if (port < eph_low || port > eph_high) {
+            if (bindable(port)) return port;
+        }
+    }
+    throw std::runtime_error("no free TCP port outside the ephemeral range " + std::to_string(eph_low) + "-" +
+                             std::to_string(eph_high));
 }
 
 void write_file(const std::filesystem::path& path, const std::string& text) {

@@ -20,7 +20,8 @@ private:
     std::filesystem::path path_;
 };
 
-// A TCP port on 127.0.0.1 that was free when asked (bound to port 0, then released).
+// A TCP port on 127.0.0.1 that was free when asked: random, outside the kernel's ephemeral range
+// (so no outgoing connection takes it while a test restarts the listener on it).
 int free_port();
 
 // Writes `text` to `path` (creating parent directories).
