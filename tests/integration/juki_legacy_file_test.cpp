@@ -2,9 +2,12 @@
 // prefecture and J-LIS on loopback with their example policies. Real record files in both shipped
 // profiles go through the inbox to J-LIS and back into a result file; every kind of bad input is
 // refused naming the field and the rule without losing what was accepted; a restart in the middle
-// of a file records every record once.
+// of a file records every record once. Each test runs on both store backends: every tier's juki
+// store in SQLite files, and every tier's in its own schema of the PostgreSQL test cluster (ctest
+// fixture juki_pg).
 #include "collector.hpp"
 #include "network.hpp"
+#include "pg_test.hpp"
 
 #include <juki.capnp.h>
 #include <renkei/sdk.hpp>
@@ -154,25 +157,60 @@ Result parse_result(const std::string& text) {
     return r;
 }
 
+// Rows of `sql` run in `schema` of the PostgreSQL test cluster, each column as text.
+std::vector<std::vector<std::string>> pg_rows(const std::string& schema, const std::string& sql) {
+    PGconn* c = PQconnectdb(pg_dsn().c_str());
+    std::vector<std::vector<std::string>> out;
+    std::string why;
+    if (PQstatus(c) != CONNECTION_OK) why = PQerrorMessage(c);
+    PGresult* r = why.empty() ? PQexec(c, ("SET search_path TO " + schema + "; " + sql).c_str()) : nullptr;
+    if (r && PQresultStatus(r) != PGRES_TUPLES_OK) why = PQresultErrorMessage(r);
+    for (int i = 0; r && why.empty() && i < PQntuples(r); ++i) {
+        out.emplace_back();
+        for (int j = 0; j < PQnfields(r); ++j) out.back().push_back(PQgetvalue(r, i, j));
+    }
+    PQclear(r);
+    PQfinish(c);
+    if (!why.empty()) throw std::runtime_error("PostgreSQL test cluster: " + why);
+    return out;
+}
+
 struct LegacyNet {
     TempDir tmp;
+    bool pg = false;
+    std::map<std::string, std::unique_ptr<PgSchema>> schemas; // tier -> its store (dropped after the hosts stop)
     Network net{tmp};
     fs::path dir = tmp / "lf";
     NodeSpec cs_spec;
     std::unique_ptr<Collector> window;
 
-    LegacyNet(const std::string& profile, std::map<std::string, std::string> extra = {}) {
+    // `backend`: "sqlite" (a file per tier) or "postgresql" (a schema per tier on the test cluster).
+    LegacyNet(const std::string& profile, std::map<std::string, std::string> extra = {},
+              const std::string& backend = "sqlite")
+        : pg(backend == "postgresql") {
         write_file(tmp / "secret", std::string(48, 's') + "legacy-file test secret");
+        auto store = [&](const std::string& tier) {
+            if (!pg) return toml::table{{"store", (tmp / tier / "juki.db").string()}};
+            auto& s = schemas[tier] = std::make_unique<PgSchema>(tier);
+            return toml::table{{"store_backend", "postgresql"}, {"store_dsn", pg_dsn()}, {"store_schema", s->name()}};
+        };
+        auto with = [](toml::table t, const toml::table& more) {
+            for (auto& [k, v] : more) t.insert_or_assign(k, v);
+            return t;
+        };
         PluginConfig national;
         national.name = "juki";
         national.path = plugin_path("plugins/juki", "juki");
-        national.settings = toml::table{{"role", "national"}, {"store", (tmp / "jlis" / "juki.db").string()},
-                                        {"number_secret_file", (tmp / "secret").string()}};
+        national.settings = with(toml::table{{"role", "national"}, {"number_secret_file", (tmp / "secret").string()}},
+                                 store("jlis"));
+        if (pg) { // the 個人番号 registry in a schema of its own too
+            auto& s = schemas["numbers"] = std::make_unique<PgSchema>("numbers");
+            national.settings.insert_or_assign("number_schema", s->name());
+        }
         PluginConfig pref = national;
-        pref.settings = toml::table{{"role", "pref"}, {"store", (tmp / "pref" / "juki.db").string()}};
+        pref.settings = with(toml::table{{"role", "pref"}}, store("pref"));
         PluginConfig cs = national;
-        cs.settings = toml::table{{"role", "cs"}, {"store", (tmp / "cs" / "juki.db").string()},
-                                  {"municipality", "131016"}, {"prefecture", "pref:13"}};
+        cs.settings = with(toml::table{{"role", "cs"}, {"municipality", "131016"}, {"prefecture", "pref:13"}}, store("cs"));
         PluginConfig lf;
         lf.name = "legacy-file";
         lf.path = plugin_path("adapters/legacy-file", "legacy_file");
@@ -247,14 +285,18 @@ struct LegacyNet {
     };
     std::map<std::string, National> national(const std::string& who = "jlis") {
         std::map<std::string, National> out;
+        const char* sql = "SELECT r.code, r.name, r.address, r.municipality,"
+                          " 1 + (SELECT COUNT(*) FROM history h WHERE h.code = r.code) FROM residents r";
+        if (pg) {
+            for (auto& row : pg_rows(schemas.at(who)->name(), sql))
+                out[row[0]] = {row[1], row[2], row[3], std::stoi(row[4])};
+            return out;
+        }
         sqlite3* db = nullptr;
         sqlite3_open_v2((tmp / who / "juki.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr);
         sqlite3_busy_timeout(db, 5000);
         sqlite3_stmt* q = nullptr;
-        sqlite3_prepare_v2(db,
-                           "SELECT r.code, r.name, r.address, r.municipality, 1 + (SELECT COUNT(*) FROM history h WHERE h.code = r.code)"
-                           " FROM residents r",
-                           -1, &q, nullptr);
+        sqlite3_prepare_v2(db, sql, -1, &q, nullptr);
         while (q && sqlite3_step(q) == SQLITE_ROW) {
             auto col = [&](int i) { return std::string(reinterpret_cast<const char*>(sqlite3_column_text(q, i))); };
             out[col(0)] = {col(1), col(2), col(3), sqlite3_column_int(q, 4)};
@@ -290,15 +332,35 @@ std::vector<Resident> residents(int from, int count) {
     return out;
 }
 
-class LegacyFileProfiles : public ::testing::TestWithParam<std::string> {};
+// (profile, store backend)
+class LegacyFileProfiles : public ::testing::TestWithParam<std::tuple<std::string, std::string>> {
+protected:
+    const std::string& profile() const { return std::get<0>(GetParam()); }
+    const std::string& backend() const { return std::get<1>(GetParam()); }
+};
+class LegacyFileBackends : public ::testing::TestWithParam<std::string> {};
+
+std::string camel(const std::string& s) {
+    std::string out;
+    bool up = true;
+    for (char c : s) {
+        if (c == '-') {
+            up = true;
+            continue;
+        }
+        out += up ? static_cast<char>(std::toupper(static_cast<unsigned char>(c))) : c;
+        up = false;
+    }
+    return out;
+}
 
 } // namespace
 
 // Births with 外字 in both layouts reach J-LIS; the result lists every record with J-LIS's answer;
 // a second file of 転居 for some of them follows in order.
 TEST_P(LegacyFileProfiles, RecordsReachJlisAndTheResultListsEachRecord) {
-    LegacyNet t(GetParam());
-    Writer w{GetParam()};
+    LegacyNet t(profile(), {}, backend());
+    Writer w{profile()};
     auto rs = residents(0, 6);
     rs[1].kanji = "\xEE\x80\x90山　花子"; // U+E010 (CP932 F050): the vendor's code for a 外字
     rs[2].kanji = "\xEE\x80\x80橋　陽菜"; // U+E000: 髙 in the 外字 table
@@ -344,9 +406,9 @@ TEST_P(LegacyFileProfiles, RecordsReachJlisAndTheResultListsEachRecord) {
 // Every bad input of the issue, each in its own file, in the profile's layout: the bad record or
 // file is refused naming the field and the rule, and everything good beside it reaches J-LIS.
 TEST_P(LegacyFileProfiles, BadInputIsRefusedNamingFieldAndRuleAndLosesNothingAccepted) {
-    LegacyNet t(GetParam(), {{"max_file_bytes", "6000"}, {"settle_ms", "1500"}});
-    Writer w{GetParam()};
-    const bool csv = GetParam() == "csv-utf8";
+    LegacyNet t(profile(), {{"max_file_bytes", "6000"}, {"settle_ms", "1500"}}, backend());
+    Writer w{profile()};
+    const bool csv = profile() == "csv-utf8";
     auto rs = residents(100, 10);
     t.numbers(rs);
 
@@ -433,13 +495,14 @@ TEST_P(LegacyFileProfiles, BadInputIsRefusedNamingFieldAndRuleAndLosesNothingAcc
     EXPECT_TRUE(fs::is_empty(t.dir / "work"));
 }
 
-INSTANTIATE_TEST_SUITE_P(Profiles, LegacyFileProfiles, ::testing::Values("csv-utf8", "fixed-cp932"),
-                         [](const auto& info) { return info.param == "csv-utf8" ? std::string("Csv") : std::string("FixedCp932"); });
+INSTANTIATE_TEST_SUITE_P(Profiles, LegacyFileProfiles,
+                         ::testing::Combine(::testing::Values("csv-utf8", "fixed-cp932"), ::testing::Values("sqlite", "postgresql")),
+                         [](const auto& info) { return camel(std::get<0>(info.param)) + camel(std::get<1>(info.param)); });
 
 // The CS's host stops while a long file is half sent; after the restart the adapter re-sends the
 // stored batches under the same ids and every record is recorded exactly once at every tier.
-TEST(LegacyFile, RestartInTheMiddleRecordsEachRecordOnce) {
-    LegacyNet t("csv-utf8", {{"batch", "3"}, {"window", "1"}});
+TEST_P(LegacyFileBackends, RestartInTheMiddleRecordsEachRecordOnce) {
+    LegacyNet t("csv-utf8", {{"batch", "3"}, {"window", "1"}}, GetParam());
     Writer w{"csv-utf8"};
     auto rs = residents(300, 150);
     t.numbers(rs);
@@ -491,3 +554,6 @@ TEST(LegacyFile, RestartInTheMiddleRecordsEachRecordOnce) {
         for (auto& p : rs) EXPECT_EQ(file[p.code].versions, 1) << who << " " << p.code;
     }
 }
+
+INSTANTIATE_TEST_SUITE_P(LegacyFile, LegacyFileBackends, ::testing::Values("sqlite", "postgresql"),
+                         [](const auto& info) { return camel(info.param); });
