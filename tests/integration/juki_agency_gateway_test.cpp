@@ -2,6 +2,7 @@
 // prefecture, a CS populated by mock-legacy-juki) with the example policies: signed HTTP queries
 // on loopback answered by J-LIS, every kind of refusal with its status and error, and the batch
 // folder round trip with progress.
+#include "juki_backend.hpp"
 #include "network.hpp"
 
 #include <httplib.h>
@@ -9,7 +10,6 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
-#include <sqlite3.h>
 #include <sys/stat.h>
 
 #include <gtest/gtest.h>
@@ -82,24 +82,26 @@ std::string resident(int i) {
 // agency:nenkin runs the gateway with three callers.
 struct AgencyNet {
     TempDir tmp;
+    JukiBackend backend; // before the hosts: its schemas are dropped after they stop
     Network net{tmp};
     int port = free_port();
     std::map<std::string, std::string> secrets{{"kyufu", std::string(40, 'k')},
                                                {"tekiyo", std::string(40, 't')},
                                                {"batch", std::string(40, 'b')}};
 
-    AgencyNet() {
+    explicit AgencyNet(const std::string& backend_name) : backend(backend_name) {
         write_file(tmp / "secret", std::string(48, 's'));
         PluginConfig national;
         national.name = "juki";
         national.path = plugin_path("plugins/juki", "juki");
-        national.settings = toml::table{{"role", "national"}, {"store", (tmp / "jlis.db").string()},
-                                        {"number_secret_file", (tmp / "secret").string()}};
+        national.settings = toml::table{{"role", "national"}, {"number_secret_file", (tmp / "secret").string()}};
+        backend.add_store(national.settings, "jlis", tmp / "jlis.db");
         PluginConfig pref = national;
-        pref.settings = toml::table{{"role", "pref"}, {"store", (tmp / "pref.db").string()}};
+        pref.settings = toml::table{{"role", "pref"}};
+        backend.add_store(pref.settings, "pref", tmp / "pref.db");
         PluginConfig cs = national;
-        cs.settings = toml::table{{"role", "cs"}, {"store", (tmp / "cs.db").string()}, {"municipality", "131016"},
-                                  {"prefecture", "pref:13"}};
+        cs.settings = toml::table{{"role", "cs"}, {"municipality", "131016"}, {"prefecture", "pref:13"}};
+        backend.add_store(cs.settings, "cs", tmp / "cs.db");
         PluginConfig legacy;
         legacy.name = "legacy";
         legacy.path = plugin_path("adapters/mock-legacy-juki", "mock_legacy_juki");
@@ -145,16 +147,7 @@ struct AgencyNet {
         std::map<std::string, std::string> out;
         for (int i = 0; i < 600 && out.size() < 30; ++i) {
             out.clear();
-            sqlite3* db = nullptr;
-            sqlite3_open_v2((tmp / "jlis.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr);
-            sqlite3_busy_timeout(db, 5000);
-            sqlite3_stmt* q = nullptr;
-            if (sqlite3_prepare_v2(db, "SELECT code, my_number FROM residents", -1, &q, nullptr) == SQLITE_OK)
-                while (sqlite3_step(q) == SQLITE_ROW)
-                    out[reinterpret_cast<const char*>(sqlite3_column_text(q, 0))] =
-                        reinterpret_cast<const char*>(sqlite3_column_text(q, 1));
-            sqlite3_finalize(q);
-            sqlite3_close(db);
+            for (auto& row : backend.rows("jlis", "SELECT code, my_number FROM residents")) out[row[0]] = row[1];
             if (out.size() < 30) std::this_thread::sleep_for(100ms);
         }
         return out;
@@ -167,10 +160,13 @@ json keys_of(const std::vector<std::string>& codes) {
     return k;
 }
 
+// Each test on both store backends (every tier's juki store in SQLite, or in PostgreSQL).
+class JukiAgencyGateway : public ::testing::TestWithParam<std::string> {};
+
 } // namespace
 
-TEST(JukiAgencyGateway, AllowedQueryIsAnsweredByJlis) {
-    AgencyNet t;
+TEST_P(JukiAgencyGateway, AllowedQueryIsAnsweredByJlis) {
+    AgencyNet t(GetParam());
     auto file = t.national();
     ASSERT_EQ(file.size(), 30u);
     auto kyufu = t.staff("kyufu");
@@ -201,8 +197,8 @@ TEST(JukiAgencyGateway, AllowedQueryIsAnsweredByJlis) {
     EXPECT_TRUE(found) << by_name;
 }
 
-TEST(JukiAgencyGateway, RefusedQueriesGetTheRightStatusAndError) {
-    AgencyNet t;
+TEST_P(JukiAgencyGateway, RefusedQueriesGetTheRightStatusAndError) {
+    AgencyNet t(GetParam());
     ASSERT_EQ(t.national().size(), 30u);
     auto kyufu = t.staff("kyufu");
     auto ok = [&](int n) { return json{{"purpose", "juki-beppyo1:5"}, {"keys", keys_of({resident(n)})}}; };
@@ -283,8 +279,8 @@ TEST(JukiAgencyGateway, RefusedQueriesGetTheRightStatusAndError) {
         << m->body;
 }
 
-TEST(JukiAgencyGateway, BatchFolderRoundTrip) {
-    AgencyNet t;
+TEST_P(JukiAgencyGateway, BatchFolderRoundTrip) {
+    AgencyNet t(GetParam());
     auto file = t.national();
     ASSERT_EQ(file.size(), 30u);
     auto batch = t.tmp / "batch";
@@ -337,3 +333,6 @@ TEST(JukiAgencyGateway, BatchFolderRoundTrip) {
     EXPECT_NE(m->body.find("renkei_agency_batch_files_total{outcome=\"processed\"} 1"), std::string::npos) << m->body;
     EXPECT_NE(m->body.find("renkei_agency_batch_files_total{outcome=\"failed\"} 1"), std::string::npos) << m->body;
 }
+
+INSTANTIATE_TEST_SUITE_P(Backends, JukiAgencyGateway, ::testing::Values("sqlite", "postgresql"),
+                         [](const auto& info) { return camel(info.param); });

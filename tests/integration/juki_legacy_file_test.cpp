@@ -7,7 +7,7 @@
 // fixture juki_pg).
 #include "collector.hpp"
 #include "network.hpp"
-#include "pg_test.hpp"
+#include "juki_backend.hpp"
 
 #include <juki.capnp.h>
 #include <renkei/sdk.hpp>
@@ -157,28 +157,9 @@ Result parse_result(const std::string& text) {
     return r;
 }
 
-// Rows of `sql` run in `schema` of the PostgreSQL test cluster, each column as text.
-std::vector<std::vector<std::string>> pg_rows(const std::string& schema, const std::string& sql) {
-    PGconn* c = PQconnectdb(pg_dsn().c_str());
-    std::vector<std::vector<std::string>> out;
-    std::string why;
-    if (PQstatus(c) != CONNECTION_OK) why = PQerrorMessage(c);
-    PGresult* r = why.empty() ? PQexec(c, ("SET search_path TO " + schema + "; " + sql).c_str()) : nullptr;
-    if (r && PQresultStatus(r) != PGRES_TUPLES_OK) why = PQresultErrorMessage(r);
-    for (int i = 0; r && why.empty() && i < PQntuples(r); ++i) {
-        out.emplace_back();
-        for (int j = 0; j < PQnfields(r); ++j) out.back().push_back(PQgetvalue(r, i, j));
-    }
-    PQclear(r);
-    PQfinish(c);
-    if (!why.empty()) throw std::runtime_error("PostgreSQL test cluster: " + why);
-    return out;
-}
-
 struct LegacyNet {
     TempDir tmp;
-    bool pg = false;
-    std::map<std::string, std::unique_ptr<PgSchema>> schemas; // tier -> its store (dropped after the hosts stop)
+    JukiBackend backend; // before the hosts: its schemas are dropped after they stop
     Network net{tmp};
     fs::path dir = tmp / "lf";
     NodeSpec cs_spec;
@@ -186,31 +167,20 @@ struct LegacyNet {
 
     // `backend`: "sqlite" (a file per tier) or "postgresql" (a schema per tier on the test cluster).
     LegacyNet(const std::string& profile, std::map<std::string, std::string> extra = {},
-              const std::string& backend = "sqlite")
-        : pg(backend == "postgresql") {
+              const std::string& backend_name = "sqlite")
+        : backend(backend_name) {
         write_file(tmp / "secret", std::string(48, 's') + "legacy-file test secret");
-        auto store = [&](const std::string& tier) {
-            if (!pg) return toml::table{{"store", (tmp / tier / "juki.db").string()}};
-            auto& s = schemas[tier] = std::make_unique<PgSchema>(tier);
-            return toml::table{{"store_backend", "postgresql"}, {"store_dsn", pg_dsn()}, {"store_schema", s->name()}};
-        };
-        auto with = [](toml::table t, const toml::table& more) {
-            for (auto& [k, v] : more) t.insert_or_assign(k, v);
-            return t;
-        };
         PluginConfig national;
         national.name = "juki";
         national.path = plugin_path("plugins/juki", "juki");
-        national.settings = with(toml::table{{"role", "national"}, {"number_secret_file", (tmp / "secret").string()}},
-                                 store("jlis"));
-        if (pg) { // the 個人番号 registry in a schema of its own too
-            auto& s = schemas["numbers"] = std::make_unique<PgSchema>("numbers");
-            national.settings.insert_or_assign("number_schema", s->name());
-        }
+        national.settings = toml::table{{"role", "national"}, {"number_secret_file", (tmp / "secret").string()}};
+        backend.add_store(national.settings, "jlis", tmp / "jlis" / "juki.db");
         PluginConfig pref = national;
-        pref.settings = with(toml::table{{"role", "pref"}}, store("pref"));
+        pref.settings = toml::table{{"role", "pref"}};
+        backend.add_store(pref.settings, "pref", tmp / "pref" / "juki.db");
         PluginConfig cs = national;
-        cs.settings = with(toml::table{{"role", "cs"}, {"municipality", "131016"}, {"prefecture", "pref:13"}}, store("cs"));
+        cs.settings = toml::table{{"role", "cs"}, {"municipality", "131016"}, {"prefecture", "pref:13"}};
+        backend.add_store(cs.settings, "cs", tmp / "cs" / "juki.db");
         PluginConfig lf;
         lf.name = "legacy-file";
         lf.path = plugin_path("adapters/legacy-file", "legacy_file");
@@ -285,42 +255,18 @@ struct LegacyNet {
     };
     std::map<std::string, National> national(const std::string& who = "jlis") {
         std::map<std::string, National> out;
-        const char* sql = "SELECT r.code, r.name, r.address, r.municipality,"
-                          " 1 + (SELECT COUNT(*) FROM history h WHERE h.code = r.code) FROM residents r";
-        if (pg) {
-            for (auto& row : pg_rows(schemas.at(who)->name(), sql))
-                out[row[0]] = {row[1], row[2], row[3], std::stoi(row[4])};
-            return out;
-        }
-        sqlite3* db = nullptr;
-        sqlite3_open_v2((tmp / who / "juki.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr);
-        sqlite3_busy_timeout(db, 5000);
-        sqlite3_stmt* q = nullptr;
-        sqlite3_prepare_v2(db, sql, -1, &q, nullptr);
-        while (q && sqlite3_step(q) == SQLITE_ROW) {
-            auto col = [&](int i) { return std::string(reinterpret_cast<const char*>(sqlite3_column_text(q, i))); };
-            out[col(0)] = {col(1), col(2), col(3), sqlite3_column_int(q, 4)};
-        }
-        sqlite3_finalize(q);
-        sqlite3_close(db);
+        for (auto& row : backend.rows(who, "SELECT r.code, r.name, r.address, r.municipality,"
+                                           " 1 + (SELECT COUNT(*) FROM history h WHERE h.code = r.code) FROM residents r"))
+            out[row[0]] = {row[1], row[2], row[3], std::stoi(row[4])};
         return out;
     }
     // Rows of a query on one of the SQLite files, for failure messages.
     std::string dump(const fs::path& file, const char* sql) {
         std::string out;
-        sqlite3* db = nullptr;
-        sqlite3_open_v2(file.c_str(), &db, SQLITE_OPEN_READONLY, nullptr);
-        sqlite3_stmt* q = nullptr;
-        sqlite3_prepare_v2(db, sql, -1, &q, nullptr);
-        while (q && sqlite3_step(q) == SQLITE_ROW) {
-            for (int i = 0; i < sqlite3_column_count(q); ++i) {
-                auto* t = sqlite3_column_text(q, i);
-                out += std::string(t ? reinterpret_cast<const char*>(t) : "NULL") + "|";
-            }
+        for (auto& row : JukiBackend::sqlite_rows(file, sql)) {
+            for (auto& c : row) out += c + "|";
             out += "\n";
         }
-        sqlite3_finalize(q);
-        sqlite3_close(db);
         return out;
     }
     bool in_dir(const char* sub, const std::string& name) { return fs::exists(dir / sub / name); }
@@ -339,20 +285,6 @@ protected:
     const std::string& backend() const { return std::get<1>(GetParam()); }
 };
 class LegacyFileBackends : public ::testing::TestWithParam<std::string> {};
-
-std::string camel(const std::string& s) {
-    std::string out;
-    bool up = true;
-    for (char c : s) {
-        if (c == '-') {
-            up = true;
-            continue;
-        }
-        out += up ? static_cast<char>(std::toupper(static_cast<unsigned char>(c))) : c;
-        up = false;
-    }
-    return out;
-}
 
 } // namespace
 

@@ -2,11 +2,11 @@
 // prefecture and every tier's 更新件数リスト comes back by polling; a 転入通知 from one CS to the
 // other is polled and acknowledged; a 広域交付 request is answered through the API; the feed is
 // pushed with retry; bad input gets clear errors and loses nothing already accepted.
+#include "juki_backend.hpp"
 #include "network.hpp"
 
 #include <httplib.h>
 #include <nlohmann/json.hpp>
-#include <sqlite3.h>
 #include <sys/stat.h>
 
 #include <gtest/gtest.h>
@@ -116,6 +116,7 @@ std::string code_of(int n) {
 // what it receives over) and legacy-http on a free loopback port.
 struct LegacyNet {
     TempDir tmp;
+    JukiBackend backend; // before the hosts: its schemas are dropped after they stop
     Network net{tmp};
     std::map<std::string, int> port;
 
@@ -124,7 +125,7 @@ struct LegacyNet {
         p.name = "juki";
         p.path = plugin_path("plugins/juki", "juki");
         p.settings.insert("role", role);
-        p.settings.insert("store", (tmp / ("juki-" + Network::safe(node) + ".db")).string());
+        backend.add_store(p.settings, Network::safe(node), tmp / ("juki-" + Network::safe(node) + ".db"));
         if (role == "national") p.settings.insert("number_secret_file", (tmp / "jlis-secret").string());
         if (role == "cs") {
             p.settings.insert("municipality", node.substr(5));
@@ -146,7 +147,8 @@ struct LegacyNet {
         return p;
     }
 
-    explicit LegacyNet(const std::function<void(toml::table&)>& tweak_a = nullptr) {
+    explicit LegacyNet(const std::string& backend_name, const std::function<void(toml::table&)>& tweak_a = nullptr)
+        : backend(backend_name) {
         write_file(tmp / "jlis-secret", std::string(48, 's'));
         write_file(tmp / "token", kToken + "\n");
         ::chmod((tmp / "token").c_str(), 0600);
@@ -164,25 +166,19 @@ struct LegacyNet {
     // J-LIS's file: 住民票コード -> "個人番号|removed|municipality".
     std::map<std::string, std::string> national() {
         std::map<std::string, std::string> out;
-        sqlite3* db = nullptr;
-        sqlite3_open_v2((tmp / "juki-jlis_juki.db").c_str(), &db, SQLITE_OPEN_READONLY, nullptr);
-        sqlite3_busy_timeout(db, 5000);
-        sqlite3_stmt* q = nullptr;
-        if (sqlite3_prepare_v2(db, "SELECT code, my_number, removed, municipality FROM residents", -1, &q, nullptr) == SQLITE_OK)
-            while (sqlite3_step(q) == SQLITE_ROW) {
-                auto col = [&](int i) { return std::string(reinterpret_cast<const char*>(sqlite3_column_text(q, i))); };
-                out[col(0)] = col(1) + "|" + col(2) + "|" + col(3);
-            }
-        sqlite3_finalize(q);
-        sqlite3_close(db);
+        for (auto& row : backend.rows("jlis_juki", "SELECT code, my_number, removed, municipality FROM residents"))
+            out[row[0]] = row[1] + "|" + row[2] + "|" + row[3];
         return out;
     }
 };
 
+// Each test on both store backends (every tier's juki store in SQLite, or in PostgreSQL).
+class JukiLegacyHttp : public ::testing::TestWithParam<std::string> {};
+
 } // namespace
 
-TEST(JukiLegacyHttp, UpdatesReachJlisAndEveryTiersResultComesBackByPolling) {
-    LegacyNet t;
+TEST_P(JukiLegacyHttp, UpdatesReachJlisAndEveryTiersResultComesBackByPolling) {
+    LegacyNet t(GetParam());
     Api a(t.port[kA]);
     std::vector<std::string> codes{code_of(1), code_of(2), code_of(3)};
     auto numbers = a.numbers(codes);
@@ -245,8 +241,8 @@ TEST(JukiLegacyHttp, UpdatesReachJlisAndEveryTiersResultComesBackByPolling) {
     EXPECT_TRUE(page["items"].empty()) << page;
 }
 
-TEST(JukiLegacyHttp, BadInputGetsAClearErrorAndLosesNothingAccepted) {
-    LegacyNet t;
+TEST_P(JukiLegacyHttp, BadInputGetsAClearErrorAndLosesNothingAccepted) {
+    LegacyNet t(GetParam());
     Api a(t.port[kA]);
     auto numbers = a.numbers({code_of(10)});
     auto [s0, ok] = a.post("/v1/updates", json{{"batchId", "A-good"}, {"records", json::array({record(person(code_of(10), numbers[code_of(10)], kA), "birth")})}});
@@ -314,8 +310,8 @@ TEST(JukiLegacyHttp, BadInputGetsAClearErrorAndLosesNothingAccepted) {
     for (int n = 11; n <= 16; ++n) EXPECT_EQ(t.national().count(code_of(n)), 0u);
 }
 
-TEST(JukiLegacyHttp, MoveInNoticeFromAnotherMunicipalityIsPolledAndAcknowledged) {
-    LegacyNet t;
+TEST_P(JukiLegacyHttp, MoveInNoticeFromAnotherMunicipalityIsPolledAndAcknowledged) {
+    LegacyNet t(GetParam());
     Api a(t.port[kA]), b(t.port[kB]);
     const std::string x = code_of(30);
     auto numbers = b.numbers({x});
@@ -347,8 +343,8 @@ TEST(JukiLegacyHttp, MoveInNoticeFromAnotherMunicipalityIsPolledAndAcknowledged)
     for (auto& item : a.feed()) EXPECT_NE(item["kind"], "moveInNotice");
 }
 
-TEST(JukiLegacyHttp, WideAreaCopyRequestIsAnsweredThroughTheApi) {
-    LegacyNet t;
+TEST_P(JukiLegacyHttp, WideAreaCopyRequestIsAnsweredThroughTheApi) {
+    LegacyNet t(GetParam());
     Api a(t.port[kA]), b(t.port[kB]);
     const std::string y = code_of(40);
     auto numbers = b.numbers({y});
@@ -394,7 +390,7 @@ TEST(JukiLegacyHttp, WideAreaCopyRequestIsAnsweredThroughTheApi) {
     EXPECT_EQ(b.ack(asked), 1);
 }
 
-TEST(JukiLegacyHttp, FeedIsPushedWithRetryAndPollingStillWorks) {
+TEST_P(JukiLegacyHttp, FeedIsPushedWithRetryAndPollingStillWorks) {
     // The municipal system's push receiver: refuses the first two pushes, then takes them.
     httplib::Server receiver;
     std::mutex m;
@@ -421,7 +417,7 @@ TEST(JukiLegacyHttp, FeedIsPushedWithRetryAndPollingStillWorks) {
         }
     } stop{receiver, serve};
     {
-        LegacyNet t([&](toml::table& s) {
+        LegacyNet t(GetParam(), [&](toml::table& s) {
             s.insert("push_url", "http://127.0.0.1:" + std::to_string(port) + "/notices");
             s.insert("push_retry_ms", 50);
         });
@@ -452,3 +448,6 @@ TEST(JukiLegacyHttp, FeedIsPushedWithRetryAndPollingStillWorks) {
         EXPECT_TRUE(a.feed().empty());
     }
 }
+
+INSTANTIATE_TEST_SUITE_P(Backends, JukiLegacyHttp, ::testing::Values("sqlite", "postgresql"),
+                         [](const auto& info) { return camel(info.param); });
