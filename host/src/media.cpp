@@ -1479,10 +1479,22 @@ void print_info(const BundleInfo& info, std::ostream& out) {
             << " byte(s)  sha256 " << f.sha256 << "\n";
 }
 
+// "at T by OP into DIR" for each earlier import of a bundle.
+std::string earlier_imports(const std::vector<ImportLedgerEntry>& earlier) {
+    std::string d;
+    for (auto& e : earlier) {
+        if (!d.empty()) d += ", ";
+        d += (e.finished_ms ? "at " + iso8601_utc(*e.finished_ms) : "begun at " + iso8601_utc(e.started_ms) + " (unfinished)") +
+             " by " + e.operator_id + " into " + e.out_dir;
+    }
+    return d;
+}
+
 struct Session {
     HostConfig config;
     std::optional<MediaIdentity> me;
     std::unique_ptr<AuditLog> audit;
+    std::unique_ptr<ImportLedger> ledger;
 };
 
 } // namespace
@@ -1508,6 +1520,11 @@ int run_media_command(const MediaCliOptions& o, std::ostream& out, std::ostream&
         err << "renkei: " << why << "\n";
         return kCannotStart;
     }
+    if (o.reimport && (o.action != MediaAction::import_ || o.purpose.empty())) {
+        err << "renkei: --reimport (import a bundle this node imported before) needs --purpose: why it is imported "
+               "again goes into the audit trail\n";
+        return kCannotStart;
+    }
     std::optional<RecordCount> count;
     if (o.action == MediaAction::export_) {
         try {
@@ -1528,13 +1545,14 @@ int run_media_command(const MediaCliOptions& o, std::ostream& out, std::ostream&
     try {
         if (o.action != MediaAction::erase) s.me = media_identity_from_config(s.config, wall_ms());
         s.audit = std::make_unique<AuditLog>(s.config.data_dir / "audit");
+        if (o.action == MediaAction::import_) s.ledger = std::make_unique<ImportLedger>(s.config.data_dir / "media-imports.db");
     } catch (const std::exception& e) {
         err << "renkei: " << e.what() << "\n";
         return kCannotStart;
     }
 
     const char* type = o.action == MediaAction::export_   ? "media.export"
-                       : o.action == MediaAction::import_ ? "media.import"
+                       : o.action == MediaAction::import_ ? (o.reimport ? "media.reimport" : "media.import")
                        : o.action == MediaAction::copy    ? "media.copy"
                        : o.action == MediaAction::erase   ? "media.erase"
                                                           : "media.inspect";
@@ -1580,10 +1598,23 @@ int run_media_command(const MediaCliOptions& o, std::ostream& out, std::ostream&
             return kOk;
         }
         case MediaAction::import_: {
-            detail = "bundle " + o.in.string() + " into " + o.out.string() + ": ";
-            auto result = import_bundle(*s.me, o.in, o.out, audited);
-            out << "imported bundle " << result.info.bundle_id << " from " << result.info.sender << " into "
-                << o.out.string() << ": " << result.info.summary() << ", counts and digests reconciled\n";
+            detail = (o.reimport ? "re-import (--reimport) of bundle " : "bundle ") + o.in.string() + " into " +
+                     o.out.string() + ": ";
+            ImportOptions io;
+            io.ledger = s.ledger.get();
+            io.reimport = o.reimport;
+            io.operator_id = o.operator_id;
+            io.purpose = o.purpose;
+            io.before_publish = [&](const BundleInfo& info, const std::vector<ImportLedgerEntry>& earlier) {
+                record(info, "ok",
+                       detail + (earlier.empty() ? "" : "imported before " + earlier_imports(earlier) + "; ") + info.summary() +
+                           file_details(info));
+            };
+            auto result = import_bundle(*s.me, o.in, o.out, io);
+            out << (o.reimport ? "re-imported bundle " : "imported bundle ") << result.info.bundle_id << " from "
+                << result.info.sender << " into " << o.out.string() << ": " << result.info.summary()
+                << ", counts and digests reconciled\n";
+            if (!result.earlier.empty()) out << "  imported before " << earlier_imports(result.earlier) << "\n";
             for (auto& f : result.info.files)
                 out << "  " << f.name << "  " << f.records << " record(s) as the manifest says  " << f.bytes
                     << " byte(s)  sha256 ok\n";

@@ -260,6 +260,7 @@ struct MediaCliOptions {
     std::vector<std::filesystem::path> files; // export, erase
     std::string count = "lines";       // export: how records are counted
     uint64_t chunk_bytes = 1u << 20;   // export
+    bool reimport = false;             // import: the bundle was imported here before; needs --purpose
 };
 
 int run_media_command(const MediaCliOptions& options, std::ostream& out, std::ostream& err);
