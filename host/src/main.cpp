@@ -155,6 +155,9 @@ int main(int argc, char** argv) {
     media_common(media_import, true);
     media_import->add_option("--in", media_in, "the bundle")->required();
     media_import->add_option("--out", media_out, "directory for the files (created; nothing is overwritten)")->required();
+    media_import->add_flag("--reimport", media.reimport,
+                           "import a bundle this node imported before (e.g. into a destination restored from a backup); "
+                           "needs --purpose; audited as media.reimport");
     auto* media_inspect = media_cmd->add_subcommand("inspect", "show a bundle's header and manifest (no key needed)");
     media_common(media_inspect, false);
     media_inspect->add_option("--in", media_in, "the bundle")->required();

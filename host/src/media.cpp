@@ -4,6 +4,7 @@
 #include <renkei/config.hpp>
 #include <renkei/deadletter_cli.hpp> // iso8601_utc
 #include <renkei/keys.hpp>
+#include <renkei/sqlite.hpp>
 #include <renkei/trust_store.hpp>
 
 #include <openssl/core_names.h>
@@ -878,6 +879,7 @@ const char* to_string(MediaFailure f) {
     case MediaFailure::mismatch: return "mismatch";
     case MediaFailure::io: return "i/o";
     case MediaFailure::exists: return "exists";
+    case MediaFailure::already_imported: return "already imported";
     case MediaFailure::bad_input: return "bad input";
     }
     return "?";
@@ -1078,8 +1080,125 @@ BundleInfo verify_bundle(const MediaIdentity& me, const fs::path& bundle) {
     return h.info;
 }
 
+// -------------------------------------------------------------------------------------------------
+// The import ledger.
+
+namespace {
+
+// Rule media.import_once, applied to what the ledger holds about the bundle (oldest first).
+void check_import_once(const std::vector<ImportLedgerEntry>& earlier, bool reimport, const BundleInfo& info,
+                       const fs::path& bundle) {
+    std::string field = bundle.string() + ": bundle_id " + info.bundle_id + ": ";
+    if (earlier.empty()) {
+        if (reimport)
+            fail(MediaFailure::bad_input,
+                 field + "--reimport given, but this node has no import of it on record; import it without --reimport", info);
+        return;
+    }
+    if (reimport) return;
+    const ImportLedgerEntry& last = earlier.back();
+    std::string why = last.finished_ms
+                          ? "already imported at " + iso8601_utc(*last.finished_ms) + " by " + last.operator_id + " into " +
+                                last.out_dir
+                          : "an import begun at " + iso8601_utc(last.started_ms) + " by " + last.operator_id + " into " +
+                                last.out_dir + " has not finished (it is still running, or it was interrupted after " +
+                                "its files began to be moved into place: check that directory)";
+    if (earlier.size() > 1) why += " (" + std::to_string(earlier.size()) + " imports on record)";
+    fail(MediaFailure::already_imported,
+         field + why + "; rule media.import_once: a node imports a bundle once (to import it again, e.g. into a " +
+             "destination restored from a backup, give --reimport with --operator and --purpose)",
+         info);
+}
+
+} // namespace
+
+struct ImportLedger::Db {
+    sqlite::Database db;
+    explicit Db(const fs::path& path) : db(path, sqlite::OpenOptions{sqlite::Durability::power_loss}) {
+        // At most one plain import per bundle, whatever the code above it does; re-imports are
+        // further rows.
+        db.exec("CREATE TABLE IF NOT EXISTS media_imports ("
+                " seq INTEGER PRIMARY KEY AUTOINCREMENT,"
+                " bundle_id TEXT NOT NULL CHECK (length(bundle_id) = 32),"
+                " sender TEXT NOT NULL,"
+                " out_dir TEXT NOT NULL,"
+                " operator TEXT NOT NULL,"
+                " purpose TEXT NOT NULL,"
+                " reimport INTEGER NOT NULL CHECK (reimport IN (0, 1)),"
+                " started_ms INTEGER NOT NULL,"
+                " finished_ms INTEGER);"
+                "CREATE INDEX IF NOT EXISTS media_imports_by_bundle ON media_imports (bundle_id);"
+                "CREATE UNIQUE INDEX IF NOT EXISTS media_imports_once ON media_imports (bundle_id) WHERE reimport = 0;",
+                "create media import ledger");
+    }
+    std::vector<ImportLedgerEntry> select(const std::string& bundle_id) {
+        auto st = db.prepare("SELECT seq, bundle_id, sender, out_dir, operator, purpose, reimport, started_ms, finished_ms"
+                             " FROM media_imports WHERE bundle_id = ?1 ORDER BY seq",
+                             "look up imports of a bundle");
+        st.bind_text(1, bundle_id);
+        std::vector<ImportLedgerEntry> out;
+        while (st.step()) {
+            ImportLedgerEntry e;
+            e.seq = st.column_int64(0);
+            e.bundle_id = st.column_text(1);
+            e.sender = st.column_text(2);
+            e.out_dir = st.column_text(3);
+            e.operator_id = st.column_text(4);
+            e.purpose = st.column_text(5);
+            e.reimport = st.column_int64(6) != 0;
+            e.started_ms = st.column_int64(7);
+            if (!st.column_is_null(8)) e.finished_ms = st.column_int64(8);
+            out.push_back(std::move(e));
+        }
+        return out;
+    }
+};
+
+ImportLedger::ImportLedger(const fs::path& path) : path_(path), db_(std::make_unique<Db>(path)) {}
+ImportLedger::~ImportLedger() = default;
+
+std::vector<ImportLedgerEntry> ImportLedger::imports_of(const std::string& bundle_id) { return db_->select(bundle_id); }
+
+ImportLedger::Claim ImportLedger::claim(const ImportLedgerEntry& e, const BundleInfo& info, const fs::path& bundle) {
+    sqlite::Transaction tx(db_->db); // the write lock: another process's claim waits for this one
+    Claim c;
+    c.earlier = db_->select(e.bundle_id);
+    check_import_once(c.earlier, e.reimport, info, bundle);
+    auto st = db_->db.prepare("INSERT INTO media_imports (bundle_id, sender, out_dir, operator, purpose, reimport, started_ms)"
+                              " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+                              "claim a bundle import");
+    st.bind_text(1, e.bundle_id).bind_text(2, e.sender).bind_text(3, e.out_dir).bind_text(4, e.operator_id);
+    st.bind_text(5, e.purpose).bind(6, e.reimport ? 1 : 0).bind(7, e.started_ms);
+    st.run();
+    c.seq = db_->db.last_insert_rowid();
+    tx.commit();
+    return c;
+}
+
+void ImportLedger::finish(int64_t seq, int64_t now_ms) {
+    auto st = db_->db.prepare("UPDATE media_imports SET finished_ms = ?2 WHERE seq = ?1 AND finished_ms IS NULL",
+                              "mark a bundle import finished");
+    st.bind(1, seq).bind(2, now_ms);
+    st.run();
+    if (db_->db.changes() != 1)
+        throw sqlite::Error(db_->db.path(), "mark a bundle import finished", "the claim is not in the ledger");
+}
+
+void ImportLedger::release(int64_t seq) {
+    auto st = db_->db.prepare("DELETE FROM media_imports WHERE seq = ?1 AND finished_ms IS NULL", "release a bundle import claim");
+    st.bind(1, seq);
+    st.run();
+}
+
 ImportResult import_bundle(const MediaIdentity& me, const fs::path& bundle, const fs::path& out_dir,
                            const std::function<void(const BundleInfo&)>& before_publish) {
+    ImportOptions o;
+    if (before_publish) o.before_publish = [&](const BundleInfo& info, const std::vector<ImportLedgerEntry>&) { before_publish(info); };
+    return import_bundle(me, bundle, out_dir, o);
+}
+
+ImportResult import_bundle(const MediaIdentity& me, const fs::path& bundle, const fs::path& out_dir,
+                           const ImportOptions& opt) {
     Reader r(bundle);
     Head h = read_head(r);
     const BundleInfo& info = h.info;
@@ -1087,6 +1206,22 @@ ImportResult import_bundle(const MediaIdentity& me, const fs::path& bundle, cons
     check_head_signature(r, h, signer);
     read_manifest(r, h);
     check_recipient(me, info, bundle);
+    if (opt.reimport && (!opt.ledger || opt.operator_id.empty() || opt.purpose.empty()))
+        fail(MediaFailure::bad_input,
+             bundle.string() + ": --reimport needs the node's import ledger, --operator and --purpose (who imports the "
+                               "bundle again, and why)",
+             info);
+    // A sqlite::Error names the database and the operation; as a MediaError the audit record
+    // keeps the bundle id.
+    auto ledger = [&](auto&& op) {
+        try {
+            return op();
+        } catch (const sqlite::Error& e) {
+            fail(MediaFailure::io, bundle.string() + ": the import ledger: " + e.what(), info);
+        }
+    };
+    // Before anything is written (not even the output directory): a bundle imported before.
+    if (opt.ledger) check_import_once(ledger([&] { return opt.ledger->imports_of(info.bundle_id); }), opt.reimport, info, bundle);
     auto key = unwrap_content_key(me, h, bundle);
 
     std::error_code ec;
@@ -1149,19 +1284,64 @@ ImportResult import_bundle(const MediaIdentity& me, const fs::path& bundle, cons
         });
         if (open_file >= 0) finish(static_cast<uint32_t>(open_file));
         sync_dir(staging.dir());
-        if (before_publish) before_publish(info);
 
-        ImportResult result{info, {}};
-        for (auto& f : info.files) {
-            auto target = out_dir / f.name;
-            if (!rename_no_replace(staging.dir() / f.name, target)) {
-                for (auto& done : result.written) fs::rename(done, staging.dir() / done.filename(), ec); // undo
-                fail(MediaFailure::exists, target.string() + ": appeared meanwhile (never overwritten); nothing was imported",
-                     info);
-            }
-            result.written.push_back(target);
+        // Claim the import in the ledger (committed, synced) before any file is moved into place,
+        // and mark it finished once all are: a crash in between leaves an unfinished claim, which
+        // refuses the bundle again like a finished one (docs/media.md, "The import ledger").
+        ImportResult result{info, {}, {}};
+        std::optional<int64_t> claimed;
+        if (opt.ledger) {
+            ImportLedgerEntry e;
+            e.bundle_id = info.bundle_id;
+            e.sender = info.sender;
+            e.out_dir = fs::absolute(out_dir).lexically_normal().string();
+            e.operator_id = opt.operator_id;
+            e.purpose = opt.purpose;
+            e.reimport = opt.reimport;
+            e.started_ms = opt.now_ms ? opt.now_ms : wall_ms();
+            auto c = ledger([&] { return opt.ledger->claim(e, info, bundle); });
+            claimed = c.seq;
+            result.earlier = std::move(c.earlier);
         }
+        // Only while no file of this import is under its real name.
+        auto release = [&] {
+            if (!claimed) return;
+            try {
+                opt.ledger->release(*claimed);
+            } catch (const sqlite::Error&) {
+                // stays unfinished: the bundle is refused until --reimport, never imported twice
+            }
+        };
+        try {
+            if (opt.before_publish) opt.before_publish(info, result.earlier);
+        } catch (...) {
+            release();
+            throw;
+        }
+        try {
+            for (auto& f : info.files) {
+                auto target = out_dir / f.name;
+                if (!rename_no_replace(staging.dir() / f.name, target))
+                    fail(MediaFailure::exists,
+                         target.string() + ": appeared meanwhile (never overwritten); nothing was imported", info);
+                result.written.push_back(target);
+            }
+        } catch (...) {
+            bool undone = true;
+            for (auto& done : result.written) { // put back what was moved
+                fs::rename(done, staging.dir() / done.filename(), ec);
+                if (ec) undone = false;
+            }
+            if (undone) release();
+            throw;
+        }
+        // From here the files are in place: a failure leaves the claim unfinished.
         sync_dir(out_dir);
+        if (opt.after_move) opt.after_move();
+        if (claimed) ledger([&] {
+            opt.ledger->finish(*claimed, opt.now_ms ? opt.now_ms : wall_ms());
+            return 0;
+        });
         return result;
     } catch (const crypto::CryptoError& e) {
         fail(MediaFailure::io, bundle.string() + ": " + e.what(), info);
@@ -1299,10 +1479,22 @@ void print_info(const BundleInfo& info, std::ostream& out) {
             << " byte(s)  sha256 " << f.sha256 << "\n";
 }
 
+// "at T by OP into DIR" for each earlier import of a bundle.
+std::string earlier_imports(const std::vector<ImportLedgerEntry>& earlier) {
+    std::string d;
+    for (auto& e : earlier) {
+        if (!d.empty()) d += ", ";
+        d += (e.finished_ms ? "at " + iso8601_utc(*e.finished_ms) : "begun at " + iso8601_utc(e.started_ms) + " (unfinished)") +
+             " by " + e.operator_id + " into " + e.out_dir;
+    }
+    return d;
+}
+
 struct Session {
     HostConfig config;
     std::optional<MediaIdentity> me;
     std::unique_ptr<AuditLog> audit;
+    std::unique_ptr<ImportLedger> ledger;
 };
 
 } // namespace
@@ -1328,6 +1520,11 @@ int run_media_command(const MediaCliOptions& o, std::ostream& out, std::ostream&
         err << "renkei: " << why << "\n";
         return kCannotStart;
     }
+    if (o.reimport && (o.action != MediaAction::import_ || o.purpose.empty())) {
+        err << "renkei: --reimport (import a bundle this node imported before) needs --purpose: why it is imported "
+               "again goes into the audit trail\n";
+        return kCannotStart;
+    }
     std::optional<RecordCount> count;
     if (o.action == MediaAction::export_) {
         try {
@@ -1348,13 +1545,14 @@ int run_media_command(const MediaCliOptions& o, std::ostream& out, std::ostream&
     try {
         if (o.action != MediaAction::erase) s.me = media_identity_from_config(s.config, wall_ms());
         s.audit = std::make_unique<AuditLog>(s.config.data_dir / "audit");
+        if (o.action == MediaAction::import_) s.ledger = std::make_unique<ImportLedger>(s.config.data_dir / "media-imports.db");
     } catch (const std::exception& e) {
         err << "renkei: " << e.what() << "\n";
         return kCannotStart;
     }
 
     const char* type = o.action == MediaAction::export_   ? "media.export"
-                       : o.action == MediaAction::import_ ? "media.import"
+                       : o.action == MediaAction::import_ ? (o.reimport ? "media.reimport" : "media.import")
                        : o.action == MediaAction::copy    ? "media.copy"
                        : o.action == MediaAction::erase   ? "media.erase"
                                                           : "media.inspect";
@@ -1400,10 +1598,23 @@ int run_media_command(const MediaCliOptions& o, std::ostream& out, std::ostream&
             return kOk;
         }
         case MediaAction::import_: {
-            detail = "bundle " + o.in.string() + " into " + o.out.string() + ": ";
-            auto result = import_bundle(*s.me, o.in, o.out, audited);
-            out << "imported bundle " << result.info.bundle_id << " from " << result.info.sender << " into "
-                << o.out.string() << ": " << result.info.summary() << ", counts and digests reconciled\n";
+            detail = (o.reimport ? "re-import (--reimport) of bundle " : "bundle ") + o.in.string() + " into " +
+                     o.out.string() + ": ";
+            ImportOptions io;
+            io.ledger = s.ledger.get();
+            io.reimport = o.reimport;
+            io.operator_id = o.operator_id;
+            io.purpose = o.purpose;
+            io.before_publish = [&](const BundleInfo& info, const std::vector<ImportLedgerEntry>& earlier) {
+                record(info, "ok",
+                       detail + (earlier.empty() ? "" : "imported before " + earlier_imports(earlier) + "; ") + info.summary() +
+                           file_details(info));
+            };
+            auto result = import_bundle(*s.me, o.in, o.out, io);
+            out << (o.reimport ? "re-imported bundle " : "imported bundle ") << result.info.bundle_id << " from "
+                << result.info.sender << " into " << o.out.string() << ": " << result.info.summary()
+                << ", counts and digests reconciled\n";
+            if (!result.earlier.empty()) out << "  imported before " << earlier_imports(result.earlier) << "\n";
             for (auto& f : result.info.files)
                 out << "  " << f.name << "  " << f.records << " record(s) as the manifest says  " << f.bytes
                     << " byte(s)  sha256 ok\n";

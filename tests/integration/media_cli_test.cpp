@@ -303,3 +303,83 @@ TEST_F(MediaCli, EraseOverwritesRemovesAndIsAudited) {
     EXPECT_EQ(muni[3].outcome, "failed");
     expect_trail_intact("muni:131016", 4);
 }
+
+TEST_F(MediaCli, ASecondImportIsRefusedAuditedAndLeavesNothingAndReimportIsAudited) {
+    auto bundle = tmp / "update.rkm";
+    auto id = export_for("pref:13", bundle);
+    ASSERT_EQ(id.size(), 32u);
+    auto inbox = tmp / "pref-inbox";
+    auto first = run_renkei("media import " + as("pref:13", "ops:sato") + " --purpose juki-30-6 --in " + quoted(bundle) +
+                            " --out " + quoted(inbox));
+    ASSERT_EQ(first.code, 0) << first.output;
+    EXPECT_TRUE(fs::exists(dir_of("pref:13") / "media-imports.db")) << "the ledger is in the node's data_dir";
+    auto imported = listing(inbox);
+
+    // The same bundle again, into another directory or the same one: refused, nothing written.
+    auto other = tmp / "pref-inbox-2";
+    auto again = run_renkei("media import " + as("pref:13", "ops:kato") + " --purpose juki-30-6 --in " + quoted(bundle) +
+                            " --out " + quoted(other));
+    EXPECT_EQ(again.code, 1) << again.output;
+    EXPECT_TRUE(has(again.output, "bundle_id " + id + ": already imported at 20")) << again.output;
+    EXPECT_TRUE(has(again.output, " by ops:sato into " + inbox.string() + "; rule media.import_once")) << again.output;
+    EXPECT_TRUE(has(again.output, "--reimport")) << again.output;
+    EXPECT_FALSE(fs::exists(other)) << "a refused import creates nothing";
+    auto same = run_renkei("media import " + as("pref:13", "ops:kato") + " --in " + quoted(bundle) + " --out " + quoted(inbox));
+    EXPECT_EQ(same.code, 1) << same.output;
+    EXPECT_TRUE(has(same.output, "rule media.import_once")) << same.output;
+    EXPECT_EQ(listing(inbox), imported);
+    EXPECT_EQ(read_file(inbox / "records.csv"), records);
+
+    // --reimport says why: without --purpose it does not start (nothing audited).
+    auto restored = tmp / "pref-inbox-restored";
+    auto why = run_renkei("media import " + as("pref:13", "ops:kato") + " --reimport --in " + quoted(bundle) + " --out " +
+                          quoted(restored));
+    EXPECT_EQ(why.code, 2) << why.output;
+    EXPECT_TRUE(has(why.output, "--reimport (import a bundle this node imported before) needs --purpose")) << why.output;
+    EXPECT_FALSE(fs::exists(restored));
+
+    // The destination was restored from a backup that predates the import.
+    auto re = run_renkei("media import " + as("pref:13", "ops:kato") + " --reimport --purpose restore-2024-05 --in " +
+                         quoted(bundle) + " --out " + quoted(restored));
+    ASSERT_EQ(re.code, 0) << re.output;
+    EXPECT_TRUE(has(re.output, "re-imported bundle " + id + " from muni:131016")) << re.output;
+    EXPECT_TRUE(has(re.output, "imported before at 20")) << re.output;
+    EXPECT_EQ(read_file(restored / "records.csv"), records);
+    EXPECT_EQ(read_file(restored / "batch.txt"), big);
+
+    // And still once for a plain import.
+    auto third = run_renkei("media import " + as("pref:13", "ops:kato") + " --in " + quoted(bundle) + " --out " +
+                            quoted(tmp / "pref-inbox-3"));
+    EXPECT_EQ(third.code, 1) << third.output;
+    EXPECT_TRUE(has(third.output, "by ops:kato into " + restored.string() + " (2 imports on record)")) << third.output;
+    EXPECT_FALSE(fs::exists(tmp / "pref-inbox-3"));
+
+    auto pref = audit_of(dir_of("pref:13"));
+    ASSERT_EQ(pref.size(), 5u);
+    EXPECT_EQ(pref[0].type, "media.import");
+    EXPECT_EQ(pref[0].outcome, "ok");
+    for (size_t i : {1u, 2u, 4u}) {
+        EXPECT_EQ(pref[i].type, "media.import") << i;
+        EXPECT_EQ(pref[i].outcome, "refused") << i;
+        EXPECT_EQ(pref[i].id, id) << i;
+        EXPECT_EQ(pref[i].from, "muni:131016") << i;
+        EXPECT_EQ(pref[i].to, "pref:13") << i;
+        EXPECT_EQ(pref[i].op, "ops:kato") << i;
+        EXPECT_TRUE(has(pref[i].detail, "already imported: ")) << pref[i].detail;
+        EXPECT_TRUE(has(pref[i].detail, "bundle_id " + id + ": already imported at ")) << pref[i].detail;
+        EXPECT_TRUE(has(pref[i].detail, "rule media.import_once")) << pref[i].detail;
+    }
+    EXPECT_EQ(pref[1].purpose, "juki-30-6");
+    EXPECT_TRUE(has(pref[1].detail, "into " + other.string())) << pref[1].detail;
+    EXPECT_EQ(pref[3].type, "media.reimport");
+    EXPECT_EQ(pref[3].outcome, "ok");
+    EXPECT_EQ(pref[3].id, id);
+    EXPECT_EQ(pref[3].op, "ops:kato");
+    EXPECT_EQ(pref[3].purpose, "restore-2024-05");
+    EXPECT_TRUE(has(pref[3].detail, "re-import (--reimport) of bundle " + bundle.string() + " into " + restored.string()))
+        << pref[3].detail;
+    EXPECT_TRUE(has(pref[3].detail, "imported before at 20")) << pref[3].detail;
+    EXPECT_TRUE(has(pref[3].detail, " by ops:sato into " + inbox.string())) << pref[3].detail;
+    EXPECT_TRUE(has(pref[3].detail, "2 file(s), ")) << pref[3].detail;
+    expect_trail_intact("pref:13", 5);
+}

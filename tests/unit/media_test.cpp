@@ -8,6 +8,7 @@
 #include <gtest/gtest.h>
 
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -494,4 +495,261 @@ TEST_F(Media, EraseOverwritesThenRemoves) {
         EXPECT_NE(std::string(e.what()).find("is a symbolic link"), std::string::npos) << e.what();
     }
     EXPECT_EQ(bytes_of(tmp / "linked"), "x");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The import ledger: a node imports a bundle once (rule media.import_once), whatever the directory.
+
+namespace {
+
+constexpr int64_t kImportedAt = 1'714'561'200'000; // 2024-05-01T11:00:00.000Z
+
+class MediaLedger : public Media {
+protected:
+    void SetUp() override {
+        Media::SetUp();
+        fs::create_directories(tmp / "pref-data");
+        ledger = std::make_unique<ImportLedger>(tmp / "pref-data" / "media-imports.db");
+    }
+
+    ImportOptions as_sato(bool reimport = false, const std::string& purpose = "juki-30-6") {
+        ImportOptions o;
+        o.ledger = ledger.get();
+        o.reimport = reimport;
+        o.operator_id = "ops:sato";
+        o.purpose = purpose;
+        o.now_ms = kImportedAt;
+        o.before_publish = [this](const BundleInfo&, const std::vector<ImportLedgerEntry>& earlier) {
+            ++published;
+            last_earlier = earlier;
+        };
+        return o;
+    }
+
+    // Expects import_bundle to refuse with `kind` and a message holding `says`; returns the message.
+    std::string refused(const fs::path& bundle, const fs::path& dir, const ImportOptions& o, MediaFailure kind,
+                        const std::string& says) {
+        try {
+            import_bundle(pref, bundle, dir, o);
+            ADD_FAILURE() << "imported, but should be refused (" << to_string(kind) << ": " << says << ")";
+        } catch (const MediaError& e) {
+            EXPECT_EQ(e.failure(), kind) << e.what();
+            EXPECT_NE(std::string(e.what()).find(says), std::string::npos) << e.what();
+            EXPECT_TRUE(e.info().has_value()) << "the refusal carries the bundle id for the audit record";
+            return e.what();
+        }
+        return {};
+    }
+
+    std::unique_ptr<ImportLedger> ledger;
+    int published = 0;
+    std::vector<ImportLedgerEntry> last_earlier;
+};
+
+} // namespace
+
+TEST_F(MediaLedger, ASecondImportIsRefusedWhateverTheDirectoryAndWritesNothing) {
+    auto bundle = small_bundle();
+    auto id = read_bundle_info(bundle).bundle_id;
+    auto first = tmp / "inbox";
+    auto result = import_bundle(pref, bundle, first, as_sato());
+    ASSERT_EQ(result.written.size(), 3u);
+    EXPECT_TRUE(result.earlier.empty());
+    EXPECT_EQ(published, 1);
+    auto entries = ledger->imports_of(id);
+    ASSERT_EQ(entries.size(), 1u);
+    EXPECT_EQ(entries[0].bundle_id, id);
+    EXPECT_EQ(entries[0].sender, "muni:131016");
+    EXPECT_EQ(entries[0].operator_id, "ops:sato");
+    EXPECT_EQ(entries[0].purpose, "juki-30-6");
+    EXPECT_EQ(entries[0].out_dir, first.string());
+    EXPECT_FALSE(entries[0].reimport);
+    EXPECT_EQ(entries[0].started_ms, kImportedAt);
+    ASSERT_TRUE(entries[0].finished_ms.has_value()) << "marked finished once the files are in place";
+    auto before = listing(first);
+    auto a = bytes_of(first / "a.txt");
+
+    // Into a new directory: refused before anything is written, not even the directory.
+    auto second = tmp / "inbox-2";
+    auto message = refused(bundle, second, as_sato(), MediaFailure::already_imported,
+                           "bundle_id " + id + ": already imported at 2024-05-01T11:00:00.000Z by ops:sato into " +
+                               first.string() + "; rule media.import_once");
+    EXPECT_NE(message.find("--reimport"), std::string::npos) << "says how to import it again: " << message;
+    EXPECT_FALSE(fs::exists(second)) << "a refused import creates nothing";
+
+    // Into an existing directory, also the same one: refused for the same reason, nothing added.
+    auto third = tmp / "inbox-3";
+    fs::create_directories(third);
+    refused(bundle, third, as_sato(), MediaFailure::already_imported, "rule media.import_once");
+    EXPECT_TRUE(listing(third).empty()) << "no staging directory, no file";
+    refused(bundle, first, as_sato(), MediaFailure::already_imported, "rule media.import_once");
+    EXPECT_EQ(listing(first), before);
+    EXPECT_EQ(bytes_of(first / "a.txt"), a);
+
+    EXPECT_EQ(published, 1) << "no refused import reached the point where the CLI writes its ok record";
+    EXPECT_EQ(ledger->imports_of(id).size(), 1u) << "refusals are not recorded as imports";
+
+    // The ledger is durable: another process (here another connection) sees the import.
+    ImportLedger reopened(tmp / "pref-data" / "media-imports.db");
+    auto again = as_sato();
+    again.ledger = &reopened;
+    refused(bundle, tmp / "inbox-4", again, MediaFailure::already_imported, "already imported at");
+    EXPECT_FALSE(fs::exists(tmp / "inbox-4"));
+
+    // Another bundle with the same files is another bundle.
+    auto fresh = tmp / "fresh.rkm";
+    export_to(muni, "pref:13", fresh, {file("a.txt", text(10000, 1))});
+    EXPECT_EQ(import_bundle(pref, fresh, tmp / "inbox-5", as_sato()).written.size(), 1u);
+}
+
+TEST_F(MediaLedger, ReimportNeedsWhoAndWhyAndAnEarlierImportAndIsRecordedAsSuch) {
+    auto bundle = small_bundle();
+    auto id = read_bundle_info(bundle).bundle_id;
+
+    // Without a purpose, an operator or a ledger; or of a bundle never imported here.
+    refused(bundle, tmp / "r1", as_sato(true, ""), MediaFailure::bad_input, "--reimport needs");
+    auto nobody = as_sato(true);
+    nobody.operator_id.clear();
+    refused(bundle, tmp / "r1", nobody, MediaFailure::bad_input, "--reimport needs");
+    refused(bundle, tmp / "r1", as_sato(true), MediaFailure::bad_input,
+            "bundle_id " + id + ": --reimport given, but this node has no import of it on record");
+    EXPECT_FALSE(fs::exists(tmp / "r1"));
+    EXPECT_TRUE(ledger->imports_of(id).empty());
+    EXPECT_EQ(published, 0);
+
+    auto first = tmp / "inbox";
+    import_bundle(pref, bundle, first, as_sato());
+
+    // The destination was restored from a backup that predates the import: import it again.
+    auto restored = tmp / "restored";
+    auto o = as_sato(true, "restore-2024-05");
+    o.operator_id = "ops:suzuki";
+    auto result = import_bundle(pref, bundle, restored, o);
+    EXPECT_EQ(result.written.size(), 3u);
+    EXPECT_EQ(bytes_of(restored / "a.txt"), bytes_of(first / "a.txt"));
+    ASSERT_EQ(result.earlier.size(), 1u);
+    EXPECT_EQ(result.earlier[0].out_dir, first.string());
+    ASSERT_EQ(last_earlier.size(), 1u) << "the audit hook is told of the earlier import";
+    EXPECT_EQ(last_earlier[0].operator_id, "ops:sato");
+    auto entries = ledger->imports_of(id);
+    ASSERT_EQ(entries.size(), 2u);
+    EXPECT_FALSE(entries[0].reimport);
+    EXPECT_TRUE(entries[1].reimport);
+    EXPECT_EQ(entries[1].operator_id, "ops:suzuki");
+    EXPECT_EQ(entries[1].purpose, "restore-2024-05");
+    EXPECT_EQ(entries[1].out_dir, restored.string());
+    EXPECT_TRUE(entries[1].finished_ms.has_value());
+
+    // Still once per node for a plain import; the refusal names the latest import.
+    refused(bundle, tmp / "r2", as_sato(), MediaFailure::already_imported,
+            "already imported at 2024-05-01T11:00:00.000Z by ops:suzuki into " + restored.string() +
+                " (2 imports on record); rule media.import_once");
+    EXPECT_FALSE(fs::exists(tmp / "r2"));
+}
+
+TEST_F(MediaLedger, ARefusalAfterTheClaimReleasesIt) {
+    auto bundle = small_bundle();
+    auto id = read_bundle_info(bundle).bundle_id;
+
+    // The audit record cannot be written: nothing is imported and the claim goes.
+    auto o = as_sato();
+    o.before_publish = [](const BundleInfo&, const std::vector<ImportLedgerEntry>&) {
+        throw std::runtime_error("audit trail unavailable");
+    };
+    EXPECT_THROW(import_bundle(pref, bundle, tmp / "inbox", o), std::runtime_error);
+    EXPECT_TRUE(listing(tmp / "inbox").empty());
+    EXPECT_TRUE(ledger->imports_of(id).empty());
+
+    // A file appears under one of the names while the import runs: the ones moved go back.
+    auto race = as_sato();
+    race.before_publish = [&](const BundleInfo&, const std::vector<ImportLedgerEntry>&) { put(tmp / "inbox" / "c.dat", "mine"); };
+    refused(bundle, tmp / "inbox", race, MediaFailure::exists, "appeared meanwhile");
+    EXPECT_EQ(listing(tmp / "inbox"), (std::set<std::string>{"c.dat"}));
+    EXPECT_EQ(bytes_of(tmp / "inbox" / "c.dat"), "mine");
+    EXPECT_TRUE(ledger->imports_of(id).empty());
+
+    // Then it imports, once.
+    EXPECT_EQ(import_bundle(pref, bundle, tmp / "inbox-2", as_sato()).written.size(), 3u);
+    refused(bundle, tmp / "inbox-3", as_sato(), MediaFailure::already_imported, "rule media.import_once");
+}
+
+TEST_F(MediaLedger, ACrashBetweenMovingTheFilesAndMarkingTheImportDoesNotAllowASilentDuplicate) {
+    auto bundle = small_bundle();
+    auto id = read_bundle_info(bundle).bundle_id;
+    auto dir = tmp / "inbox";
+    auto db = tmp / "pref-data" / "media-imports.db";
+    ledger.reset();
+
+    // A child process imports and dies right after the files are in place, before the ledger
+    // marks the import finished (no destructor, no rollback: as a power cut or SIGKILL would).
+    pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+        try {
+            ImportLedger own(db);
+            ImportOptions o;
+            o.ledger = &own;
+            o.operator_id = "ops:sato";
+            o.purpose = "juki-30-6";
+            o.now_ms = kImportedAt;
+            o.after_move = [] { ::_exit(42); };
+            import_bundle(pref, bundle, dir, o);
+        } catch (...) {
+        }
+        ::_exit(1);
+    }
+    int status = 0;
+    ASSERT_EQ(::waitpid(child, &status, 0), child);
+    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 42) << "the child got to the crash point";
+    std::set<std::string> left;
+    for (auto& n : listing(dir))
+        if (n.rfind(".renkei-import-", 0) != 0) left.insert(n); // a crash leaves the (empty) staging directory
+    EXPECT_EQ(left, (std::set<std::string>{"a.txt", "b.txt", "c.dat"})) << "the files were moved into place";
+
+    ledger = std::make_unique<ImportLedger>(db);
+    auto entries = ledger->imports_of(id);
+    ASSERT_EQ(entries.size(), 1u) << "the claim was committed before the first file moved";
+    EXPECT_FALSE(entries[0].finished_ms.has_value());
+
+    // Not imported a second time, into another directory or (once its files are gone) the same.
+    refused(bundle, tmp / "elsewhere", as_sato(), MediaFailure::already_imported,
+            "bundle_id " + id + ": an import begun at 2024-05-01T11:00:00.000Z by ops:sato into " + dir.string() +
+                " has not finished");
+    EXPECT_FALSE(fs::exists(tmp / "elsewhere"));
+    for (auto& n : listing(dir)) fs::remove_all(dir / n);
+    refused(bundle, dir, as_sato(), MediaFailure::already_imported, "rule media.import_once");
+    EXPECT_TRUE(listing(dir).empty());
+
+    // The operator checks the directory and imports it again, explicitly.
+    auto result = import_bundle(pref, bundle, dir, as_sato(true, "resume-after-crash"));
+    EXPECT_EQ(result.written.size(), 3u);
+    ASSERT_EQ(result.earlier.size(), 1u);
+    EXPECT_FALSE(result.earlier[0].finished_ms.has_value());
+}
+
+TEST_F(MediaLedger, TwoClaimsOfOneBundleCannotBothSucceed) {
+    auto info = read_bundle_info(small_bundle());
+    ImportLedger other_process(tmp / "pref-data" / "media-imports.db");
+    ImportLedgerEntry e;
+    e.bundle_id = info.bundle_id;
+    e.sender = info.sender;
+    e.out_dir = (tmp / "a").string();
+    e.operator_id = "ops:sato";
+    e.purpose = "juki-30-6";
+    e.started_ms = kImportedAt;
+    auto c = ledger->claim(e, info, "bundle.rkm");
+    EXPECT_TRUE(c.earlier.empty());
+    e.out_dir = (tmp / "b").string();
+    try {
+        other_process.claim(e, info, "bundle.rkm");
+        ADD_FAILURE() << "claimed twice";
+    } catch (const MediaError& err) {
+        EXPECT_EQ(err.failure(), MediaFailure::already_imported);
+        EXPECT_NE(std::string(err.what()).find("has not finished (it is still running"), std::string::npos) << err.what();
+    }
+    ledger->release(c.seq);
+    EXPECT_TRUE(ledger->imports_of(info.bundle_id).empty());
+    auto again = other_process.claim(e, info, "bundle.rkm");
+    other_process.finish(again.seq, kImportedAt);
+    EXPECT_THROW(ledger->claim(e, info, "bundle.rkm"), MediaError);
 }

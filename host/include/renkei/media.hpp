@@ -24,6 +24,7 @@
 #include <filesystem>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <ostream>
 #include <stdexcept>
@@ -56,6 +57,7 @@ enum class MediaFailure {
     mismatch,           // size, record count or SHA-256 differs from the manifest
     io,                 // a file cannot be read or written
     exists,             // the output is already there (never overwritten)
+    already_imported,   // this node imported the bundle before (rule media.import_once)
     bad_input,          // the exporter's files or options break a rule
 };
 const char* to_string(MediaFailure f);
@@ -143,13 +145,84 @@ BundleInfo read_bundle_info(const std::filesystem::path& bundle);
 // MediaError.
 BundleInfo verify_bundle(const MediaIdentity& me, const std::filesystem::path& bundle);
 
+// One import of a bundle as the node's import ledger holds it.
+struct ImportLedgerEntry {
+    int64_t seq = 0;                  // the ledger's own order
+    std::string bundle_id, sender;
+    std::string out_dir;              // absolute
+    std::string operator_id, purpose;
+    bool reimport = false;            // done with --reimport (the bundle was imported before)
+    int64_t started_ms = 0;           // claimed, just before its files were moved into place
+    std::optional<int64_t> finished_ms; // nullopt: never finished (a crash, or a directory sync
+                                        // that failed, after the claim); its files may be in out_dir
+};
+
+// The bundles a node has imported (<data_dir>/media-imports.db, SQLite, synchronous=FULL), so
+// that `renkei media import` refuses the same bundle twice (rule media.import_once) whatever the
+// directory. Only ids, senders, directories, times, operators and purposes: no record content.
+// Several processes may use it at once (each claim takes the database's write lock).
+class ImportLedger {
+public:
+    // Opens (creating) the database file. Throws sqlite::Error naming the file.
+    explicit ImportLedger(const std::filesystem::path& path);
+    ~ImportLedger();
+    ImportLedger(const ImportLedger&) = delete;
+    ImportLedger& operator=(const ImportLedger&) = delete;
+
+    // Every recorded import of the bundle (finished or not), oldest first.
+    std::vector<ImportLedgerEntry> imports_of(const std::string& bundle_id);
+
+    // Used by import_bundle(). claim(): under the write lock, applies media.import_once to what
+    // the ledger holds (throws MediaError: already_imported without `reimport` when the bundle has
+    // an entry, bad_input with `reimport` when it has none) and inserts `entry` unfinished;
+    // returns its seq and the earlier entries. finish(): marks it finished. release(): removes
+    // an unfinished claim whose import put no file into place.
+    struct Claim {
+        int64_t seq = 0;
+        std::vector<ImportLedgerEntry> earlier;
+    };
+    Claim claim(const ImportLedgerEntry& entry, const BundleInfo& info, const std::filesystem::path& bundle);
+    void finish(int64_t seq, int64_t now_ms);
+    void release(int64_t seq);
+
+    const std::filesystem::path& path() const { return path_; }
+
+private:
+    struct Db;
+    std::filesystem::path path_;
+    std::unique_ptr<Db> db_;
+};
+
+struct ImportOptions {
+    // When given: a bundle the ledger already holds is refused (rule media.import_once) before
+    // anything is written, and this import is recorded in it (see docs/media.md for the order).
+    ImportLedger* ledger = nullptr;
+    // Import a bundle the ledger already holds (e.g. into a destination restored from a backup).
+    // Needs operator_id and purpose, and a ledger that holds the bundle.
+    bool reimport = false;
+    std::string operator_id, purpose; // into the ledger
+    int64_t now_ms = 0;               // 0: the clock
+    // Runs once every check passed and the import is claimed in the ledger, before the files
+    // appear under their names (the CLI writes the audit record there). `earlier`: the ledger's
+    // earlier imports of the bundle (only a re-import has any). If it throws, the claim is
+    // released and nothing is imported.
+    std::function<void(const BundleInfo&, const std::vector<ImportLedgerEntry>& earlier)> before_publish;
+    // Tests only: runs once the files are in place and synced, before the ledger marks the import
+    // finished (a crash there leaves an unfinished claim).
+    std::function<void()> after_move;
+};
+
 struct ImportResult {
     BundleInfo info;
     std::vector<std::filesystem::path> written; // in manifest order
+    std::vector<ImportLedgerEntry> earlier;     // with a ledger: its earlier imports of the bundle
 };
 
 // Verifies, decrypts and reconciles the bundle, then moves its files into `out_dir` (created if
-// missing). On any refusal nothing is left in `out_dir`. Throws MediaError.
+// missing). On any refusal nothing is left in `out_dir` (nor in the ledger). Throws MediaError.
+ImportResult import_bundle(const MediaIdentity& me, const std::filesystem::path& bundle,
+                           const std::filesystem::path& out_dir, const ImportOptions& options);
+// The same without a ledger: nothing stops a second import of the bundle (the CLI always has one).
 ImportResult import_bundle(const MediaIdentity& me, const std::filesystem::path& bundle,
                            const std::filesystem::path& out_dir,
                            const std::function<void(const BundleInfo&)>& before_publish = {});
@@ -187,6 +260,7 @@ struct MediaCliOptions {
     std::vector<std::filesystem::path> files; // export, erase
     std::string count = "lines";       // export: how records are counted
     uint64_t chunk_bytes = 1u << 20;   // export
+    bool reimport = false;             // import: the bundle was imported here before; needs --purpose
 };
 
 int run_media_command(const MediaCliOptions& options, std::ostream& out, std::ostream& err);
