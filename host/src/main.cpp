@@ -6,6 +6,7 @@
 
 #include "../demo/juki_demo.hpp"
 #include <renkei/host.hpp>
+#include <renkei/import_cli.hpp>
 #include <renkei/isolated_plugin.hpp>
 #include <renkei/keys.hpp>
 #include <renkei/log.hpp>
@@ -18,6 +19,8 @@
 #include <chrono>
 #include <csignal>
 #include <iostream>
+
+#include <unistd.h>
 
 namespace {
 
@@ -130,6 +133,21 @@ int main(int argc, char** argv) {
     add_store(dl_drop);
     dl_drop->add_option("--id", dl.id, "message id (hex)")->required();
     dl_drop->add_option("--operator", dl.operator_id, "who does it (required; into the audit trail)");
+
+    renkei::ImportCliOptions import_opts;
+    std::string import_wait = "complete";
+    auto* import_cmd = app.add_subcommand(
+        "import", "hand a record file to a CS's legacy-file adapter and follow it: progress, then a summary");
+    import_cmd->add_option("file", import_opts.file, "the file from the 住民記録システム")->required();
+    import_cmd->add_option("--dir", import_opts.dir, "the adapter's `dir` setting (holds inbox/ and results/)")->required();
+    import_cmd->add_option("--metrics", import_opts.metrics_file, "the adapter's metrics_file (default DIR/legacy-file.prom)");
+    import_cmd->add_option("--name", import_opts.name, "its name in the inbox (default: the file's name)");
+    import_cmd->add_option("--wait", import_wait, "complete (J-LIS answered, default) or recorded (the CS recorded it)")
+        ->check(CLI::IsMember({"complete", "recorded"}));
+    import_cmd->add_option("--timeout", import_opts.timeout_s, "stop following after this many seconds (default 3600)")
+        ->check(CLI::Range(1.0, 30.0 * 86400));
+    import_cmd->add_option("--interval", import_opts.interval_s, "seconds between progress lines when not on a terminal")
+        ->check(CLI::Range(0.2, 3600.0));
 
     renkei::MediaCliOptions media;
     std::vector<std::string> media_plugin_dirs, media_files;
@@ -248,6 +266,11 @@ int main(int argc, char** argv) {
             media.out = media_out;
             media.files.assign(media_files.begin(), media_files.end());
             return renkei::run_media_command(media, std::cout, std::cerr);
+        }
+        if (*import_cmd) {
+            import_opts.wait_for_jlis = import_wait == "complete";
+            import_opts.terminal = ::isatty(STDOUT_FILENO) == 1;
+            return renkei::run_import_command(import_opts, std::cout, std::cerr);
         }
         if (*plugin_check_cmd) return renkei::plugin_check(plugin_file, std::cout);
         if (*runner) return renkei::run_plugin_runner(plugin_file, endpoint);

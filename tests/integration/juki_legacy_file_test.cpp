@@ -18,6 +18,8 @@
 #include <iconv.h>
 
 #include <map>
+#include <regex>
+#include <sstream>
 
 using namespace renkei;
 using namespace renkei::test;
@@ -489,3 +491,71 @@ TEST_P(LegacyFileBackends, RestartInTheMiddleRecordsEachRecordOnce) {
 
 INSTANTIATE_TEST_SUITE_P(LegacyFile, LegacyFileBackends, ::testing::Values("sqlite", "postgresql"),
                          [](const auto& info) { return camel(info.param); });
+
+// `renkei import`: an operator hands files to the running adapter and follows them: progress lines
+// while it works, then a summary with the counts and the rejected records, and an exit code a
+// script can act on.
+TEST(LegacyFileImportCommand, ShowsProgressThenASummaryAndExitsByOutcome) {
+    LegacyNet t("csv-utf8", {{"batch", "4"}, {"window", "1"}});
+    Writer w{"csv-utf8"};
+    auto rs = residents(500, 120);
+    t.numbers(rs);
+    auto bad = rs[7];
+    bad.number[11] = bad.number[11] == '9' ? '0' : bad.number[11] + 1;
+    std::string body = w.header();
+    for (size_t i = 0; i < rs.size(); ++i) body += w.line(i == 7 ? bad : rs[i]);
+    write_file(t.tmp / "outgoing" / "daily.csv", body);
+
+    auto run = run_renkei("import " + (t.tmp / "outgoing" / "daily.csv").string() + " --dir " + t.dir.string() +
+                          " --interval 0.2 --timeout 300", true);
+    EXPECT_EQ(run.code, 3) << run.output; // done, one record rejected
+    std::istringstream lines(run.output);
+    std::string l;
+    size_t progress = 0;
+    std::regex shape(R"(^\d+/120 records \(\d+%\), \d+ records/s, (about .+|unknown time) left$)");
+    while (std::getline(lines, l)) progress += std::regex_match(l, shape);
+    EXPECT_GE(progress, 1u) << "no progress line in:\n" << run.output;
+    EXPECT_NE(run.output.find("daily.csv: complete (J-LIS answered every record) in "), std::string::npos) << run.output;
+    EXPECT_NE(run.output.find("120; accepted: 119; rejected: 1; J-LIS recorded: 119; J-LIS rejected: 0"), std::string::npos)
+        << run.output;
+    EXPECT_NE(run.output.find("rejected records (1 of 1 shown):\n    line 9 " + bad.code +
+                              ": by adapter, person.myNumber (my_number.check_digit)"),
+              std::string::npos)
+        << run.output;
+    EXPECT_NE(run.output.find("result: " + (t.dir / "results" / "daily.csv.result").string()), std::string::npos);
+    EXPECT_TRUE(t.in_dir("processed", "daily.csv"));
+    EXPECT_EQ(t.national().size(), 119u);
+
+    // A file refused whole: exit 1 with the rule; the same name again is no conflict once it left.
+    write_file(t.tmp / "outgoing" / "broken.csv", cp932(w.file({rs[0]})));
+    run = run_renkei("import " + (t.tmp / "outgoing" / "broken.csv").string() + " --dir " + t.dir.string(), true);
+    EXPECT_EQ(run.code, 1) << run.output;
+    EXPECT_NE(run.output.find("broken.csv: refused whole after "), std::string::npos) << run.output;
+    EXPECT_NE(run.output.find("encoding.utf8"), std::string::npos) << run.output;
+    EXPECT_TRUE(t.in_dir("failed", "broken.csv"));
+
+    // --wait recorded stops once the CS recorded it (or later, if J-LIS answered before the first
+    // look); exit 0 when nothing was rejected.
+    auto more = residents(700, 3);
+    t.numbers(more);
+    write_file(t.tmp / "outgoing" / "more.csv", w.file(more));
+    run = run_renkei("import " + (t.tmp / "outgoing" / "more.csv").string() + " --dir " + t.dir.string() +
+                     " --wait recorded", true);
+    EXPECT_EQ(run.code, 0) << run.output;
+    EXPECT_TRUE(run.output.find("more.csv: recorded by the CS in ") != std::string::npos ||
+                run.output.find("more.csv: complete (J-LIS answered every record) in ") != std::string::npos)
+        << run.output;
+    EXPECT_NE(run.output.find("  3; accepted: 3; rejected: 0"), std::string::npos) << run.output;
+
+    // Usage errors: no such file, no adapter directory, a name already waiting.
+    EXPECT_EQ(run_renkei("import " + (t.tmp / "nothing.csv").string() + " --dir " + t.dir.string()).code, 2);
+    auto nodir = run_renkei("import " + (t.tmp / "outgoing" / "more.csv").string() + " --dir " + (t.tmp / "nowhere").string());
+    EXPECT_EQ(nodir.code, 2);
+    EXPECT_NE(nodir.output.find("has no inbox/"), std::string::npos) << nodir.output;
+    t.net.remove("muni:131016"); // nobody takes files now
+    write_file(t.dir / "inbox" / "waiting.csv", "x");
+    auto taken = run_renkei("import " + (t.tmp / "outgoing" / "more.csv").string() + " --dir " + t.dir.string() +
+                            " --name waiting.csv");
+    EXPECT_EQ(taken.code, 2);
+    EXPECT_NE(taken.output.find("already waiting in the inbox"), std::string::npos) << taken.output;
+}
