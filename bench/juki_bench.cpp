@@ -9,6 +9,10 @@
 //     default); lookups/s and the process's memory. The same on PostgreSQL (J-LIS's backend for
 //     the national file): the residents loaded with COPY (load rate printed), then the same lookups;
 //     both figures side by side at the end. `lookup-sqlite` / `lookup-pg` run one backend only.
+//  3. legacy-file import: a 住民記録システム's CSV file of JUKI_BENCH_IMPORT records (200,000)
+//     through adapters/legacy-file, the CS, the prefecture and J-LIS (SQLite, and PostgreSQL
+//     beside it); records/s until the CS recorded them and until J-LIS's answers are in the result
+//     file. `import-sqlite` / `import-pg` run one backend only.
 // Environment: JUKI_BENCH_CHAIN (records through the chain, 200,000), JUKI_BENCH_BATCH (records per
 // notification, 1,000), JUKI_BENCH_RECORDS, JUKI_BENCH_LOOKUPS (1,000,000), JUKI_BENCH_DIR (where
 // the big store goes; reused if it already holds enough residents), JUKI_BENCH_PG_DSN (a PostgreSQL
@@ -35,7 +39,9 @@
 #include <random>
 #include <thread>
 
+#include <libpq-fe.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 using namespace renkei;
 using namespace renkei::test;
@@ -313,6 +319,128 @@ LookupFigures pg_lookups(const std::filesystem::path& dir) {
     return f;
 }
 
+// A resident's 異動 as a line of the csv-utf8 profile (adapters/legacy-file/profiles).
+std::string csv_line(size_t n, const std::string& number) {
+    char birth[16];
+    std::snprintf(birth, sizeof birth, "%04zu-%02zu-%02zu", 1950 + n % 70, 1 + n % 12, 1 + n % 28);
+    return code_of(n) + "," + number + ",出生,2026-11-20,性能　測定" + std::to_string(n % 1000) + ",セイノウ　ソクテイ," +
+           birth + "," + (n % 2 ? "男" : "女") + ",東京都千代田区霞が関二丁目" + std::to_string(n % 100) + "番,131016,,,,,,op-7\r\n";
+}
+
+// 3. A municipality's 住民記録システム drops a file of JUKI_BENCH_IMPORT records (200,000, the
+//    csv-utf8 profile's limit per file) into the legacy-file adapter's inbox at its CS; the
+//    adapter parses and checks it, sends it in batches of JUKI_BENCH_IMPORT_BATCH (5,000) through
+//    the CS, the prefecture and J-LIS, and writes the result file. Records/s from the drop until
+//    the CS recorded every record, and until J-LIS's answers for every batch were in the result
+//    (J-LIS's national store on SQLite, or on PostgreSQL with `import-pg`).
+double import(const std::filesystem::path& build_dir, bool pg, const std::filesystem::path& data) {
+    size_t total = env_or("JUKI_BENCH_IMPORT", 200000), batch = env_or("JUKI_BENCH_IMPORT_BATCH", 5000);
+    TempDir tmp;
+    std::unique_ptr<BenchCluster> cluster;
+    std::string dsn;
+    if (pg) {
+        dsn = std::getenv("JUKI_BENCH_PG_DSN") ? std::getenv("JUKI_BENCH_PG_DSN") : "";
+        if (dsn.empty()) {
+            cluster = std::make_unique<BenchCluster>(data / "pg-cluster-import");
+            dsn = cluster->dsn;
+        }
+    }
+    std::string schema = "juki_import_" + std::to_string(::getpid());
+    Network net{tmp};
+    write_file(tmp / "secret", std::string(64, 's'));
+    auto plugin = [&](const std::string& role, const std::string& node) {
+        PluginConfig p;
+        p.name = "juki";
+        p.path = build_dir / "plugins/juki/juki.so";
+        p.settings.insert("role", role);
+        p.settings.insert("store", (tmp / ("store-" + Network::safe(node)) / "juki.db").string());
+        if (role == "national") {
+            p.settings.insert("number_secret_file", (tmp / "secret").string());
+            p.settings.insert("number_store", (tmp / "numbers.db").string());
+            if (pg) {
+                p.settings.insert_or_assign("store", dsn);
+                p.settings.insert("store_schema", schema);
+            }
+        }
+        if (role == "cs") {
+            p.settings.insert("municipality", "131016");
+            p.settings.insert("prefecture", "pref:13");
+        }
+        return p;
+    };
+    std::string file = "住民記録-移行.csv";
+    {
+        juki::NumberRegistry registry(tmp / "numbers.db", std::vector<uint8_t>(64, 's'));
+        juki::sql::Tx tx(registry.db());
+        std::string csv = "住民票コード,個人番号,異動事由,異動年月日,氏名,氏名フリガナ,生年月日,性別,住所,"
+                          "地方公共団体コード,町字コード,旧氏,旧氏フリガナ,転出元コード,旧住民票コード,操作者ID\r\n";
+        for (size_t i = 0; i < total; ++i)
+            csv += csv_line(i, registry.assign("bench-" + std::to_string(i), code_of(i), false, "", 0).my_number);
+        tx.commit();
+        write_file(tmp / ("." + file), csv);
+    }
+    PluginConfig lf;
+    lf.name = "legacy-file";
+    lf.path = build_dir / "adapters/legacy-file/legacy_file.so";
+    lf.settings = toml::table{{"profile", std::string(RENKEI_SOURCE_DIR) + "/adapters/legacy-file/profiles/csv-utf8.toml"},
+                              {"dir", (tmp / "lf").string()},
+                              {"batch", std::to_string(batch)},
+                              {"window", "8"},
+                              {"settle_ms", "0"},
+                              {"scan_interval_ms", "20"},
+                              {"progress_interval_ms", "1000"}};
+    auto policy = [](const char* f) { return read_file(std::string(RENKEI_SOURCE_DIR) + "/examples/policy/" + f); };
+    net.start({"jlis:juki", true, {plugin("national", "jlis:juki")}, {{"pref:13", {"muni:13*"}}},
+               policy("juki-national.toml")});
+    net.start({"pref:13", true, {plugin("pref", "pref:13")}, {{"jlis:juki", {"jlis:*"}}, {"muni:131016", {}}},
+               policy("juki-prefecture.toml"), true});
+    net.start({"muni:131016", false, {plugin("cs", "muni:131016"), lf}, {{"pref:13", {"*"}}},
+               policy("juki-municipality.toml"), true});
+
+    auto result = tmp / "lf" / "results" / (file + ".result");
+    auto status = [&] {
+        std::error_code ec;
+        if (!std::filesystem::exists(result, ec)) return std::string();
+        auto text = read_file(result);
+        auto at = text.find("# status: ");
+        return at == std::string::npos ? std::string() : text.substr(at + 10, text.find('\n', at) - at - 10);
+    };
+    std::fprintf(stderr, "import: network up, dropping %zu records\n", total);
+    double cpu0 = cpu_seconds();
+    auto t0 = Clock::now();
+    std::filesystem::rename(tmp / ("." + file), tmp / "lf" / "inbox" / file);
+    double cs_s = 0;
+    std::string st;
+    while ((st = status()) != "complete" && st != "failed" && Clock::now() - t0 < std::chrono::minutes(20)) {
+        if (cs_s == 0 && st == "recorded") cs_s = std::chrono::duration<double>(Clock::now() - t0).count();
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    if (cs_s == 0) cs_s = s;
+    double cpu = cpu_seconds() - cpu0;
+    auto text = read_file(result);
+    auto at = text.find("# records: ");
+    std::string counts = at == std::string::npos ? "?" : text.substr(at + 11, text.find('\n', at) - at - 11);
+    std::printf("legacy-file import (csv-utf8 file of %zu records -> adapter -> CS -> prefecture -> J-LIS on %s, "
+                "batches of %zu; CURVE + batch-signed + audited + durable at every hop)%s\n",
+                total, pg ? "PostgreSQL 15" : "SQLite", batch, st == "complete" ? "" : " [NOT COMPLETE]");
+    std::printf("  result: %s\n", counts.c_str());
+    std::printf("  recorded by the CS after %.2f s = %.0f records/s; J-LIS's answers for all in the result after "
+                "%.2f s = %.0f records/s end to end\n",
+                cs_s, total / cs_s, s, total / s);
+    std::printf("  CPU (all three hosts%s) %.2f s = %.0f us per record, %.2f cores busy\n",
+                pg ? "; not the PostgreSQL server" : "", cpu, cpu * 1e6 / total, cpu / s);
+    net.remove("muni:131016");
+    net.remove("pref:13");
+    net.remove("jlis:juki");
+    if (pg) {
+        PGconn* c = PQconnectdb(dsn.c_str());
+        PQclear(PQexec(c, ("DROP SCHEMA IF EXISTS " + schema + " CASCADE").c_str()));
+        PQfinish(c);
+    }
+    return total / s;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -321,6 +449,12 @@ int main(int argc, char** argv) {
     std::string what = argc > 1 ? argv[1] : "all";
     if (what == "all" || what == "chain") chain(build_dir);
     std::filesystem::path data = std::getenv("JUKI_BENCH_DIR") ? std::getenv("JUKI_BENCH_DIR") : (build_dir / "bench-data").string();
+    std::optional<double> import_sqlite, import_pg;
+    if (what == "all" || what == "import" || what == "import-sqlite") import_sqlite = import(build_dir, false, data);
+    if (what == "all" || what == "import" || what == "import-pg") import_pg = import(build_dir, true, data);
+    if (import_sqlite && import_pg)
+        std::printf("legacy-file import end to end, records/s: J-LIS on SQLite %.0f, on PostgreSQL %.0f\n", *import_sqlite,
+                    *import_pg);
     std::optional<LookupFigures> sqlite, pg;
     if (what == "all" || what == "lookup" || what == "lookup-sqlite") sqlite = lookups(data);
     if (what == "all" || what == "lookup" || what == "lookup-pg") pg = pg_lookups(data);
