@@ -435,6 +435,7 @@ double import(const std::filesystem::path& build_dir, bool pg, const std::filesy
     net.remove("jlis:juki");
     if (pg) {
         PGconn* c = PQconnectdb(dsn.c_str());
+        PQsetNoticeProcessor(c, [](void*, const char*) {}, nullptr); // "drop cascades to ..."
         PQclear(PQexec(c, ("DROP SCHEMA IF EXISTS " + schema + " CASCADE").c_str()));
         PQfinish(c);
     }
