@@ -41,7 +41,7 @@ Host::Host(HostConfig config, HostOptions options)
       router_(config_.node_id, metrics_) {
     if (options_.runner_path.empty()) options_.runner_path = std::filesystem::read_symlink("/proc/self/exe");
     if (!config_.keys_dir.empty() && std::filesystem::exists(config_.keys_dir / "node.toml")) {
-        keys_ = load_node_keys(config_.keys_dir);
+        keys_ = std::make_shared<const NodeKeys>(load_node_keys(config_.keys_dir));
         if (keys_->node_id != config_.node_id)
             throw std::runtime_error(config_.keys_dir.string() + ": keys belong to " + keys_->node_id +
                                      ", not to " + config_.node_id);
@@ -62,19 +62,24 @@ Host::Host(HostConfig config, HostOptions options)
     }
 }
 
+// The trust store must list `keys` (this node's) among its trusted ones.
+void Host::check_own_keys(const TrustStore& ts, const NodeKeys* keys) const {
+    if (!keys) return;
+    auto where = ts.file.string() + " (serial " + std::to_string(ts.serial) + ")";
+    auto* self = ts.node(config_.node_id);
+    if (!self) throw TrustError(where + ": does not list this node " + config_.node_id);
+    auto card = card_of(*keys);
+    if (std::find(self->curve_public.begin(), self->curve_public.end(), card.curve_public) == self->curve_public.end() ||
+        std::find(self->sign_public.begin(), self->sign_public.end(), card.sign_public) == self->sign_public.end())
+        throw TrustError(where + ": the keys of " + config_.node_id + " in " + config_.keys_dir.string() +
+                         " are not trusted there (rotated or revoked?)");
+}
+
 // A trust store must list this node with the keys it holds and every configured peer; keys
 // given in [[peer]] as well must be among the peer's trusted ones.
 void Host::check_trust(const TrustStore& ts) const {
     auto where = ts.file.string() + " (serial " + std::to_string(ts.serial) + ")";
-    if (keys_) {
-        auto* self = ts.node(config_.node_id);
-        if (!self) throw TrustError(where + ": does not list this node " + config_.node_id);
-        auto card = card_of(*keys_);
-        if (std::find(self->curve_public.begin(), self->curve_public.end(), card.curve_public) == self->curve_public.end() ||
-            std::find(self->sign_public.begin(), self->sign_public.end(), card.sign_public) == self->sign_public.end())
-            throw TrustError(where + ": the keys of " + config_.node_id + " in " + config_.keys_dir.string() +
-                             " are not trusted there (rotated or revoked?)");
-    }
+    check_own_keys(ts, keys().get());
     for (auto& p : config_.peers) {
         auto* n = ts.node(p.node);
         if (!n) throw TrustError(where + ": peer " + p.node + " is not in the trust store");
@@ -129,6 +134,48 @@ std::string Host::reload_trust() {
     return outcome;
 }
 
+std::string Host::reload_keys() {
+    auto log = logger("host");
+    AuditRecord r;
+    r.time_ms = now_unix_ms();
+    r.event = "admin";
+    r.type = "keys.reload";
+    r.to = config_.node_id;
+    std::string outcome;
+    try {
+        auto current = keys();
+        if (!current) throw std::runtime_error("this node has no keys (run renkei keygen)");
+        auto next = std::make_shared<const NodeKeys>(load_node_keys(config_.keys_dir));
+        if (next->node_id != config_.node_id)
+            throw std::runtime_error(config_.keys_dir.string() + ": keys belong to " + next->node_id + ", not to " +
+                                     config_.node_id);
+        auto was = card_of(*current), now = card_of(*next);
+        if (was.curve_public == now.curve_public && was.sign_public == now.sign_public && was.seal_public == now.seal_public)
+            return "own keys unchanged";
+        {
+            std::lock_guard lock(trust_mutex_);
+            if (trust_) check_own_keys(*trust_, next.get()); // peers would refuse keys they do not trust
+        }
+        if (links_) links_->set_keys(next);
+        {
+            std::lock_guard lock(keys_mutex_);
+            previous_keys_ = keys_;
+            keys_ = next;
+        }
+        outcome = "own keys rotated: CURVE " + now.curve_public + ", signing " + now.sign_public.substr(0, 16) +
+                  "..., sealing " + now.seal_public.substr(0, 16) + "...";
+        r.outcome = "ok";
+        log->info("{}", outcome);
+    } catch (const std::exception& e) {
+        outcome = std::string("own keys not reloaded, the current ones stay: ") + e.what();
+        r.outcome = "refused";
+        log->error("{}", outcome);
+    }
+    r.detail = outcome;
+    if (audit_) audit_->append(std::move(r));
+    return outcome;
+}
+
 int64_t Host::trust_serial() const {
     std::lock_guard lock(trust_mutex_);
     return trust_ ? trust_->serial : 0;
@@ -175,8 +222,8 @@ void Host::start() {
             r.detail = detail;
             audit_->append(std::move(r));
         });
-        if (keys_ && (!config_.listen.empty() || !config_.peers.empty())) {
-            links_ = std::make_unique<Links>(config_, *keys_, router_, metrics_, [this] { return now_unix_ms(); });
+        if (keys() && (!config_.listen.empty() || !config_.peers.empty())) {
+            links_ = std::make_unique<Links>(config_, keys(), router_, metrics_, [this] { return now_unix_ms(); });
             links_->set_observer([this](const std::string& event, const std::string& peer, const std::string& id,
                                         const std::string& type, const std::string& detail) {
                 if (event == "forwarded") return; // the router records it
@@ -337,10 +384,11 @@ crypto::View cview(kj::ArrayPtr<const kj::byte> b) { return {b.begin(), b.size()
 } // namespace
 
 std::vector<uint8_t> Host::sign(const std::string& key_name, kj::ArrayPtr<const kj::byte> data) {
-    if (key_name != "node" || !keys_)
+    auto k = keys();
+    if (key_name != "node" || !k)
         throw HostCallError(RENKEI_ERR_NOT_FOUND, "no host key '" + key_name + "' on " + config_.node_id +
-                                                      (keys_ ? "" : " (run renkei keygen for this node)"));
-    return keys_->sign.sign(cview(data));
+                                                      (k ? "" : " (run renkei keygen for this node)"));
+    return k->sign.sign(cview(data));
 }
 
 bool Host::verify(const std::string& node_id, kj::ArrayPtr<const kj::byte> data, kj::ArrayPtr<const kj::byte> signature) {
@@ -350,7 +398,7 @@ bool Host::verify(const std::string& node_id, kj::ArrayPtr<const kj::byte> data,
         if (trust_) {
             if (auto* n = trust_->node(node_id)) sign_public = n->sign_public;
         } else {
-            if (keys_ && node_id == config_.node_id) sign_public.push_back(crypto::to_hex(keys_->sign.public_raw()));
+            if (auto k = keys(); k && node_id == config_.node_id) sign_public.push_back(crypto::to_hex(k->sign.public_raw()));
             for (auto& p : config_.peers)
                 if (p.node == node_id && !p.sign_public.empty()) sign_public.push_back(p.sign_public);
         }
@@ -363,7 +411,7 @@ bool Host::verify(const std::string& node_id, kj::ArrayPtr<const kj::byte> data,
 
 std::vector<uint8_t> Host::seal(const std::string& recipient, kj::ArrayPtr<const kj::byte> data) {
     std::string seal_public;
-    if (keys_ && recipient == config_.node_id) seal_public = crypto::to_hex(keys_->seal.public_key);
+    if (auto k = keys(); k && recipient == config_.node_id) seal_public = crypto::to_hex(k->seal.public_key);
     for (auto& p : config_.peers)
         if (p.node == recipient && !p.seal_public.empty()) seal_public = p.seal_public;
     {
@@ -377,10 +425,22 @@ std::vector<uint8_t> Host::seal(const std::string& recipient, kj::ArrayPtr<const
 }
 
 std::vector<uint8_t> Host::open(kj::ArrayPtr<const kj::byte> sealed) {
-    if (!keys_) throw HostCallError(RENKEI_ERR_NOT_FOUND, "no sealing key on " + config_.node_id + " (run renkei keygen)");
+    std::shared_ptr<const NodeKeys> k, previous;
+    {
+        std::lock_guard lock(keys_mutex_);
+        k = keys_;
+        previous = previous_keys_;
+    }
+    if (!k) throw HostCallError(RENKEI_ERR_NOT_FOUND, "no sealing key on " + config_.node_id + " (run renkei keygen)");
     try {
-        return crypto::open(keys_->seal, cview(sealed), crypto::view(config_.node_id));
+        return crypto::open(k->seal, cview(sealed), crypto::view(config_.node_id));
     } catch (const crypto::CryptoError& e) {
+        if (previous) { // sealed before the last key rotation
+            try {
+                return crypto::open(previous->seal, cview(sealed), crypto::view(config_.node_id));
+            } catch (const crypto::CryptoError&) {
+            }
+        }
         throw HostCallError(RENKEI_ERR_DENIED, e.what());
     }
 }

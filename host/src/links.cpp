@@ -44,7 +44,13 @@ std::vector<uint8_t> to_vector(kj::ArrayPtr<const kj::byte> b) { return {b.begin
 
 struct Links::Impl {
     const HostConfig& config;
-    const NodeKeys& keys;
+    // This node's keys; replaced whole by Links::set_keys (rotation), read through current_keys().
+    std::shared_ptr<const NodeKeys> keys_now;
+    mutable std::mutex keys_mutex;
+    std::shared_ptr<const NodeKeys> current_keys() const {
+        std::lock_guard lock(keys_mutex);
+        return keys_now;
+    }
     Router& router;
     Metrics& metrics;
     std::function<int64_t()> clock;
@@ -136,8 +142,8 @@ struct Links::Impl {
         if (transport) transport->set_trusted_keys(std::move(curve));
     }
 
-    Impl(const HostConfig& c, const NodeKeys& k, Router& r, Metrics& m, std::function<int64_t()> clk)
-        : config(c), keys(k), router(r), metrics(m), clock(std::move(clk)), calendar(c.calendar) {}
+    Impl(const HostConfig& c, std::shared_ptr<const NodeKeys> k, Router& r, Metrics& m, std::function<int64_t()> clk)
+        : config(c), keys_now(std::move(k)), router(r), metrics(m), clock(std::move(clk)), calendar(c.calendar) {}
 
     // The [[hours]] rule governing `type`, if any.
     const HoursRule* hours_rule(const std::string& type) const {
@@ -219,7 +225,7 @@ struct Links::Impl {
         if (batch_peers.count(hop)) {
             out.body = to_vector(body);
         } else {
-            auto sig = keys.sign.sign({body.begin(), body.size()});
+            auto sig = current_keys()->sign.sign({body.begin(), body.size()});
             out.frame = signed_frame({body.begin(), body.size()}, schema::SignatureAlg::ED25519, config.node_id, sig);
         }
         auto id = out.id;
@@ -253,7 +259,7 @@ struct Links::Impl {
                 leaves.reserve(n);
                 for (size_t i = 0; i < n; ++i) leaves.push_back(merkle::leaf_hash(list[start + i]->body));
                 merkle::Tree tree(std::move(leaves));
-                auto sig = keys.sign.sign(merkle::signed_message(tree.root()));
+                auto sig = current_keys()->sign.sign(merkle::signed_message(tree.root()));
                 for (uint32_t i = 0; i < n; ++i) {
                     auto proof = tree.proof(i);
                     auto& o = *list[start + i];
@@ -554,7 +560,7 @@ struct Links::Impl {
     }
 };
 
-Links::Links(const HostConfig& config, const NodeKeys& keys, Router& router, Metrics& metrics,
+Links::Links(const HostConfig& config, std::shared_ptr<const NodeKeys> keys, Router& router, Metrics& metrics,
              std::function<int64_t()> clock)
     : impl_(std::make_unique<Impl>(config, keys, router, metrics, std::move(clock))) {}
 
@@ -577,8 +583,9 @@ void Links::start() {
 
     TransportOptions to;
     to.node_id = m.config.node_id;
-    to.curve_public = m.keys.curve_public;
-    to.curve_secret.assign(reinterpret_cast<const char*>(m.keys.curve_secret.view().data()), m.keys.curve_secret.size());
+    auto keys = m.current_keys();
+    to.curve_public = keys->curve_public;
+    to.curve_secret.assign(reinterpret_cast<const char*>(keys->curve_secret.view().data()), keys->curve_secret.size());
     to.listen = m.config.listen;
     for (auto& p : m.config.peers)
         if (p.batch_signing) m.batch_peers.insert(p.node);
@@ -627,6 +634,18 @@ void Links::stop() {
     if (m.resender.joinable()) m.resender.join();
     if (m.committer.joinable()) m.committer.join();
     if (m.transport) m.transport->stop();
+}
+
+void Links::set_keys(std::shared_ptr<const NodeKeys> keys) {
+    auto& m = *impl_;
+    {
+        std::lock_guard lock(m.keys_mutex);
+        m.keys_now = keys;
+    }
+    if (m.transport)
+        m.transport->set_own_curve(keys->curve_public,
+                                   std::string(reinterpret_cast<const char*>(keys->curve_secret.view().data()),
+                                               keys->curve_secret.size()));
 }
 
 void Links::set_inbound_open(bool open) {

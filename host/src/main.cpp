@@ -287,7 +287,10 @@ int main(int argc, char** argv) {
             renkei::Host host(cfg);
             host.start();
             int sig;
-            while ((sig = wait_for_signal()) == SIGHUP) host.reload_trust(); // logged and audited
+            while ((sig = wait_for_signal()) == SIGHUP) { // logged and audited
+                host.reload_trust(); // first: it may bring this node's new keys
+                host.reload_keys();
+            }
 
             renkei::logger("host")->info("signal {}: stopping", sig);
             host.stop();

@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstring>
 #include <set>
+#include <thread>
 
 namespace renkei {
 namespace {
@@ -248,6 +249,67 @@ void Transport::redial_untrusted() {
     }
 }
 
+void Transport::set_own_curve(const std::string& curve_public, const std::string& curve_secret) {
+    {
+        std::lock_guard lock(own_mutex_);
+        own_pending_ = std::make_pair(curve_public, curve_secret);
+    }
+    uint64_t one = 1;
+    (void)!write(wake_fd_, &one, sizeof one);
+}
+
+void Transport::rekey_self() {
+    std::optional<std::pair<std::string, std::string>> next;
+    {
+        std::lock_guard lock(own_mutex_);
+        next.swap(own_pending_);
+    }
+    if (!next) return;
+    auto log = logger("transport");
+    options_.curve_public = next->first;
+    options_.curve_secret = next->second;
+    if (router_) {
+        router_->set(zmq::sockopt::linger, 0);
+        router_.reset(); // closing releases the port (asynchronously: the bind below retries)
+        auto deadline = Clock::now() + std::chrono::seconds(10);
+        for (;;) {
+            try {
+                auto r = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::router);
+                configure(*r);
+                r->set(zmq::sockopt::curve_server, 1);
+                r->set(zmq::sockopt::curve_secretkey, options_.curve_secret);
+                r->set(zmq::sockopt::zap_domain, kZapDomain);
+                r->set(zmq::sockopt::router_mandatory, 1);
+                r->bind(bound_);
+                router_ = std::move(r);
+                break;
+            } catch (const zmq::error_t& e) {
+                if (Clock::now() > deadline) {
+                    log->critical("could not listen on {} again with the new key: {}; inbound links are down", bound_,
+                                  e.what());
+                    break;
+                }
+                std::this_thread::sleep_for(std::chrono::milliseconds(20));
+            }
+        }
+        if (router_) {
+            try {
+                self_test();
+            } catch (const std::exception& e) {
+                log->critical("{}; closing the listener", e.what());
+                router_.reset();
+            }
+        }
+    }
+    for (auto& [node, peer] : peers_) {
+        if (!peer.dealer) continue;
+        peer.dealer->set(zmq::sockopt::linger, 0);
+        dial(peer);
+    }
+    log->info("{} uses its new CURVE key {} (listening on {} again, {} link(s) redialled)", options_.node_id,
+              options_.curve_public, bound_.empty() ? "nothing" : bound_, peers_.size());
+}
+
 void Transport::stop() {
     if (!running_.exchange(false)) return;
     uint64_t one = 1;
@@ -319,6 +381,17 @@ void Transport::io_loop() {
     while (running_) {
         if (rekey_.exchange(false)) {
             redial_untrusted();
+            build_items();
+            greeted.clear();
+        }
+        bool own_key_changed;
+        {
+            std::lock_guard lock(own_mutex_);
+            own_key_changed = own_pending_.has_value();
+        }
+        if (own_key_changed) {
+            rekey_self();
+            inbound_route.clear(); // routing ids of the old listening socket; hellos teach them again
             build_items();
             greeted.clear();
         }

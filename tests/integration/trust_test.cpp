@@ -136,6 +136,70 @@ TEST(Trust, RotationAndRevocationTakeEffectOnReloadWithoutRestartingThePeer) {
     EXPECT_NE(trail.find("older than the one in use"), std::string::npos);
 }
 
+// A node rotates its own keys without a restart (what SIGHUP does after the trust store): first
+// the listening prefecture (its link is bound again with the new CURVE key, answers are signed with
+// the new key), then the dialling municipality (redialled with its new client key). Keys the trust
+// store does not list are refused and the node keeps working on the current ones.
+TEST(Trust, OwnKeysRotateOnReloadWithoutRestartingEitherNode) {
+    TrustNet t;
+    auto pref_old = t.net.keys_for("pref:13");
+    auto muni_old = t.net.keys_for("muni:131016");
+    t.publish(1, node_toml("pref:13", {pref_old}) + node_toml("muni:131016", {muni_old}));
+    t.net.start({"pref:13", true, {echo_plugin()}, {{"muni:131016", {}}}}, t.with_store());
+    t.net.start({"muni:131016", false, {}, {{"pref:13", {"*"}}}}, t.with_store());
+    auto& pref = t.net["pref:13"];
+    auto& muni = t.net["muni:131016"];
+    Collector client("client", {"echo.Pong", "echo.Ping.Fault"});
+    muni.add_endpoint(client.endpoint());
+    size_t asked = 0;
+    auto round_trip = [&](const std::string& what) {
+        ping(muni, client.name(), what);
+        auto got = client.wait_for(++asked, 30s);
+        ASSERT_EQ(got.size(), asked) << what;
+        EXPECT_EQ(got.back().type, "echo.Pong") << what << ": " << got.back().fault_message;
+    };
+    round_trip("first keys");
+
+    // New keys in the prefecture's keys_dir that no trust store lists yet: refused, the old stay.
+    auto pref_new = generate_node_keys(t.net.keys_dir("pref:13"), "pref:13", true);
+    EXPECT_NE(pref.reload_keys().find("are not trusted there"), std::string::npos);
+    round_trip("after a refused reload");
+
+    // Edition 2 lists both; the prefecture switches; edition 3 drops the old key, the municipality
+    // reloads it and redials the prefecture's new server key.
+    t.publish(2, node_toml("pref:13", {pref_old, pref_new}) + node_toml("muni:131016", {muni_old}));
+    EXPECT_NE(pref.reload_trust().find("serial 2 loaded"), std::string::npos);
+    EXPECT_NE(muni.reload_trust().find("serial 2 loaded"), std::string::npos);
+    EXPECT_NE(pref.reload_keys().find("own keys rotated"), std::string::npos);
+    EXPECT_EQ(pref.reload_keys(), "own keys unchanged");
+    t.publish(3, node_toml("pref:13", {pref_new}) + node_toml("muni:131016", {muni_old}));
+    EXPECT_NE(muni.reload_trust().find("serial 3 loaded"), std::string::npos);
+    EXPECT_NE(pref.reload_trust().find("serial 3 loaded"), std::string::npos);
+    round_trip("prefecture on its new keys"); // the Pong verifies only with the prefecture's new key
+
+    // The municipality's turn: it dials, so it redials with its new client key at once.
+    auto muni_new = generate_node_keys(t.net.keys_dir("muni:131016"), "muni:131016", true);
+    t.publish(4, node_toml("pref:13", {pref_new}) + node_toml("muni:131016", {muni_old, muni_new}));
+    EXPECT_NE(pref.reload_trust().find("serial 4 loaded"), std::string::npos);
+    EXPECT_NE(muni.reload_trust().find("serial 4 loaded"), std::string::npos);
+    EXPECT_NE(muni.reload_keys().find("own keys rotated"), std::string::npos);
+    t.publish(5, node_toml("pref:13", {pref_new}) + node_toml("muni:131016", {muni_new}),
+              {muni_old.curve_public, muni_old.sign_public, pref_old.curve_public, pref_old.sign_public});
+    EXPECT_NE(pref.reload_trust().find("serial 5 loaded"), std::string::npos);
+    EXPECT_NE(muni.reload_trust().find("serial 5 loaded"), std::string::npos);
+    round_trip("both on new keys, the old ones revoked");
+    auto echo = pref.router().handler_for("echo.Ping"); // counts a Ping once its handler returned
+    for (int i = 0; i < 500 && echo->status().handled < asked; ++i) std::this_thread::sleep_for(10ms);
+    EXPECT_EQ(echo->status().handled, asked);
+
+    for (auto* h : {&pref, &muni}) {
+        auto trail = audit_trail(*h);
+        EXPECT_NE(trail.find("keys.reload"), std::string::npos);
+        EXPECT_NE(trail.find("own keys rotated"), std::string::npos);
+    }
+    EXPECT_NE(audit_trail(pref).find("own keys not reloaded, the current ones stay"), std::string::npos);
+}
+
 TEST(Trust, HostRefusesToStartOnAnExpiredOrForeignStore) {
     TrustNet t;
     auto pref = t.net.keys_for("pref:13");

@@ -56,7 +56,7 @@ public:
                 std::function<void(int32_t, const std::string&)> done = nullptr);
 
     const HostConfig& config() const { return config_; }
-    bool has_keys() const { return keys_.has_value(); }
+    bool has_keys() const { return keys() != nullptr; }
     Router& router() { return router_; }
     Metrics& metrics() { return metrics_; }
     // The admin HTTP port actually bound (0 when admin is off).
@@ -71,6 +71,12 @@ public:
     // the next frame and handshake. A store that does not verify, has expired or is older than
     // the current one is refused and the current one stays. Returns what happened (for the log).
     std::string reload_trust();
+    // Loads this node's own keys again from keys_dir (SIGHUP, after reload_trust): when they
+    // changed, what is signed from now on is signed with the new signing key, links listen and dial
+    // with the new CURVE key pair, and the previous sealing key still opens what was sealed to it.
+    // Keys the trust store does not list for this node are refused and the current ones stay.
+    // Audited. Returns what happened (for the log).
+    std::string reload_keys();
     // Serial of the trust store in use (0: keys come from [[peer]]).
     int64_t trust_serial() const;
 
@@ -93,10 +99,17 @@ private:
     HostConfig config_;
     HostOptions options_;
     OperatingCalendar calendar_;
-    std::optional<NodeKeys> keys_; // loaded from keys_dir when present
+    // Loaded from keys_dir when present; replaced whole by reload_keys (read through keys()).
+    std::shared_ptr<const NodeKeys> keys_, previous_keys_;
+    mutable std::mutex keys_mutex_;
+    std::shared_ptr<const NodeKeys> keys() const {
+        std::lock_guard lock(keys_mutex_);
+        return keys_;
+    }
     std::optional<Policy> policy_; // loaded from policy_file when set
     void apply_trust(TrustStore ts);
     void check_trust(const TrustStore& ts) const;
+    void check_own_keys(const TrustStore& ts, const NodeKeys* keys) const;
     mutable std::mutex trust_mutex_;
     std::optional<TrustStore> trust_; // loaded from trust_store when set
     std::map<std::string, std::string> pinned_curve_; // curve keys written in [[peer]] (must stay trusted)

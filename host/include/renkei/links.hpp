@@ -41,7 +41,7 @@ public:
                                         const std::string& message_id, const std::string& type,
                                         const std::string& detail)>;
 
-    Links(const HostConfig& config, const NodeKeys& keys, Router& router, Metrics& metrics,
+    Links(const HostConfig& config, std::shared_ptr<const NodeKeys> keys, Router& router, Metrics& metrics,
           std::function<int64_t()> clock);
     ~Links();
 
@@ -52,6 +52,10 @@ public:
     // Starts the transport (ZAP self-test included) and the retry loop. Throws on failure.
     void start();
     void stop();
+
+    // This node's new keys (rotation without a restart): what is signed from now on is signed with
+    // the new signing key, and the transport listens and dials with the new CURVE key pair.
+    void set_keys(std::shared_ptr<const NodeKeys> keys);
 
     // Whether envelopes from other hosts are taken now (acknowledgements always are). Closed, an
     // arriving envelope is held unacknowledged (up to a bound; past it the sender's outbox sends it

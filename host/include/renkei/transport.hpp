@@ -16,6 +16,7 @@
 #include <deque>
 #include <functional>
 #include <map>
+#include <optional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -83,6 +84,12 @@ public:
     // with a trusted key of theirs, or hung up when none is left.
     void set_trusted_keys(std::map<std::string, std::string> key_to_node);
 
+    // Replaces this node's own CURVE key pair (rotation without a restart). The I/O thread binds
+    // the listening socket again on the same endpoint with the new key (connected peers reconnect
+    // and need the new server key from their trust store), repeats the ZAP self-test, and redials
+    // every dialled link with the new client key. Returns at once.
+    void set_own_curve(const std::string& curve_public, const std::string& curve_secret);
+
     // The bound endpoint with its real port (after start()).
     std::string endpoint() const { return bound_; }
     TransportStats stats() const;
@@ -95,6 +102,7 @@ private:
     struct Peer;
     void dial(Peer& peer);
     void redial_untrusted();
+    void rekey_self(); // on the I/O thread: apply own_pending_
     bool key_trusted_for(const std::string& key, const std::string& node) const;
 
     TransportOptions options_;
@@ -112,6 +120,8 @@ private:
     mutable std::mutex trust_mutex_;
     std::map<std::string, std::string> key_to_node_; // Z85 CURVE key -> node id
     std::atomic<bool> rekey_{false};
+    std::mutex own_mutex_;
+    std::optional<std::pair<std::string, std::string>> own_pending_; // new (public, secret), Z85
 
     std::mutex queue_mutex_;
     std::deque<std::pair<std::string, std::vector<uint8_t>>> queue_;
