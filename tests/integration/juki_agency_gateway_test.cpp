@@ -137,8 +137,10 @@ struct AgencyNet {
                                        {"max_body_bytes", 8192},
                                        {"batch_poll_ms", 50},
                                        {"callers", callers}};
-        net.start({"agency:nenkin", false, {gateway}, {{"jlis:juki", {"jlis:*"}}}, policy("juki-agency.toml")});
+        agency_spec = {"agency:nenkin", false, {gateway}, {{"jlis:juki", {"jlis:*"}}}, policy("juki-agency.toml")};
+        net.start(agency_spec);
     }
+    NodeSpec agency_spec;
 
     Staff staff(const std::string& caller) { return Staff{port, caller, secrets[caller]}; }
 
@@ -332,6 +334,56 @@ TEST_P(JukiAgencyGateway, BatchFolderRoundTrip) {
     EXPECT_NE(m->body.find("renkei_agency_batch_keys_total 12"), std::string::npos) << m->body;
     EXPECT_NE(m->body.find("renkei_agency_batch_files_total{outcome=\"processed\"} 1"), std::string::npos) << m->body;
     EXPECT_NE(m->body.find("renkei_agency_batch_files_total{outcome=\"failed\"} 1"), std::string::npos) << m->body;
+}
+
+// The agency's host stops in the middle of a long batch file; after the restart the gateway
+// resumes from the chunks it had answered (kept in its store) instead of asking J-LIS again: every
+// key is provided once (the one chunk in flight at the stop may be asked twice) and the file is
+// charged to the quota once.
+TEST_P(JukiAgencyGateway, BatchInterruptedByAStopResumesWithoutAskingJlisAgain) {
+    AgencyNet t(GetParam());
+    ASSERT_EQ(t.national().size(), 30u);
+    auto batch = t.tmp / "batch";
+    const int n = 400, chunk = 4; // the batch caller's keys_per_request
+    std::string text = "#purpose juki-beppyo1:5\n";
+    for (int i = 0; i < n; ++i) text += resident(i % 30) + "\n";
+    write_file(batch / "inbox" / ".long.txt.part", text);
+    std::filesystem::rename(batch / "inbox" / ".long.txt.part", batch / "inbox" / "long.txt");
+    auto provisions = [&] {
+        auto rows = t.backend.rows("jlis", "SELECT COUNT(*) FROM provisions WHERE recipient = 'agency:nenkin'");
+        return rows.empty() ? int64_t{0} : std::stoll(rows[0][0]);
+    };
+    int64_t seen = 0;
+    for (int i = 0; i < 12000 && (seen = provisions()) < 40; ++i) std::this_thread::sleep_for(5ms);
+    ASSERT_GE(seen, 40);
+    t.net.remove("agency:nenkin");
+    int64_t at_stop = provisions();
+    ASSERT_LT(at_stop, n) << "the host stopped after the whole file; the restart proves less";
+    ASSERT_TRUE(std::filesystem::exists(batch / "inbox" / "long.txt")) << "an interrupted file stays in the inbox";
+
+    t.net.start(t.agency_spec);
+    auto answers = batch / "answers" / "long.txt.answers.jsonl";
+    for (int i = 0; i < 1200 && !std::filesystem::exists(answers); ++i) std::this_thread::sleep_for(100ms);
+    ASSERT_TRUE(std::filesystem::exists(answers));
+    std::vector<json> lines;
+    std::istringstream in(read_file(answers));
+    for (std::string l; std::getline(in, l);) lines.push_back(json::parse(l));
+    ASSERT_EQ(lines.size(), static_cast<size_t>(n) + 1);
+    for (int i = 0; i < n; ++i) {
+        EXPECT_EQ(lines[i]["status"], "found") << lines[i];
+        EXPECT_EQ(lines[i]["person"]["residentCode"], resident(i % 30)) << i;
+    }
+    auto& summary = lines[n]["summary"];
+    EXPECT_GE(summary.value("answeredBeforeARestart", int64_t{0}), at_stop - chunk) << summary;
+    auto total = provisions();
+    EXPECT_GE(total, n);
+    EXPECT_LE(total, n + chunk) << "keys answered before the stop were asked again";
+    auto usage = JukiBackend::sqlite_rows(t.tmp / "gateway.db", "SELECT requests, keys FROM usage WHERE caller = 'batch'");
+    ASSERT_EQ(usage.size(), 1u);
+    EXPECT_EQ(usage[0][0], "1");
+    EXPECT_EQ(usage[0][1], std::to_string(n));
+    EXPECT_TRUE(JukiBackend::sqlite_rows(t.tmp / "gateway.db", "SELECT * FROM batch_chunks").empty())
+        << "kept answers are dropped once the answers file is written";
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, JukiAgencyGateway, ::testing::Values("sqlite", "postgresql"),

@@ -31,6 +31,7 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <regex>
 #include <sstream>
 #include <thread>
@@ -47,6 +48,14 @@ const char* kSchema = R"(
 CREATE TABLE IF NOT EXISTS usage (caller TEXT NOT NULL, day TEXT NOT NULL, requests INTEGER NOT NULL,
   keys INTEGER NOT NULL, PRIMARY KEY (caller, day));
 CREATE TABLE IF NOT EXISTS seen (nonce TEXT PRIMARY KEY, at_ms INTEGER NOT NULL);
+-- A batch file being answered (by its SHA-256): charged to the quota once, and each chunk's
+-- answers kept as they come, so a file interrupted by a stop resumes where it stopped instead of
+-- asking J-LIS again (every answer is a provision J-LIS records). Dropped once the answers file
+-- is written.
+CREATE TABLE IF NOT EXISTS batch_files (caller TEXT NOT NULL, digest TEXT NOT NULL, charged_ms INTEGER NOT NULL,
+  PRIMARY KEY (caller, digest));
+CREATE TABLE IF NOT EXISTS batch_chunks (caller TEXT NOT NULL, digest TEXT NOT NULL, start INTEGER NOT NULL,
+  outcomes TEXT NOT NULL, PRIMARY KEY (caller, digest, start));
 )";
 
 struct Caller {
@@ -120,6 +129,10 @@ public:
         read_callers();
         db_ = std::make_unique<sql::Db>(*store);
         db_->exec(kSchema);
+        // Answers kept for a batch interrupted more than a day ago are stale: such a file is asked again.
+        db_->exec("DELETE FROM batch_chunks WHERE (caller, digest) IN (SELECT caller, digest FROM batch_files WHERE charged_ms < " +
+                  std::to_string(host().now_unix_ms() - 86400000) + "); DELETE FROM batch_files WHERE charged_ms < " +
+                  std::to_string(host().now_unix_ms() - 86400000));
         ServerOptions o;
         o.listen = host().config_or("listen", "127.0.0.1:8471");
         o.allow_non_loopback = bool_setting(host(), "allow_non_loopback", false);
@@ -253,8 +266,9 @@ private:
                            }() + ")");
     }
 
-    // Counts a request of `keys` keys against the caller's quotas, or refuses it (429).
-    void charge(const Caller& c, size_t keys) {
+    // Counts a request of `keys` keys against the caller's quotas, or refuses it (429). With
+    // `batch_digest`, a batch file already charged (resumed after a stop) is not charged again.
+    void charge(const Caller& c, size_t keys, const std::string& batch_digest = {}) {
         auto quota = [&](const char* name, int64_t limit, int64_t used, int64_t retry_after) {
             json extra{{"quota", name}, {"limit", limit}, {"used", used}};
             if (retry_after) extra["retryAfterSeconds"] = retry_after;
@@ -269,6 +283,11 @@ private:
         std::string day = jst_day(now);
         std::lock_guard lock(db_m_);
         sql::Tx tx(*db_);
+        if (!batch_digest.empty()) {
+            sql::Stmt q(*db_, "SELECT 1 FROM batch_files WHERE caller = ?1 AND digest = ?2");
+            q.bind(1, c.name).bind(2, batch_digest);
+            if (q.step()) return; // charged when it began
+        }
         int64_t requests = 0, used = 0;
         {
             sql::Stmt q(*db_, "SELECT requests, keys FROM usage WHERE caller = ?1 AND day = ?2");
@@ -286,6 +305,58 @@ private:
             .bind(2, day)
             .bind(3, static_cast<int64_t>(keys))
             .run();
+        if (!batch_digest.empty())
+            sql::Stmt(*db_, "INSERT INTO batch_files (caller, digest, charged_ms) VALUES (?1, ?2, ?3)")
+                .bind(1, c.name)
+                .bind(2, batch_digest)
+                .bind(3, now)
+                .run();
+        tx.commit();
+    }
+
+    // Answers of a chunk of a batch file kept before a stop, if any.
+    std::optional<std::vector<Outcome>> saved_chunk(const Caller& c, const std::string& digest, size_t start, size_t n) {
+        std::lock_guard lock(db_m_);
+        sql::Stmt q(*db_, "SELECT outcomes FROM batch_chunks WHERE caller = ?1 AND digest = ?2 AND start = ?3");
+        q.bind(1, c.name).bind(2, digest).bind(3, static_cast<int64_t>(start));
+        if (!q.step()) return std::nullopt;
+        auto saved = json::parse(q.text(0), nullptr, false);
+        if (!saved.is_array() || saved.size() != n) return std::nullopt; // not ours: ask again
+        std::vector<Outcome> out;
+        for (auto& o : saved) out.push_back(Outcome{o.value("status", ""), o.value("person", json()), o.value("error", json())});
+        return out;
+    }
+
+    void save_chunk(const Caller& c, const std::string& digest, size_t start, const std::vector<Outcome>& got) {
+        json list = json::array();
+        for (auto& o : got) list.push_back({{"status", o.status}, {"person", o.person}, {"error", o.error}});
+        std::lock_guard lock(db_m_);
+        sql::Stmt(*db_, "INSERT OR REPLACE INTO batch_chunks (caller, digest, start, outcomes) VALUES (?1, ?2, ?3, ?4)")
+            .bind(1, c.name)
+            .bind(2, digest)
+            .bind(3, static_cast<int64_t>(start))
+            .bind(4, list.dump(-1, ' ', false, json::error_handler_t::replace))
+            .run();
+    }
+
+    // For a file that failed: its kept answers must not serve a later file with the same bytes.
+    void forget_quietly(const Caller& c, const std::string& digest) {
+        if (digest.empty()) return;
+        try {
+            forget_batch(c, digest);
+        } catch (const std::exception& e) {
+            host().warn(std::string("agency-gateway: could not drop a failed batch's kept answers: ") + e.what());
+        }
+    }
+
+    void forget_batch(const Caller& c, const std::string& digest) {
+        std::lock_guard lock(db_m_);
+        sql::Tx tx(*db_);
+        for (auto* table : {"batch_chunks", "batch_files"})
+            sql::Stmt(*db_, (std::string("DELETE FROM ") + table + " WHERE caller = ?1 AND digest = ?2").c_str())
+                .bind(1, c.name)
+                .bind(2, digest)
+                .run();
         tx.commit();
     }
 
@@ -616,6 +687,7 @@ private:
 
     void process(const Caller& c, const fs::path& file) {
         auto name = file.filename().string();
+        std::string digest; // the file's SHA-256, once read
         auto started = std::chrono::steady_clock::now();
         std::error_code ec;
         auto size = fs::file_size(file, ec);
@@ -624,7 +696,13 @@ private:
             if (static_cast<int64_t>(size) > max_batch_bytes_)
                 throw ApiError(413, "batch.too_large", "file",
                                "file: " + std::to_string(size) + " bytes, larger than max_batch_bytes " + std::to_string(max_batch_bytes_));
-            std::ifstream in(file, std::ios::binary);
+            std::string bytes;
+            {
+                std::ifstream f(file, std::ios::binary);
+                bytes.assign(std::istreambuf_iterator<char>(f), std::istreambuf_iterator<char>());
+            }
+            digest = hex(sha256(bytes)); // the file's identity across a stop
+            std::istringstream in(bytes);
             std::string purpose, operator_id;
             std::vector<std::pair<size_t, std::string>> lines; // line number, text
             size_t n = 0;
@@ -662,7 +740,7 @@ private:
             // than keys_per_request).
             Caller as_batch = c;
             as_batch.keys_per_request = INT64_MAX;
-            charge(as_batch, keys.size());
+            charge(as_batch, keys.size(), digest);
             {
                 std::lock_guard lock(metrics_m_);
                 batch_ = BatchProgress{0, keys.size(), 0, 0, batch_.processed, batch_.failed, batch_.keys_all};
@@ -671,11 +749,18 @@ private:
                         purpose + (refused.empty() ? "" : ", " + std::to_string(refused.size()) + " lines refused"));
             std::map<size_t, Outcome> outcomes;
             size_t chunk = std::min<size_t>(batch_chunk_, static_cast<size_t>(c.keys_per_request));
+            size_t resumed = 0;
             for (size_t start = 0; start < keys.size(); start += chunk) {
                 std::vector<Key> part;
                 for (size_t i = start; i < std::min(keys.size(), start + chunk); ++i) part.push_back(std::move(keys[i]));
-                auto got = query(part, purpose, operator_id.empty() ? c.name + "/batch" : c.name + "/" + operator_id, chunk);
-                for (size_t i = 0; i < part.size(); ++i) outcomes[part[i].origin] = std::move(got[i]);
+                auto got = saved_chunk(c, digest, start, part.size());
+                if (got) {
+                    resumed += part.size();
+                } else {
+                    got = query(part, purpose, operator_id.empty() ? c.name + "/batch" : c.name + "/" + operator_id, chunk);
+                    save_chunk(c, digest, start, *got);
+                }
+                for (size_t i = 0; i < part.size(); ++i) outcomes[part[i].origin] = std::move((*got)[i]);
                 progress(c.name + "/" + name, std::min(keys.size(), start + chunk), keys.size(), started);
             }
             std::string text;
@@ -700,8 +785,10 @@ private:
             double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
             json summary{{"file", name}, {"caller", c.name}, {"purpose", purpose}, {"keys", key_json.size()}, {"found", found},
                          {"notFound", not_found}, {"refusedLines", errors}, {"refusedByJlis", jlis_refused}, {"seconds", secs}};
+            if (resumed) summary["answeredBeforeARestart"] = resumed;
             text += json{{"summary", summary}}.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
             write_atomically(free_name(c.batch_dir / "answers", name + ".answers.jsonl"), text);
+            forget_batch(c, digest); // before the move: a file that left the inbox never resumes
             fs::rename(file, free_name(c.batch_dir / "processed", name));
             host().info("agency-gateway: batch " + c.name + "/" + name + " done: " + summary.dump());
             std::lock_guard lock(metrics_m_);
@@ -709,8 +796,10 @@ private:
         } catch (const Stopping&) {
             host().info("agency-gateway: batch " + c.name + "/" + name + " stays in the inbox for the next start");
         } catch (const ApiError& e) {
+            forget_quietly(c, digest);
             fail_file(c, file, e);
         } catch (const std::exception& e) {
+            forget_quietly(c, digest);
             fail_file(c, file, ApiError(500, "batch.internal", "file", std::string("file: ") + e.what()));
         }
     }
