@@ -100,24 +100,38 @@ long rss_kib(const char* key) {
     return -1;
 }
 
+// juki for `role` at `node`, its store a SQLite file in `tmp` (J-LIS's number secret there too).
+PluginConfig juki_plugin(const std::filesystem::path& build_dir, const std::filesystem::path& tmp, const std::string& role,
+                         const std::string& node) {
+    PluginConfig p;
+    p.name = "juki";
+    p.path = build_dir / "plugins/juki/juki.so";
+    p.settings.insert("role", role);
+    p.settings.insert("store", (tmp / ("store-" + Network::safe(node)) / "juki.db").string());
+    if (role == "national") p.settings.insert("number_secret_file", (tmp / "secret").string());
+    if (role == "cs") {
+        p.settings.insert("municipality", "131016");
+        p.settings.insert("prefecture", "pref:13");
+    }
+    return p;
+}
+
+// J-LIS, the prefecture and the municipality's CS with the example policies; the CS and the
+// prefecture sign in Merkle batches.
+void start_tiers(Network& net, const PluginConfig& national, const std::vector<PluginConfig>& cs,
+                 const std::filesystem::path& build_dir, const std::filesystem::path& tmp) {
+    auto policy = [](const char* f) { return read_file(std::string(RENKEI_SOURCE_DIR) + "/examples/policy/" + f); };
+    net.start({"jlis:juki", true, {national}, {{"pref:13", {"muni:13*"}}}, policy("juki-national.toml")});
+    net.start({"pref:13", true, {juki_plugin(build_dir, tmp, "pref", "pref:13")}, {{"jlis:juki", {"jlis:*"}}, {"muni:131016", {}}},
+               policy("juki-prefecture.toml"), true});
+    net.start({"muni:131016", false, cs, {{"pref:13", {"*"}}}, policy("juki-municipality.toml"), true});
+}
+
 void chain(const std::filesystem::path& build_dir) {
     size_t total = env_or("JUKI_BENCH_CHAIN", 200000), batch = env_or("JUKI_BENCH_BATCH", 1000);
     TempDir tmp;
     Network net{tmp};
     write_file(tmp / "secret", std::string(64, 's'));
-    auto plugin = [&](const std::string& role, const std::string& node) {
-        PluginConfig p;
-        p.name = "juki";
-        p.path = build_dir / "plugins/juki/juki.so";
-        p.settings.insert("role", role);
-        p.settings.insert("store", (tmp / ("store-" + Network::safe(node)) / "juki.db").string());
-        if (role == "national") p.settings.insert("number_secret_file", (tmp / "secret").string());
-        if (role == "cs") {
-            p.settings.insert("municipality", "131016");
-            p.settings.insert("prefecture", "pref:13");
-        }
-        return p;
-    };
     // J-LIS generated the numbers beforehand (番号法8条); generate them straight into its registry.
     std::vector<std::string> numbers(total);
     {
@@ -128,13 +142,8 @@ void chain(const std::filesystem::path& build_dir) {
             numbers[i] = registry.assign("bench-" + std::to_string(i), code_of(i), false, "", 0).my_number;
         tx.commit();
     }
-    auto policy = [](const char* f) { return read_file(std::string(RENKEI_SOURCE_DIR) + "/examples/policy/" + f); };
-    net.start({"jlis:juki", true, {plugin("national", "jlis:juki")}, {{"pref:13", {"muni:13*"}}},
-               policy("juki-national.toml")});
-    net.start({"pref:13", true, {plugin("pref", "pref:13")}, {{"jlis:juki", {"jlis:*"}}, {"muni:131016", {}}},
-               policy("juki-prefecture.toml"), true});
-    net.start({"muni:131016", false, {plugin("cs", "muni:131016")}, {{"pref:13", {"*"}}},
-               policy("juki-municipality.toml"), true});
+    start_tiers(net, juki_plugin(build_dir, tmp.path(), "national", "jlis:juki"), {juki_plugin(build_dir, tmp.path(), "cs", "muni:131016")},
+                build_dir, tmp.path());
     auto& muni = net["muni:131016"];
 
     std::mutex m;
@@ -348,26 +357,6 @@ double import(const std::filesystem::path& build_dir, bool pg, const std::filesy
     std::string schema = "juki_import_" + std::to_string(::getpid());
     Network net{tmp};
     write_file(tmp / "secret", std::string(64, 's'));
-    auto plugin = [&](const std::string& role, const std::string& node) {
-        PluginConfig p;
-        p.name = "juki";
-        p.path = build_dir / "plugins/juki/juki.so";
-        p.settings.insert("role", role);
-        p.settings.insert("store", (tmp / ("store-" + Network::safe(node)) / "juki.db").string());
-        if (role == "national") {
-            p.settings.insert("number_secret_file", (tmp / "secret").string());
-            p.settings.insert("number_store", (tmp / "numbers.db").string());
-            if (pg) {
-                p.settings.insert_or_assign("store", dsn);
-                p.settings.insert("store_schema", schema);
-            }
-        }
-        if (role == "cs") {
-            p.settings.insert("municipality", "131016");
-            p.settings.insert("prefecture", "pref:13");
-        }
-        return p;
-    };
     std::string file = "住民記録-移行.csv";
     {
         juki::NumberRegistry registry(tmp / "numbers.db", std::vector<uint8_t>(64, 's'));
@@ -389,13 +378,13 @@ double import(const std::filesystem::path& build_dir, bool pg, const std::filesy
                               {"settle_ms", "0"},
                               {"scan_interval_ms", "20"},
                               {"progress_interval_ms", "1000"}};
-    auto policy = [](const char* f) { return read_file(std::string(RENKEI_SOURCE_DIR) + "/examples/policy/" + f); };
-    net.start({"jlis:juki", true, {plugin("national", "jlis:juki")}, {{"pref:13", {"muni:13*"}}},
-               policy("juki-national.toml")});
-    net.start({"pref:13", true, {plugin("pref", "pref:13")}, {{"jlis:juki", {"jlis:*"}}, {"muni:131016", {}}},
-               policy("juki-prefecture.toml"), true});
-    net.start({"muni:131016", false, {plugin("cs", "muni:131016"), lf}, {{"pref:13", {"*"}}},
-               policy("juki-municipality.toml"), true});
+    auto national = juki_plugin(build_dir, tmp.path(), "national", "jlis:juki");
+    national.settings.insert("number_store", (tmp / "numbers.db").string());
+    if (pg) {
+        national.settings.insert_or_assign("store", dsn);
+        national.settings.insert("store_schema", schema);
+    }
+    start_tiers(net, national, {juki_plugin(build_dir, tmp.path(), "cs", "muni:131016"), lf}, build_dir, tmp.path());
 
     auto result = tmp / "lf" / "results" / (file + ".result");
     auto status = [&] {

@@ -59,6 +59,25 @@ int64_t stored(const std::filesystem::path& db, const char* sql) {
     }
 }
 
+// A municipality's host (in this process) that sends to pref:13 at `endpoint`.
+std::unique_ptr<Host> sender_to(Network& net, const std::string& endpoint) {
+    auto cfg = net.config({"muni:131016", false, {}, {{"pref:13", {"*"}}}});
+    cfg.peers[0].endpoints = {endpoint};
+    auto host = std::make_unique<Host>(cfg);
+    host->start();
+    return host;
+}
+
+// A counter.Count envelope for pref:13 (the host gives each submission its own id).
+kj::Array<capnp::word> count_message() {
+    capnp::MallocMessageBuilder mb;
+    auto e = mb.initRoot<schema::Envelope>();
+    e.setType("counter.Count");
+    e.setTo("pref:13");
+    e.setPurpose("test");
+    return capnp::messageToFlatArray(mb);
+}
+
 } // namespace
 
 TEST(Crash, SigkillOfTheReceiverLosesAndDuplicatesNothing) {
@@ -79,20 +98,11 @@ TEST(Crash, SigkillOfTheReceiverLosesAndDuplicatesNothing) {
     auto pref_log = tmp / "pref.log";
     pid_t pref = spawn_host(pref_toml, pref_log);
 
-    auto muni_cfg = net.config({"muni:131016", false, {}, {{"pref:13", {"*"}}}});
-    muni_cfg.peers[0].endpoints = {"tcp://127.0.0.1:" + std::to_string(port)};
-    Host muni(muni_cfg);
-    muni.start();
-
+    auto muni = sender_to(net, "tcp://127.0.0.1:" + std::to_string(port));
     const int n = 10000;
-    capnp::MallocMessageBuilder mb;
-    auto e = mb.initRoot<schema::Envelope>();
-    e.setType("counter.Count");
-    e.setTo("pref:13");
-    e.setPurpose("test");
-    auto flat = capnp::messageToFlatArray(mb);
+    auto flat = count_message();
     std::thread sender([&] {
-        for (int i = 0; i < n; ++i) muni.submit("test", flat.asBytes());
+        for (int i = 0; i < n; ++i) muni->submit("test", flat.asBytes());
     });
 
     auto db = pref_cfg.data_dir / "store" / "counter.db";
@@ -117,9 +127,9 @@ TEST(Crash, SigkillOfTheReceiverLosesAndDuplicatesNothing) {
 
     // A generous deadline: a loaded CI machine with slow fsync is slow, not wrong.
     deadline = std::chrono::steady_clock::now() + 300s;
-    while (muni.links_pending() > 0 && std::chrono::steady_clock::now() < deadline && (pref_end = ended(pref)).empty())
+    while (muni->links_pending() > 0 && std::chrono::steady_clock::now() < deadline && (pref_end = ended(pref)).empty())
         std::this_thread::sleep_for(20ms);
-    size_t pending = muni.links_pending();
+    size_t pending = muni->links_pending();
     EXPECT_EQ(pref_end, "") << "the restarted prefecture host ended";
     EXPECT_EQ(pending, 0u);
     if (pref_end.empty()) {
@@ -127,7 +137,7 @@ TEST(Crash, SigkillOfTheReceiverLosesAndDuplicatesNothing) {
         waitpid(pref, &status, 0);
         EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "the restarted host did not stop cleanly";
     }
-    muni.stop();
+    muni->stop();
 
     int64_t handled = stored(db, "SELECT count(*) FROM handled");
     EXPECT_EQ(handled, n);
@@ -156,24 +166,16 @@ TEST(Crash, MessagesArrivingWhileAHostStartsOrStopsItsPluginsWaitForThem) {
     std::string endpoint = pref.link_endpoint();
     net.remove("pref:13");
 
-    auto muni_cfg = net.config({"muni:131016", false, {}, {{"pref:13", {"*"}}}});
-    muni_cfg.peers[0].endpoints = {endpoint};
-    Host muni(muni_cfg);
-    muni.start();
+    auto muni = sender_to(net, endpoint);
     const int n = 300;
-    capnp::MallocMessageBuilder mb;
-    auto e = mb.initRoot<schema::Envelope>();
-    e.setType("counter.Count");
-    e.setTo("pref:13");
-    e.setPurpose("test");
-    auto flat = capnp::messageToFlatArray(mb);
-    for (int i = 0; i < n / 2; ++i) muni.submit("test", flat.asBytes());
+    auto flat = count_message();
+    for (int i = 0; i < n / 2; ++i) muni->submit("test", flat.asBytes());
 
     // Up again on the same endpoint: the queued messages arrive during the plugin's slow start.
     auto db = net.start(pref_spec, [&](HostConfig& c) { c.listen = endpoint; }).config().data_dir / "store" / "counter.db";
     std::thread sender([&] {
         for (int i = n / 2; i < n; ++i) {
-            muni.submit("test", flat.asBytes());
+            muni->submit("test", flat.asBytes());
             std::this_thread::sleep_for(2ms);
         }
     });
@@ -185,9 +187,9 @@ TEST(Crash, MessagesArrivingWhileAHostStartsOrStopsItsPluginsWaitForThem) {
     net.start(pref_spec, [&](HostConfig& c) { c.listen = endpoint; });
     sender.join();
     deadline = std::chrono::steady_clock::now() + 300s;
-    while (muni.links_pending() > 0 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(20ms);
-    EXPECT_EQ(muni.links_pending(), 0u);
-    muni.stop();
+    while (muni->links_pending() > 0 && std::chrono::steady_clock::now() < deadline) std::this_thread::sleep_for(20ms);
+    EXPECT_EQ(muni->links_pending(), 0u);
+    muni->stop();
     // Nothing was refused for want of a plugin, in any of the three runs (one audit trail).
     auto trail = audit_trail(net["pref:13"]);
     EXPECT_EQ(trail.find("no plugin at pref:13 handles"), std::string::npos);

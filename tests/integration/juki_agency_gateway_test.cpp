@@ -3,6 +3,7 @@
 // on loopback answered by J-LIS, every kind of refusal with its status and error, and the batch
 // folder round trip with progress.
 #include "juki_backend.hpp"
+#include "juki_support.hpp"
 #include "network.hpp"
 
 #include <httplib.h>
@@ -22,8 +23,6 @@ using namespace std::chrono_literals;
 using json = nlohmann::json;
 
 namespace {
-
-std::string policy(const char* f) { return read_file(std::string(RENKEI_SOURCE_DIR) + "/examples/policy/" + f); }
 
 std::string hex(const unsigned char* p, size_t n) {
     static const char d[] = "0123456789abcdef";

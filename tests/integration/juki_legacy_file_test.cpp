@@ -6,6 +6,7 @@
 // store in SQLite files, and every tier's in its own schema of the PostgreSQL test cluster (ctest
 // fixture juki_pg).
 #include "collector.hpp"
+#include "juki_support.hpp"
 #include "network.hpp"
 #include "juki_backend.hpp"
 
@@ -28,7 +29,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string policy(const char* f) { return read_file(std::string(RENKEI_SOURCE_DIR) + "/examples/policy/" + f); }
 const std::string kProfiles = std::string(RENKEI_SOURCE_DIR) + "/adapters/legacy-file/profiles/";
 
 std::string cp932(const std::string& utf8) {

@@ -3,6 +3,7 @@
 // other is polled and acknowledged; a 広域交付 request is answered through the API; the feed is
 // pushed with retry; bad input gets clear errors and loses nothing already accepted.
 #include "juki_backend.hpp"
+#include "juki_support.hpp"
 #include "network.hpp"
 
 #include <httplib.h>
@@ -22,8 +23,6 @@ namespace {
 
 const std::string kA = "131016", kB = "131024"; // two municipalities of Tokyo with their own CSs
 const std::string kToken = "legacy-http test token 0123456789";
-
-std::string policy(const char* f) { return read_file(std::string(RENKEI_SOURCE_DIR) + "/examples/policy/" + f); }
 
 // A municipal system's HTTP client.
 struct Api {

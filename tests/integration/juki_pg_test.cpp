@@ -4,6 +4,7 @@
 // 住民票コード変更 moves the record, an agency's batch query is answered from PostgreSQL through
 // the reader pool, and what J-LIS recorded is read back from the database.
 #include "collector.hpp"
+#include "juki_support.hpp"
 #include "network.hpp"
 #include "pg_test.hpp"
 
@@ -21,20 +22,6 @@ using namespace renkei::test;
 using namespace std::chrono_literals;
 
 namespace {
-
-std::string policy(const char* name) {
-    return read_file(std::string(RENKEI_SOURCE_DIR) + "/examples/policy/" + name);
-}
-
-std::string flat(capnp::MallocMessageBuilder& mb) {
-    auto words = capnp::messageToFlatArray(mb);
-    auto b = words.asBytes();
-    return std::string(reinterpret_cast<const char*>(b.begin()), b.size());
-}
-
-template <typename T> struct Parsed : sdk::Flat<T> {
-    explicit Parsed(const std::string& payload) : sdk::Flat<T>(sdk::bytes_of(payload.data(), payload.size()), 64) {}
-};
 
 std::string code_of(int n) {
     char b[16];

@@ -1,6 +1,7 @@
 // juki across real hosts on loopback: J-LIS, two prefectures, three municipalities' CSs, an agency
 // and card management, each with its own keys, CURVE links and the example access policies.
 #include "collector.hpp"
+#include "juki_support.hpp"
 #include "network.hpp"
 
 #include <identity_store.hpp>
@@ -17,20 +18,6 @@ using namespace renkei::test;
 using namespace std::chrono_literals;
 
 namespace {
-
-std::string policy(const char* name) {
-    return read_file(std::string(RENKEI_SOURCE_DIR) + "/examples/policy/" + name);
-}
-
-std::string flat(capnp::MallocMessageBuilder& mb) {
-    auto words = capnp::messageToFlatArray(mb);
-    auto b = words.asBytes();
-    return std::string(reinterpret_cast<const char*>(b.begin()), b.size());
-}
-
-template <typename T> struct Parsed : sdk::Flat<T> {
-    explicit Parsed(const std::string& payload) : sdk::Flat<T>(sdk::bytes_of(payload.data(), payload.size()), 64) {}
-};
 
 // A resident as a municipality's 住民記録システム knows them.
 using Person = juki::ResidentFields;
