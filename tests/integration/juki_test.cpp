@@ -310,6 +310,48 @@ TEST(Juki, UpdatesClimbTheChainAndEveryTierReconcilesItsCountList) {
     EXPECT_TRUE(cs.alarms().empty());
 }
 
+// A 住民記録システム that never got J-LIS's list for a batch (lost in a stop of the CS's host) sends
+// the batch again under its id: every tier answers as before, nothing is recorded twice, and the
+// prefecture and the CS pass J-LIS's list on again, so it arrives this time.
+TEST(Juki, ABatchSentAgainBringsJlisListAgainAndChangesNothing) {
+    JukiNet t;
+    Legacy cs(t, "muni:131016");
+    std::vector<std::pair<Person, juki::ChangeReason>> births;
+    for (int i = 40; i < 43; ++i) {
+        auto p = person(i, "131016");
+        cs.number_for(p);
+        births.push_back({p, juki::ChangeReason::BIRTH});
+    }
+    auto batch = cs.notify(births);
+    ASSERT_EQ(cs.results(batch).size(), 3u);
+    auto lists_from = [&](const std::string& who) {
+        size_t n = 0;
+        for (auto& r : cs.c.all()) {
+            if (r.type != "juki.UpdateResult") continue;
+            Parsed<juki::UpdateCountList> l(r.payload);
+            n += l.get().getBatchId() == batch && l.get().getRecordedBy() == who && l.get().getRecorded() == 3u;
+        }
+        return n;
+    };
+    EXPECT_EQ(lists_from("jlis:juki"), 1u);
+    capnp::MallocMessageBuilder mb; // the same payload under the same id
+    auto u = mb.initRoot<juki::IdentityUpdate>();
+    u.setBatchId(batch);
+    u.setMunicipality("131016");
+    auto l = u.initRecords(static_cast<unsigned>(births.size()));
+    for (size_t i = 0; i < births.size(); ++i) fill(l[i], births[i].first, births[i].second);
+    submit_new(cs.host, cs.c.name(), "juki.IdentityUpdate", "muni:131016", flat(mb), "juki-30-6");
+    for (int i = 0; i < 400 && lists_from("jlis:juki") < 2; ++i) std::this_thread::sleep_for(50ms);
+    EXPECT_EQ(lists_from("jlis:juki"), 2u) << "J-LIS's list is passed on again";
+    EXPECT_EQ(lists_from("muni:131016"), 2u);
+    for (auto node : {"muni:131016", "pref:13", "jlis:juki"}) {
+        juki::IdentityStore store(t.store_of(node));
+        EXPECT_EQ(store.count(), 3u) << node;
+        EXPECT_EQ(store.scalar("SELECT COUNT(*) FROM history"), 0) << node << ": nothing recorded a second time";
+    }
+    EXPECT_TRUE(cs.alarms().empty());
+}
+
 TEST(Juki, EachTierRefusesBadRecordsNamingFieldAndRuleAndKeepsTheRest) {
     JukiNet t;
     Legacy cs(t, "muni:131016");

@@ -138,6 +138,7 @@ public:
         scan_ms_ = static_cast<int64_t>(number("scan_interval_ms", 1000, 10, 3600000));
         settle_ms_ = static_cast<int64_t>(number("settle_ms", 500, 0, 3600000));
         resend_ms_ = static_cast<int64_t>(number("resend_after_ms", 30000, 100, 86400000));
+        jlis_resend_ms_ = static_cast<int64_t>(number("jlis_resend_after_ms", 1800000, 100, 86400000));
         progress_ms_ = static_cast<int64_t>(number("progress_interval_ms", 5000, 100, 3600000));
         operator_id_ = host().config_or("operator_id", "legacy-file");
         for (auto& d : {inbox_, processed_, failed_, results_, work_}) fs::create_directories(d);
@@ -508,9 +509,20 @@ private:
 
     // Files the CS recorded whose every batch J-LIS has answered: the result gets J-LIS's figures.
     void finish_jlis() {
+        auto now = host().now_unix_ms();
         for (auto& f : state_->files("recorded")) {
             auto batches = state_->batches(f.digest);
-            if (!std::all_of(batches.begin(), batches.end(), [](auto& b) { return b.jlis; })) continue;
+            if (!std::all_of(batches.begin(), batches.end(), [](auto& b) { return b.jlis; })) {
+                // J-LIS's list for a batch can be lost on its way here (the CS's host stopped just
+                // after the CS confirmed it): after jlis_resend_after_ms the batch goes to the CS again
+                // under its id; every tier answers it as before and passes J-LIS's list on again.
+                for (auto& b : batches)
+                    if (b.cs && !b.jlis && now - b.sent_ms >= jlis_resend_ms_) {
+                        host().warn("legacy-file: no answer from J-LIS to batch " + b.batch_id + " yet; asking again");
+                        send(f, b);
+                    }
+                continue;
+            }
             auto name = fs::path(f.final_path).filename().string();
             lf::write_atomic(results_ / (name + ".result"), result_text(f, "complete", name));
             state_->set_phase(f.digest, "complete", host().now_unix_ms());
@@ -575,7 +587,7 @@ private:
     fs::path inbox_, processed_, failed_, results_, work_, metrics_file_;
     uint64_t max_file_bytes_ = 0, window_ = 4;
     uint32_t batch_ = 500;
-    int64_t scan_ms_ = 1000, settle_ms_ = 500, resend_ms_ = 30000, progress_ms_ = 5000;
+    int64_t scan_ms_ = 1000, settle_ms_ = 500, resend_ms_ = 30000, jlis_resend_ms_ = 1800000, progress_ms_ = 5000;
     std::unique_ptr<lf::State> state_;
     // The worker's own (not shared with handle):
     std::string active_, reading_;

@@ -507,20 +507,23 @@ private:
             store_->alarm(batch, "更新件数リスト from " + m.from() + " for a batch never sent there", now);
             return;
         }
-        if (e->confirmed_ms != 0) return; // a repeated list for a batch already reconciled
-        Store::Transaction tx(*store_);
-        auto why = reconcile(*e, l);
-        if (!why.empty()) {
-            store_->alarm(batch, "更新件数リスト from " + std::string(l.getRecordedBy()) + " for batch " + batch +
-                                     " does not reconcile: " + why,
-                          now);
-            host().error("juki: 更新件数リスト mismatch for batch " + batch + ": " + why);
+        // A repeated list (the batch was sent again, e.g. by a 住民記録システム that never got the
+        // answer across a stop) is reconciled once but passed on again, so the answer reaches it.
+        if (e->confirmed_ms == 0) {
+            Store::Transaction tx(*store_);
+            auto why = reconcile(*e, l);
+            if (!why.empty()) {
+                store_->alarm(batch, "更新件数リスト from " + std::string(l.getRecordedBy()) + " for batch " + batch +
+                                         " does not reconcile: " + why,
+                              now);
+                host().error("juki: 更新件数リスト mismatch for batch " + batch + ": " + why);
+            }
+            store_->confirm(batch, stage, now);
+            tx.commit();
+            for (auto r : l.getRejected())
+                host().warn("juki: " + std::string(l.getRecordedBy()) + " refused " + std::string(r.getResidentCode()) +
+                            " of batch " + batch + ": " + std::string(r.getMessage()));
         }
-        store_->confirm(batch, stage, now);
-        tx.commit();
-        for (auto r : l.getRejected())
-            host().warn("juki: " + std::string(l.getRecordedBy()) + " refused " + std::string(r.getResidentCode()) +
-                        " of batch " + batch + ": " + std::string(r.getMessage()));
         if (role_ == "cs") {
             capnp::MallocMessageBuilder mb;
             mb.setRoot(l);
