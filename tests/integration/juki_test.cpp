@@ -114,6 +114,8 @@ struct Legacy {
         }
         return {};
     }
+    // `count` births in this municipality from test person `first` on, each with its 個人番号.
+    std::vector<std::pair<Person, juki::ChangeReason>> births(int first, int count);
     // Notifies the CS of records; returns the batch id.
     std::string notify(const std::vector<std::pair<Person, juki::ChangeReason>>& records,
                        const std::function<void(juki::IdentityRecord::Builder, size_t)>& tweak = nullptr) {
@@ -168,6 +170,16 @@ Person person(int n, const std::string& municipality, const std::string& kanji =
     p.address = municipality == "131016" ? "東京都千代田区霞が関二丁目1番" : municipality == "131024" ? "東京都中央区築地一丁目1番"
                                                                                       : "大阪府大阪市北区中之島一丁目3番";
     return p;
+}
+
+std::vector<std::pair<Person, juki::ChangeReason>> Legacy::births(int first, int count) {
+    std::vector<std::pair<Person, juki::ChangeReason>> out;
+    for (int i = first; i < first + count; ++i) {
+        auto p = person(i, municipality());
+        number_for(p);
+        out.push_back({p, juki::ChangeReason::BIRTH});
+    }
+    return out;
 }
 
 std::vector<std::string> rejected_fields(const Received& r) {
@@ -255,12 +267,7 @@ TEST(Juki, BadNumberRequestsComeBackAsFaultsNamingTheField) {
 TEST(Juki, UpdatesClimbTheChainAndEveryTierReconcilesItsCountList) {
     JukiNet t;
     Legacy cs(t, "muni:131016");
-    std::vector<std::pair<Person, juki::ChangeReason>> births;
-    for (int i = 0; i < 5; ++i) {
-        auto p = person(i, "131016");
-        cs.number_for(p);
-        births.push_back({p, juki::ChangeReason::BIRTH});
-    }
+    auto births = cs.births(0, 5);
     auto batch = cs.notify(births);
     auto res = cs.results(batch);
     ASSERT_EQ(res.size(), 3u) << "answers from the CS, the prefecture and J-LIS";
@@ -316,12 +323,7 @@ TEST(Juki, UpdatesClimbTheChainAndEveryTierReconcilesItsCountList) {
 TEST(Juki, ABatchSentAgainBringsJlisListAgainAndChangesNothing) {
     JukiNet t;
     Legacy cs(t, "muni:131016");
-    std::vector<std::pair<Person, juki::ChangeReason>> births;
-    for (int i = 40; i < 43; ++i) {
-        auto p = person(i, "131016");
-        cs.number_for(p);
-        births.push_back({p, juki::ChangeReason::BIRTH});
-    }
+    auto births = cs.births(40, 3);
     auto batch = cs.notify(births);
     ASSERT_EQ(cs.results(batch).size(), 3u);
     auto lists_from = [&](const std::string& who) {
@@ -654,12 +656,7 @@ TEST(Juki, ResidentCodeChangeMovesTheNumberAndTheRecord) {
 TEST(Juki, ConsistencyCheckStreamsTheMunicipalityAndReportsEveryDifference) {
     JukiNet t;
     Legacy cs(t, "muni:131016");
-    std::vector<std::pair<Person, juki::ChangeReason>> births;
-    for (int i = 100; i < 140; ++i) {
-        auto p = person(i, "131016");
-        cs.number_for(p);
-        births.push_back({p, juki::ChangeReason::BIRTH});
-    }
+    auto births = cs.births(100, 40);
     cs.results(cs.notify(births));
     // Make the two sides differ: J-LIS misses one record, the CS changed another behind the
     // chain's back and lost a third.
