@@ -25,6 +25,16 @@ void create_private_file(const std::string& path) {
     ::close(fd);
 }
 
+// SQLite keeps memory statistics by default, behind one process-wide mutex taken on every
+// allocation and free. A host runs SQLite on many threads at once (outbox, dedup, audit, plugin
+// stores, juki's stores), and profiles of the juki chain showed the tiers' workers queueing on
+// that mutex. Nothing here reads the statistics (no soft heap limit), so they are turned off
+// before SQLite is first used (sqlite3_config only works before sqlite3_initialize).
+[[maybe_unused]] const int kMemoryStatisticsOff = [] {
+    sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+    return 0;
+}();
+
 } // namespace
 
 Database::Database(const std::filesystem::path& path, const OpenOptions& options)
