@@ -216,6 +216,29 @@ Bytes sha256(View data) {
     return out;
 }
 
+Sha256::Sha256() : ctx_(EVP_MD_CTX_new()) {
+    if (!ctx_ || EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr) != 1) {
+        EVP_MD_CTX_free(ctx_);
+        throw CryptoError("SHA-256 unavailable");
+    }
+}
+
+Sha256::~Sha256() { EVP_MD_CTX_free(ctx_); }
+
+void Sha256::update(const void* p, size_t n) {
+    if (n > 0 && EVP_DigestUpdate(ctx_, p, n) != 1) throw CryptoError("SHA-256 failed");
+}
+
+Bytes Sha256::peek() const {
+    EVP_MD_CTX* copy = EVP_MD_CTX_new();
+    Bytes out(32);
+    unsigned int n = 0;
+    bool ok = copy && EVP_MD_CTX_copy_ex(copy, ctx_) == 1 && EVP_DigestFinal_ex(copy, out.data(), &n) == 1;
+    EVP_MD_CTX_free(copy);
+    if (!ok) throw CryptoError("SHA-256 failed");
+    return out;
+}
+
 Bytes random_bytes(size_t n) {
     Bytes out(n);
     if (n > 0 && RAND_bytes(out.data(), static_cast<int>(n)) != 1) throw CryptoError("RAND_bytes failed");

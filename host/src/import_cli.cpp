@@ -1,6 +1,6 @@
 #include <renkei/import_cli.hpp>
 
-#include <openssl/evp.h>
+#include <renkei/crypto.hpp>
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -37,14 +37,13 @@ std::string copy_and_hash(const fs::path& from, const fs::path& to) {
     if (in.fd < 0) throw std::runtime_error("cannot read " + from.string());
     Fd out{::open(to.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)};
     if (out.fd < 0) throw std::runtime_error("cannot create " + to.string());
-    std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> md(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
-    if (!md || EVP_DigestInit_ex(md.get(), EVP_sha256(), nullptr) != 1) throw std::runtime_error("SHA-256 unavailable");
+    crypto::Sha256 sha;
     std::vector<char> buf(1 << 20);
     for (;;) {
         ssize_t n = ::read(in.fd, buf.data(), buf.size());
         if (n < 0) throw std::runtime_error("read error on " + from.string());
         if (n == 0) break;
-        EVP_DigestUpdate(md.get(), buf.data(), static_cast<size_t>(n));
+        sha.update(buf.data(), static_cast<size_t>(n));
         for (ssize_t done = 0; done < n;) {
             ssize_t w = ::write(out.fd, buf.data() + done, static_cast<size_t>(n - done));
             if (w <= 0) throw std::runtime_error("write error on " + to.string() + " (disk full?)");
@@ -52,16 +51,7 @@ std::string copy_and_hash(const fs::path& from, const fs::path& to) {
         }
     }
     if (::fsync(out.fd) != 0) throw std::runtime_error("cannot sync " + to.string());
-    unsigned char digest[EVP_MAX_MD_SIZE];
-    unsigned int len = 0;
-    EVP_DigestFinal_ex(md.get(), digest, &len);
-    static const char hexd[] = "0123456789abcdef";
-    std::string hex;
-    for (unsigned i = 0; i < len; ++i) {
-        hex.push_back(hexd[digest[i] >> 4]);
-        hex.push_back(hexd[digest[i] & 15]);
-    }
-    return hex;
+    return crypto::to_hex(sha.peek());
 }
 
 void sync_dir(const fs::path& dir) {

@@ -66,32 +66,7 @@ void append(Bytes& b, View v) { b.insert(b.end(), v.begin(), v.end()); }
 // ---------------------------------------------------------------------------------------------
 // Primitives, all through OpenSSL 3 EVP.
 
-class Sha256 {
-public:
-    Sha256() {
-        if (!ctx_ || EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr) != 1) throw crypto::CryptoError("SHA-256 unavailable");
-    }
-    ~Sha256() { EVP_MD_CTX_free(ctx_); }
-    Sha256(const Sha256&) = delete;
-    Sha256& operator=(const Sha256&) = delete;
-    void update(const void* p, size_t n) {
-        if (n > 0 && EVP_DigestUpdate(ctx_, p, n) != 1) throw crypto::CryptoError("SHA-256 failed");
-    }
-    void update(View v) { update(v.data(), v.size()); }
-    // The digest so far; the running state is kept (a copy is finalised).
-    Bytes peek() const {
-        EVP_MD_CTX* copy = EVP_MD_CTX_new();
-        Bytes out(32);
-        unsigned int n = 0;
-        bool ok = copy && EVP_MD_CTX_copy_ex(copy, ctx_) == 1 && EVP_DigestFinal_ex(copy, out.data(), &n) == 1;
-        EVP_MD_CTX_free(copy);
-        if (!ok) throw crypto::CryptoError("SHA-256 failed");
-        return out;
-    }
-
-private:
-    EVP_MD_CTX* ctx_ = EVP_MD_CTX_new();
-};
+using crypto::Sha256;
 
 // AES-256-GCM with one key and a nonce per call.
 class Gcm {

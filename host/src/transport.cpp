@@ -193,13 +193,7 @@ void Transport::start() {
     }
     try {
         if (!options_.listen.empty()) {
-            router_ = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::router);
-            configure(*router_);
-            router_->set(zmq::sockopt::curve_server, 1);
-            router_->set(zmq::sockopt::curve_secretkey, options_.curve_secret);
-            router_->set(zmq::sockopt::zap_domain, kZapDomain);
-            router_->set(zmq::sockopt::router_mandatory, 1);
-            router_->bind(options_.listen);
+            router_ = listen_on(options_.listen);
             bound_ = router_->get(zmq::sockopt::last_endpoint);
             self_test();
             log->info("{} listening on {} (CURVE, ZAP self-test passed)", options_.node_id, bound_);
@@ -211,6 +205,18 @@ void Transport::start() {
         throw;
     }
     io_thread_ = std::thread([this] { io_loop(); });
+}
+
+// The listening CURVE server socket with this node's key, bound to `endpoint`.
+std::unique_ptr<zmq::socket_t> Transport::listen_on(const std::string& endpoint) {
+    auto r = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::router);
+    configure(*r);
+    r->set(zmq::sockopt::curve_server, 1);
+    r->set(zmq::sockopt::curve_secretkey, options_.curve_secret);
+    r->set(zmq::sockopt::zap_domain, kZapDomain);
+    r->set(zmq::sockopt::router_mandatory, 1);
+    r->bind(endpoint);
+    return r;
 }
 
 void Transport::dial(Peer& peer) {
@@ -274,14 +280,7 @@ void Transport::rekey_self() {
         auto deadline = Clock::now() + std::chrono::seconds(10);
         for (;;) {
             try {
-                auto r = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::router);
-                configure(*r);
-                r->set(zmq::sockopt::curve_server, 1);
-                r->set(zmq::sockopt::curve_secretkey, options_.curve_secret);
-                r->set(zmq::sockopt::zap_domain, kZapDomain);
-                r->set(zmq::sockopt::router_mandatory, 1);
-                r->bind(bound_);
-                router_ = std::move(r);
+                router_ = listen_on(bound_);
                 break;
             } catch (const zmq::error_t& e) {
                 if (Clock::now() > deadline) {

@@ -91,6 +91,22 @@ Bytes seal(View recipient_public, View plaintext, View aad = {});
 Bytes open(const SealKeyPair& own, View sealed, View aad = {});
 
 Bytes sha256(View data);
+
+// SHA-256 over data given in pieces (a file streamed in chunks).
+class Sha256 {
+public:
+    Sha256();
+    ~Sha256();
+    Sha256(const Sha256&) = delete;
+    Sha256& operator=(const Sha256&) = delete;
+    void update(const void* p, size_t n);
+    void update(View v) { update(v.data(), v.size()); }
+    // The digest so far; the running state is kept (a copy is finalised).
+    Bytes peek() const;
+
+private:
+    EVP_MD_CTX* ctx_;
+};
 Bytes random_bytes(size_t n);
 std::string to_hex(View bytes);
 Bytes from_hex(std::string_view hex); // throws CryptoError naming the problem

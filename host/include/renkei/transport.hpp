@@ -101,6 +101,7 @@ private:
     void configure(zmq::socket_t& s) const;
     struct Peer;
     void dial(Peer& peer);
+    std::unique_ptr<zmq::socket_t> listen_on(const std::string& endpoint);
     void redial_untrusted();
     void rekey_self(); // on the I/O thread: apply own_pending_
     bool key_trusted_for(const std::string& key, const std::string& node) const;
