@@ -13,6 +13,8 @@
 #include <cstdio>
 #include <thread>
 
+#include <sys/resource.h>
+
 using namespace renkei;
 using Clock = std::chrono::steady_clock;
 
@@ -87,7 +89,14 @@ double raw_curve(int n, size_t size) {
 
 struct Routed {
     double delivered_rate = 0, accepted_rate = 0, p50_us = 0, p99_us = 0;
+    double cpu_us = 0; // process CPU (user + system, both hosts) per delivered message
 };
+
+double cpu_seconds() {
+    rusage ru{};
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_utime.tv_sec + ru.ru_stime.tv_sec + (ru.ru_utime.tv_usec + ru.ru_stime.tv_usec) / 1e6;
+}
 
 // Two real hosts: `senders` threads submit at muni:131016, a sink plugin at pref:13 takes them.
 Routed run_routed(int n, size_t payload_size, int senders, bool batch_signing) {
@@ -116,6 +125,7 @@ Routed run_routed(int n, size_t payload_size, int senders, bool batch_signing) {
     const size_t expected = size_t(n / senders * senders);
 
     auto t0 = Clock::now();
+    const double cpu0 = cpu_seconds();
     std::vector<std::thread> threads;
     for (int s = 0; s < senders; ++s)
         threads.emplace_back([&] {
@@ -140,8 +150,10 @@ Routed run_routed(int n, size_t payload_size, int senders, bool batch_signing) {
         cv.wait_for(lock, std::chrono::seconds(300), [&] { return latency_us.size() >= expected; });
     }
     double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+    const double cpu = cpu_seconds() - cpu0;
     std::lock_guard lock(m);
     Routed r;
+    r.cpu_us = cpu * 1e6 / double(expected);
     if (latency_us.size() < expected) {
         fprintf(stderr, "network_bench: only %zu of %zu messages arrived\n", latency_us.size(), expected);
         std::exit(1);
@@ -171,9 +183,9 @@ int main(int argc, char** argv) {
         if (only && std::string(only) != (batch ? "batch" : "message")) continue;
         auto r = run_routed(n, payload_size, senders, batch);
         printf("  signed (%-7s) + audited + durable:        %10.0f msg/s  p50 %8.0f us  p99 %8.0f us  "
-               "(%.1f%% of raw; sender accepted %0.f msg/s)\n",
+               "(%.1f%% of raw; sender accepted %0.f msg/s; %.0f us CPU per message)\n",
                batch ? "batch" : "message", r.delivered_rate, r.p50_us, r.p99_us, 100.0 * r.delivered_rate / raw,
-               r.accepted_rate);
+               r.accepted_rate, r.cpu_us);
     }
     return 0;
 }

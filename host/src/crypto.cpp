@@ -208,16 +208,27 @@ Bytes open(const SealKeyPair& own, View sealed, View aad) {
     return out;
 }
 
+const EVP_MD* sha256_md() {
+    // Fetched once: EVP_sha256() makes every digest look the algorithm up in the provider again,
+    // which costs more than hashing a short input.
+    static EVP_MD* md = [] {
+        EVP_MD* m = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+        if (!m) throw CryptoError("SHA-256 unavailable");
+        return m;
+    }();
+    return md;
+}
+
 Bytes sha256(View data) {
     Bytes out(32);
     unsigned int n = 0;
-    if (EVP_Digest(data.data(), data.size(), out.data(), &n, EVP_sha256(), nullptr) != 1)
+    if (EVP_Digest(data.data(), data.size(), out.data(), &n, sha256_md(), nullptr) != 1)
         throw CryptoError("SHA-256 failed");
     return out;
 }
 
 Sha256::Sha256() : ctx_(EVP_MD_CTX_new()) {
-    if (!ctx_ || EVP_DigestInit_ex(ctx_, EVP_sha256(), nullptr) != 1) {
+    if (!ctx_ || EVP_DigestInit_ex(ctx_, sha256_md(), nullptr) != 1) {
         EVP_MD_CTX_free(ctx_);
         throw CryptoError("SHA-256 unavailable");
     }
@@ -227,6 +238,12 @@ Sha256::~Sha256() { EVP_MD_CTX_free(ctx_); }
 
 void Sha256::update(const void* p, size_t n) {
     if (n > 0 && EVP_DigestUpdate(ctx_, p, n) != 1) throw CryptoError("SHA-256 failed");
+}
+
+void Sha256::finish(uint8_t out[32]) {
+    unsigned int n = 0;
+    if (EVP_DigestFinal_ex(ctx_, out, &n) != 1 || EVP_DigestInit_ex(ctx_, sha256_md(), nullptr) != 1)
+        throw CryptoError("SHA-256 failed");
 }
 
 Bytes Sha256::peek() const {

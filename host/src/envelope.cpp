@@ -1,5 +1,7 @@
 #include <renkei/envelope.hpp>
 
+#include <chrono>
+
 #include <openssl/rand.h>
 
 #include <cstring>
@@ -93,9 +95,17 @@ kj::Array<capnp::word> stamp_outgoing(kj::ArrayPtr<const kj::byte> bytes, const 
 MessageId EnvelopeView::id() const { return to_message_id(root_.getId()); }
 
 MessageId new_message_id() {
+    // UUIDv7 layout (RFC 9562): 48-bit Unix milliseconds, then 74 random bits. Ids made close in
+    // time sort together, so the outbox's and the inbox's id indexes grow at one end instead of
+    // dirtying a random page of a large B-tree per message.
     MessageId id{};
-    if (RAND_bytes(id.data(), static_cast<int>(id.size())) != 1)
+    if (RAND_bytes(id.data() + 6, static_cast<int>(id.size() - 6)) != 1)
         throw std::runtime_error("RAND_bytes failed");
+    auto ms = static_cast<uint64_t>(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                        std::chrono::system_clock::now().time_since_epoch()).count());
+    for (int i = 0; i < 6; ++i) id[i] = static_cast<uint8_t>(ms >> (8 * (5 - i)));
+    id[6] = static_cast<uint8_t>(0x70 | (id[6] & 0x0f)); // version 7
+    id[8] = static_cast<uint8_t>(0x80 | (id[8] & 0x3f)); // variant 10
     return id;
 }
 

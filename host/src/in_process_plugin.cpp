@@ -35,7 +35,10 @@ void InProcessPlugin::start() {
         started_ = true;
         state_ = "running";
     }
-    worker_ = std::thread([this] { run(); });
+    worker_ = std::thread([this] {
+        name_thread("plugin-" + name_);
+        run();
+    });
 }
 
 void InProcessPlugin::deliver(Delivery delivery) {

@@ -614,9 +614,18 @@ void Links::start() {
         m.parked.emplace_back(peer, std::move(frame));
     });
     m.transport->start();
-    m.receiver = std::thread([&m] { m.receive_loop(); });
-    m.resender = std::thread([&m] { m.resend_loop(); });
-    m.committer = std::thread([&m] { m.commit_loop(); });
+    m.receiver = std::thread([&m] {
+        name_thread("links-recv");
+        m.receive_loop();
+    });
+    m.resender = std::thread([&m] {
+        name_thread("links-resend");
+        m.resend_loop();
+    });
+    m.committer = std::thread([&m] {
+        name_thread("links-commit");
+        m.commit_loop();
+    });
 }
 
 void Links::stop() {

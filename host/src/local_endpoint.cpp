@@ -1,4 +1,5 @@
 #include <renkei/local_endpoint.hpp>
+#include <renkei/log.hpp>
 
 namespace renkei {
 
@@ -16,6 +17,7 @@ LocalEndpoint::~LocalEndpoint() { stop(); }
 
 void LocalEndpoint::start() {
     worker_ = std::thread([this] {
+        name_thread("ep-" + info_.name);
         for (;;) {
             Delivery d;
             {

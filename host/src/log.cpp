@@ -4,6 +4,8 @@
 
 #include <mutex>
 
+#include <pthread.h>
+
 namespace renkei {
 namespace {
 std::mutex g_mutex;
@@ -40,5 +42,7 @@ std::shared_ptr<spdlog::logger> logger(const std::string& name) {
     spdlog::register_logger(l);
     return l;
 }
+
+void name_thread(const std::string& name) { pthread_setname_np(pthread_self(), name.substr(0, 15).c_str()); }
 
 } // namespace renkei

@@ -1,6 +1,6 @@
 #include <renkei/merkle.hpp>
 
-#include <openssl/evp.h>
+#include <renkei/crypto.hpp>
 
 #include <cstring>
 #include <stdexcept>
@@ -9,14 +9,12 @@ namespace renkei::merkle {
 namespace {
 
 Hash digest(uint8_t prefix, std::span<const uint8_t> a, std::span<const uint8_t> b = {}) {
+    thread_local crypto::Sha256 h; // a batch hashes thousands of short inputs: reuse one context
+    h.update(&prefix, 1);
+    h.update(a.data(), a.size());
+    h.update(b.data(), b.size());
     Hash out{};
-    EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-    bool ok = ctx && EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr) == 1 &&
-              EVP_DigestUpdate(ctx, &prefix, 1) == 1 && EVP_DigestUpdate(ctx, a.data(), a.size()) == 1 &&
-              (b.empty() || EVP_DigestUpdate(ctx, b.data(), b.size()) == 1) &&
-              EVP_DigestFinal_ex(ctx, out.data(), nullptr) == 1;
-    EVP_MD_CTX_free(ctx);
-    if (!ok) throw std::runtime_error("SHA-256 failed");
+    h.finish(out.data());
     return out;
 }
 

@@ -189,7 +189,10 @@ void Transport::start() {
     if (!options_.skip_zap_for_test) {
         zap_ = std::make_unique<zmq::socket_t>(ctx_, zmq::socket_type::rep);
         zap_->bind(kZapEndpoint); // must exist before any CURVE server socket is bound
-        zap_thread_ = std::thread([this] { zap_loop(); });
+        zap_thread_ = std::thread([this] {
+            name_thread("zap");
+            zap_loop();
+        });
     }
     try {
         if (!options_.listen.empty()) {
@@ -204,7 +207,10 @@ void Transport::start() {
         if (zap_thread_.joinable()) zap_thread_.join();
         throw;
     }
-    io_thread_ = std::thread([this] { io_loop(); });
+    io_thread_ = std::thread([this] {
+        name_thread("transport-io");
+        io_loop();
+    });
 }
 
 // The listening CURVE server socket with this node's key, bound to `endpoint`.

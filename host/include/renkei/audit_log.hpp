@@ -6,7 +6,8 @@
 // edit, deletion, insertion or reordering breaks the chain at a place verify() names. Personal
 // identifiers are stored only as HMAC-SHA256 under the node's audit key, never raw.
 //
-// append() is cheap and thread-safe: a writer thread commits records in batches (group commit),
+// append() is cheap and thread-safe: a writer thread commits records in batches (group commit,
+// gathering for AuditOptions::linger_ms after the first record),
 // with fdatasync per batch in durable mode; flush() waits until all appended records are on disk.
 // Expiring old files writes an anchor (the first remaining seq and the hash it chains from), so
 // what remains still verifies while a missing file in the middle is still detected.
@@ -41,6 +42,9 @@ struct AuditRecord {
 
 struct AuditOptions {
     bool durable = true;                  // fdatasync each batch
+    // A batch gathers the records appended within this long after its first one (group commit:
+    // one write and fdatasync for many). flush() does not wait for it.
+    int linger_ms = 5;
     uint64_t max_file_bytes = 64u << 20;  // rotate after this
     std::filesystem::path key_file;       // HMAC key; default <dir>/../audit.key, created 0600
 };
@@ -84,6 +88,8 @@ private:
     int fd_ = -1;
     int lock_fd_ = -1; // <dir>/audit.lock, flocked around every batch
     bool stopping_ = false;
+    int flushing_ = 0; // callers waiting in flush()
+    static constexpr size_t kFullBatch = 8192; // written at once, without waiting for the linger
     std::thread thread_;
 };
 

@@ -91,6 +91,8 @@ Bytes seal(View recipient_public, View plaintext, View aad = {});
 Bytes open(const SealKeyPair& own, View sealed, View aad = {});
 
 Bytes sha256(View data);
+// The SHA-256 implementation, fetched from the provider once per process.
+const EVP_MD* sha256_md();
 
 // SHA-256 over data given in pieces (a file streamed in chunks).
 class Sha256 {
@@ -103,6 +105,8 @@ public:
     void update(View v) { update(v.data(), v.size()); }
     // The digest so far; the running state is kept (a copy is finalised).
     Bytes peek() const;
+    // Writes the digest and starts over (one object hashes many short inputs without reallocating).
+    void finish(uint8_t out[32]);
 
 private:
     EVP_MD_CTX* ctx_;

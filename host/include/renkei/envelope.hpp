@@ -61,6 +61,7 @@ private:
     schema::Envelope::Reader root_;
 };
 
+// A fresh message id: UUIDv7 (Unix milliseconds, then 74 random bits), so ids sort by creation time.
 MessageId new_message_id();
 std::string hex(kj::ArrayPtr<const kj::byte> bytes);
 std::string hex(const MessageId& id);
