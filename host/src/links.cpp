@@ -118,6 +118,8 @@ struct Links::Impl {
     static constexpr size_t kVerifiedRoots = 1024;
     // Acknowledgements are recorded (dedup) and sent in batches too.
     std::vector<std::pair<std::string, MessageId>> to_ack;
+    // Acknowledgements received, per peer: the committer deletes them from the outbox.
+    std::map<std::string, std::vector<MessageId>> acked;
 
     bool trust_set = false;
     void apply_trust(const std::map<std::string, PeerKeys>& keys, int64_t expires_ms) {
@@ -330,13 +332,12 @@ struct Links::Impl {
         capnp::FlatArrayMessageReader reader(words.asPtr(), reader_options_for(bytes.size()));
         auto frame = reader.getRoot<wire::Frame>();
         if (frame.which() == wire::Frame::ACK) {
-            std::vector<MessageId> ids;
+            // The committer deletes them, many frames' worth per transaction.
+            std::lock_guard lock(mutex);
+            auto& ids = acked[peer];
             for (auto id : frame.getAck())
                 if (id.size() == 16) ids.push_back(to_message_id(id));
-            size_t n = outbox->ack_batch(peer, ids); // one transaction per ack frame
-            std::lock_guard lock(mutex);
-            unacked -= std::min(unacked, n);
-            room_cv.notify_all();
+            commit_cv.notify_one();
             return;
         }
         if (!inbound_open.load()) { // starting or stopping: taken once the plugins run
@@ -419,13 +420,27 @@ struct Links::Impl {
     void commit_loop() {
         std::vector<Outgoing> batch;
         std::vector<std::pair<std::string, MessageId>> acks;
+        std::map<std::string, std::vector<MessageId>> done;
         for (;;) {
             {
                 std::unique_lock lock(mutex);
-                commit_cv.wait(lock, [&] { return stopping || !to_commit.empty() || !to_ack.empty(); });
-                if (stopping) return;
+                commit_cv.wait(lock, [&] { return stopping || !to_commit.empty() || !to_ack.empty() || !acked.empty(); });
+                if (stopping) return; // acknowledgements not yet applied: those messages are sent again, and deduplicated
                 batch.swap(to_commit);
                 acks.swap(to_ack);
+                done.swap(acked);
+            }
+            if (!done.empty()) {
+                size_t n = 0;
+                try {
+                    for (auto& [peer, ids] : done) n += outbox->ack_batch(peer, ids);
+                } catch (const std::exception& e) {
+                    logger("links")->error("outbox acknowledgement failed: {}", e.what());
+                }
+                done.clear();
+                std::lock_guard lock(mutex);
+                unacked -= std::min(unacked, n);
+                room_cv.notify_all();
             }
             bool committed = true;
             if (!batch.empty()) {
