@@ -32,15 +32,26 @@ constexpr const char* kResidentColumns = "code, municipality, my_number, removed
 
 } // namespace
 
+namespace {
+// Fetched once: SHA256() and EVP_sha256() look the algorithm up in OpenSSL's providers on every
+// call, which cost twice the hashing of a record (a tier hashes every record it receives).
+const EVP_MD* sha256_md() {
+    static EVP_MD* const md = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+    if (md == nullptr) throw std::runtime_error("juki: OpenSSL has no SHA-256");
+    return md;
+}
+} // namespace
+
 std::vector<uint8_t> sha256(const void* data, size_t size) {
     std::vector<uint8_t> out(SHA256_DIGEST_LENGTH);
-    SHA256(static_cast<const unsigned char*>(data), size, out.data());
+    if (EVP_Digest(data, size, out.data(), nullptr, sha256_md(), nullptr) != 1)
+        throw std::runtime_error("juki: SHA-256 failed");
     return out;
 }
 
 std::vector<uint8_t> digest_of(const std::vector<uint8_t>& hashes, const std::vector<uint32_t>& skip) {
     std::unique_ptr<EVP_MD_CTX, decltype(&EVP_MD_CTX_free)> c(EVP_MD_CTX_new(), &EVP_MD_CTX_free);
-    EVP_DigestInit_ex(c.get(), EVP_sha256(), nullptr);
+    EVP_DigestInit_ex(c.get(), sha256_md(), nullptr);
     std::vector<bool> skipped(hashes.size() / 32);
     for (auto i : skip)
         if (i < skipped.size()) skipped[i] = true;
