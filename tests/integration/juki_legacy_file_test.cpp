@@ -466,6 +466,24 @@ TEST_P(LegacyFileBackends, RestartInTheMiddleRecordsEachRecordOnce) {
     int at_stop = answered();
     EXPECT_LT(at_stop, 50) << "the host stopped after the whole file; the restart proves less";
     EXPECT_FALSE(fs::is_empty(t.dir / "work")) << "the half-sent file waits in work/";
+    if (GetParam() == "sqlite") {
+        // The state as the previous build wrote it (schema version 0: each batch's payload in its
+        // batches row): the restarted adapter migrates it and resumes all the same.
+        sqlite3* db = nullptr;
+        ASSERT_EQ(sqlite3_open((t.dir / "state.db").c_str(), &db), SQLITE_OK);
+        char* err = nullptr;
+        int rc = sqlite3_exec(db,
+                              "BEGIN; UPDATE batches SET payload = (SELECT p.payload FROM payloads p"
+                              " WHERE p.digest = batches.digest AND p.chunk = batches.chunk);"
+                              " DROP TABLE payloads; PRAGMA user_version = 0; COMMIT;",
+                              nullptr, nullptr, &err);
+        std::string why = err ? err : "";
+        sqlite3_free(err);
+        sqlite3_close(db);
+        ASSERT_EQ(rc, SQLITE_OK) << why;
+        ASSERT_EQ(JukiBackend::sqlite_rows(t.dir / "state.db", "SELECT COUNT(*) FROM batches WHERE payload IS NULL")[0][0],
+                  "0");
+    }
     t.start_cs();
     // Every batch is answered by every tier (some again from saved answers after the restart; a
     // J-LIS list lost in the stop comes again when the adapter asks again).
@@ -478,6 +496,11 @@ TEST_P(LegacyFileBackends, RestartInTheMiddleRecordsEachRecordOnce) {
     for (auto& [line, o] : r.lines) {
         EXPECT_EQ(o.outcome, "accepted") << line;
         EXPECT_EQ(o.jlis, "recorded") << line;
+    }
+    if (GetParam() == "sqlite") {
+        EXPECT_EQ(JukiBackend::sqlite_rows(t.dir / "state.db", "PRAGMA user_version")[0][0], "1");
+        EXPECT_EQ(JukiBackend::sqlite_rows(t.dir / "state.db", "SELECT COUNT(*) FROM batches WHERE payload IS NOT NULL")[0][0],
+                  "0");
     }
     for (int i = 0; i < 2400 && t.national("jlis").size() < 150; ++i) std::this_thread::sleep_for(50ms);
     for (auto who : {"cs", "pref", "jlis"}) {

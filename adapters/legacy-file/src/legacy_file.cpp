@@ -436,7 +436,7 @@ private:
         auto now = host().now_unix_ms();
         if (!started_ms_) {
             started_ms_ = now;
-            done_at_start_ = state_->counts(f.digest).total - state_->counts(f.digest).pending;
+            done_at_start_ = f.records - state_->pending(f.digest);
         }
         auto batches = state_->batches(f.digest);
         size_t outstanding = 0;
@@ -545,7 +545,9 @@ private:
         std::string line;
         if (!active_.empty()) {
             if (auto f = state_->file(active_)) {
-                auto c = state_->counts(active_);
+                lf::State::Counts c;
+                c.total = f->records;
+                c.pending = state_->pending(active_);
                 uint64_t done = c.total - c.pending;
                 double secs = std::max<int64_t>(1, now - started_ms_) / 1000.0;
                 double rate = done > done_at_start_ ? (done - done_at_start_) / secs : 0.0;

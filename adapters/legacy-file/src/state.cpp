@@ -105,7 +105,11 @@ State::State(const std::filesystem::path& file) {
         throw std::runtime_error(file.string() + ": " + why);
     }
     sqlite3_busy_timeout(db_, 10000);
-    exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;"
+    // A checkpoint every 16,384 pages rather than SQLite's 1,000: a record's row is written three
+    // times (claimed, the CS's answer, J-LIS's), and a page checkpointed between those writes is
+    // read back and written to the file again each time.
+    exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA wal_autocheckpoint=16384;"
+         "PRAGMA journal_size_limit=67108864;"
          "CREATE TABLE IF NOT EXISTS files (digest TEXT PRIMARY KEY, name TEXT NOT NULL, work_path TEXT NOT NULL,"
          " final_path TEXT NOT NULL DEFAULT '', phase TEXT NOT NULL, size INTEGER NOT NULL, records INTEGER NOT NULL,"
          " batches INTEGER NOT NULL, claimed_ms INTEGER NOT NULL, recorded_ms INTEGER NOT NULL DEFAULT 0,"
@@ -122,7 +126,28 @@ State::State(const std::filesystem::path& file) {
          // A later tier's list that arrived before the CS's own answer (lost in a stop and asked
          // again): kept until that answer is in, then applied.
          "CREATE TABLE IF NOT EXISTS early (id INTEGER PRIMARY KEY, digest TEXT NOT NULL, chunk INTEGER NOT NULL,"
-         " by TEXT NOT NULL, final INTEGER NOT NULL, refused TEXT NOT NULL);");
+         " by TEXT NOT NULL, final INTEGER NOT NULL, refused TEXT NOT NULL);"
+         // A batch's payload (a megabyte at 5,000 records) lives apart from its state row: SQLite
+         // reads a row's overflow pages to reach the columns after a blob and writes them all again
+         // on every update of the row (sent, the CS's answer, J-LIS's).
+         "CREATE TABLE IF NOT EXISTS payloads (digest TEXT NOT NULL, chunk INTEGER NOT NULL, payload BLOB NOT NULL,"
+         " PRIMARY KEY (digest, chunk));");
+    migrate();
+}
+
+// Schema versions (PRAGMA user_version): 0 kept payloads in batches.payload; 1 keeps them in
+// payloads (batches.payload stays, always NULL, so a file written by either build opens).
+void State::migrate() {
+    Stmt v(db_, "PRAGMA user_version");
+    int version = v.row() ? static_cast<int>(v.num(0)) : 0;
+    v.reset();
+    if (version >= kSchemaVersion) return;
+    Tx tx(db_);
+    exec("INSERT OR IGNORE INTO payloads (digest, chunk, payload) SELECT digest, chunk, payload FROM batches"
+         " WHERE payload IS NOT NULL;"
+         "UPDATE batches SET payload = NULL WHERE payload IS NOT NULL;");
+    exec(("PRAGMA user_version = " + std::to_string(kSchemaVersion)).c_str());
+    tx.commit();
 }
 
 State::~State() { sqlite3_close(db_); }
@@ -174,10 +199,13 @@ void State::claim(const FileRow& f, const std::vector<RecordRow>& records,
             .integer(5, x.index).text(6, x.outcome).text(7, x.by).text(8, x.field).text(9, x.rule).text(10, x.message);
         r.run();
     }
-    Stmt b(db_, "INSERT INTO batches (digest, chunk, batch_id, payload, count) VALUES (?,?,?,?,?)");
+    Stmt b(db_, "INSERT INTO batches (digest, chunk, batch_id, count) VALUES (?,?,?,?)");
+    Stmt p(db_, "INSERT INTO payloads (digest, chunk, payload) VALUES (?,?,?)");
     for (auto& [row, payload] : batches) {
-        b.text(1, f.digest).integer(2, row.chunk).text(3, row.batch_id).blob(4, payload).integer(5, row.count);
+        b.text(1, f.digest).integer(2, row.chunk).text(3, row.batch_id).integer(4, row.count);
         b.run();
+        p.text(1, f.digest).integer(2, row.chunk).blob(3, payload);
+        p.run();
     }
     tx.commit();
 }
@@ -203,7 +231,7 @@ std::vector<BatchRow> State::batches(const std::string& digest) {
 
 std::vector<uint8_t> State::payload(const std::string& digest, uint32_t chunk) {
     std::lock_guard lock(mutex_);
-    Stmt q(db_, "SELECT payload FROM batches WHERE digest = ? AND chunk = ?");
+    Stmt q(db_, "SELECT payload FROM payloads WHERE digest = ? AND chunk = ?");
     q.text(1, digest).integer(2, chunk);
     return q.row() ? q.bytes(0) : std::vector<uint8_t>();
 }
@@ -304,12 +332,11 @@ void State::apply_later(const std::string& digest, uint32_t chunk, const std::st
         rej.run();
     }
     if (final) {
-        Stmt ok(db_, "UPDATE records SET jlis = 'recorded' WHERE digest = ? AND line = ? AND jlis = ''");
-        for (uint32_t i = 0; i < forwarded.size(); ++i) {
-            if (no.count(i)) continue;
-            ok.text(1, digest).integer(2, static_cast<int64_t>(forwarded[i]));
-            ok.run();
-        }
+        // Every forwarded record J-LIS did not refuse (those now carry jlis = 'rejected'): the
+        // selection above, in one statement.
+        Stmt(db_, "UPDATE records SET jlis = 'recorded' WHERE digest = ? AND chunk = ? AND jlis = '' AND"
+                  " (outcome = 'accepted' OR by LIKE 'pref:%' OR by LIKE 'jlis:%')")
+            .text(1, digest).integer(2, chunk).run();
         Stmt(db_, "UPDATE batches SET jlis = 1 WHERE digest = ? AND chunk = ?").text(1, digest).integer(2, chunk).run();
     }
 }
@@ -357,7 +384,7 @@ void State::set_phase(const std::string& digest, const std::string& phase, int64
 
 void State::drop_payloads(const std::string& digest) {
     std::lock_guard lock(mutex_);
-    Stmt(db_, "UPDATE batches SET payload = NULL WHERE digest = ?").text(1, digest).run();
+    Stmt(db_, "DELETE FROM payloads WHERE digest = ?").text(1, digest).run();
 }
 
 std::vector<RecordRow> State::records(const std::string& digest) {
@@ -380,6 +407,13 @@ std::vector<RecordRow> State::records(const std::string& digest) {
         out.push_back(std::move(r));
     }
     return out;
+}
+
+uint64_t State::pending(const std::string& digest) {
+    std::lock_guard lock(mutex_);
+    Stmt q(db_, "SELECT COALESCE(SUM(count), 0) FROM batches WHERE digest = ? AND cs = 0");
+    q.text(1, digest);
+    return q.row() ? static_cast<uint64_t>(q.num(0)) : 0;
 }
 
 State::Counts State::counts(const std::string& digest) {

@@ -82,10 +82,15 @@ public:
         uint64_t total = 0, pending = 0, accepted = 0, rejected = 0, jlis_recorded = 0, jlis_rejected = 0;
     };
     Counts counts(const std::string& digest);
+    // Records of the file the CS has not answered yet (counts().pending, from the batches alone:
+    // progress asks for it every few seconds of a long import).
+    uint64_t pending(const std::string& digest);
     uint64_t files_with_phase(const std::string& phase);
 
 private:
+    static constexpr int kSchemaVersion = 1;
     void exec(const char* sql);
+    void migrate();
     void apply_later(const std::string& digest, uint32_t chunk, const std::string& by, bool final,
                      const std::vector<Refused>& refused); // inside a transaction, under the lock
     static std::string encode(const std::vector<Refused>& refused);
