@@ -430,20 +430,12 @@ struct Links::Impl {
                 acks.swap(to_ack);
                 done.swap(acked);
             }
-            if (!done.empty()) {
-                size_t n = 0;
-                try {
-                    for (auto& [peer, ids] : done) n += outbox->ack_batch(peer, ids);
-                } catch (const std::exception& e) {
-                    logger("links")->error("outbox acknowledgement failed: {}", e.what());
-                }
-                done.clear();
-                std::lock_guard lock(mutex);
-                unacked -= std::min(unacked, n);
-                room_cv.notify_all();
-            }
             bool committed = true;
-            if (!batch.empty()) {
+            if (!batch.empty() || !done.empty()) {
+                // What peers acknowledged and what goes out now: one outbox transaction.
+                std::vector<Outbox::Acks> released;
+                for (auto& [peer, ids] : done) released.push_back({peer, ids});
+                size_t freed = 0, sent = 0;
                 try {
                     sign_batches(batch);
                     std::vector<OutboxPut> puts;
@@ -451,22 +443,26 @@ struct Links::Impl {
                     auto now = clock();
                     for (auto& o : batch)
                         puts.push_back(OutboxPut{o.hop, o.id, o.type, o.frame, o.not_before, o.not_before <= now});
-                    outbox->put_batch(puts, now); // held ones: the resend loop sends them when due
-                    size_t sent = 0;
+                    freed = outbox->commit(puts, released, now).acked; // held ones: the resend loop sends them when due
                     for (auto& o : batch)
                         if (o.not_before <= now) {
                             transport->send(o.hop, std::move(o.frame));
                             ++sent;
                         }
-                    {
-                        std::lock_guard lock(mutex);
-                        unacked += sent;
-                    }
                 } catch (const std::exception& e) {
-                    committed = false;
-                    logger("links")->error("outbox commit of {} messages failed: {}", batch.size(), e.what());
+                    // Acknowledgements not applied are harmless: those messages are sent again
+                    // and deduplicated.
+                    committed = batch.empty();
+                    logger("links")->error("outbox commit of {} messages and {} acknowledgements failed: {}", batch.size(),
+                                           released.size(), e.what());
                 }
                 batch.clear();
+                done.clear();
+                {
+                    std::lock_guard lock(mutex);
+                    unacked -= std::min(unacked, freed);
+                    unacked += sent;
+                }
                 room_cv.notify_all();
             }
             if (!committed && !acks.empty()) {

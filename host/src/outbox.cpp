@@ -189,6 +189,22 @@ struct Outbox::Impl {
         return seq;
     }
 
+    // Requires db_mutex and an open transaction. Returns how many were deleted.
+    size_t delete_acked(std::string_view peer, std::span<const MessageId> ids) {
+        size_t deleted = 0;
+        for (const MessageId& id : ids) {
+            delete_ack.bind_blob(1, id_bytes(id)).bind_text(2, peer);
+            delete_ack.run();
+            if (db.changes() == 0) {
+                // Usually a repeated ack; else the ack of a message already given up on.
+                delete_delivered_dead_letter.bind_blob(1, id_bytes(id)).bind_text(2, peer);
+                delete_delivered_dead_letter.run();
+            }
+            deleted += static_cast<size_t>(db.changes());
+        }
+        return deleted;
+    }
+
     // Requires db_mutex and an open transaction.
     std::optional<OutboxEntry> read_seq(uint64_t seq) {
         select_by_seq.bind(1, static_cast<int64_t>(seq));
@@ -321,19 +337,22 @@ size_t Outbox::ack_batch(std::string_view peer, std::span<const MessageId> ids) 
     Impl& m = *impl_;
     std::lock_guard lock(m.db_mutex);
     sqlite::Transaction tx(m.db);
-    size_t deleted = 0;
-    for (const MessageId& id : ids) {
-        m.delete_ack.bind_blob(1, id_bytes(id)).bind_text(2, peer);
-        m.delete_ack.run();
-        if (m.db.changes() == 0) {
-            // Usually a repeated ack; else the ack of a message already given up on.
-            m.delete_delivered_dead_letter.bind_blob(1, id_bytes(id)).bind_text(2, peer);
-            m.delete_delivered_dead_letter.run();
-        }
-        deleted += static_cast<size_t>(m.db.changes());
-    }
+    size_t deleted = m.delete_acked(peer, ids);
     tx.commit();
     return deleted;
+}
+
+Outbox::Committed Outbox::commit(std::span<const OutboxPut> puts, std::span<const Acks> acks, int64_t now_ms) {
+    for (const OutboxPut& p : puts) check_put(p, impl_->options);
+    Committed out;
+    Impl& m = *impl_;
+    std::lock_guard lock(m.db_mutex);
+    sqlite::Transaction tx(m.db);
+    for (const Acks& a : acks) out.acked += m.delete_acked(a.peer, a.ids);
+    out.seqs.reserve(puts.size());
+    for (const OutboxPut& p : puts) out.seqs.push_back(m.insert_one(p, now_ms));
+    tx.commit();
+    return out;
 }
 
 bool Outbox::move_to_dead_letter(uint64_t seq, std::string_view reason, int64_t now_ms) {

@@ -365,6 +365,39 @@ TEST(Outbox, BatchOfTenThousandPutsAndAcks) {
     EXPECT_EQ(outbox.size(), 0u);
 }
 
+// The links' committer: acknowledgements and new messages in one transaction, all or nothing; an
+// ack only deletes what was queued for the peer that sends it.
+TEST(Outbox, CommitAppliesAcksAndPutsTogetherOrNeither) {
+    test::TempDir dir;
+    Outbox outbox(dir / "outbox.db", no_jitter());
+    auto a = bytes_of_text("first"), b = bytes_of_text("second");
+    std::vector<OutboxPut> first{{"pref:13", id_from(1), "t", a}, {"pref:27", id_from(2), "t", a}};
+    outbox.put_batch(first, 0);
+
+    std::vector<MessageId> acked13{id_from(1), id_from(2)}; // id 2 was queued for pref:27, not pref:13
+    std::vector<Outbox::Acks> acks{{"pref:13", acked13}};
+    std::vector<OutboxPut> bad{{"pref:13", id_from(3), "t", b}, {"pref:13", id_from(4), "", b}};
+    EXPECT_THROW(outbox.commit(bad, acks, 5), OutboxInputError);
+    EXPECT_EQ(outbox.size(), 2u) << "a refused put keeps the acks from being applied";
+
+    std::vector<OutboxPut> next{{"pref:13", id_from(3), "t", b}, {"pref:13", id_from(4), "t", b}};
+    auto c = outbox.commit(next, acks, 5);
+    EXPECT_EQ(c.acked, 1u);
+    ASSERT_EQ(c.seqs.size(), 2u);
+    EXPECT_LT(c.seqs[0], c.seqs[1]);
+    auto due = outbox.due(5, 10);
+    ASSERT_EQ(due.size(), 3u);
+    EXPECT_EQ(due[0].id, id_from(2));
+    EXPECT_EQ(due[1].id, id_from(3));
+    EXPECT_EQ(due[1].bytes, b);
+    EXPECT_EQ(due[2].seq, c.seqs[1]);
+
+    auto only_acks = outbox.commit({}, std::vector<Outbox::Acks>{{"pref:27", acked13}}, 6);
+    EXPECT_EQ(only_acks.acked, 1u);
+    EXPECT_TRUE(only_acks.seqs.empty());
+    EXPECT_EQ(outbox.size(), 2u);
+}
+
 TEST(Outbox, ConcurrentPutsAreAllCommittedWithDistinctSeqs) {
     test::TempDir dir;
     Outbox outbox(dir / "outbox.db");

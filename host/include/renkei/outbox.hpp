@@ -127,6 +127,19 @@ public:
     // Returns how many were deleted; one transaction.
     size_t ack_batch(std::string_view peer, std::span<const MessageId> ids);
 
+    // What peers acknowledged and what goes out next, in one transaction (one commit and one
+    // sync instead of two): the links' committer. All or nothing; put_batch's rules for `puts`,
+    // ack_batch's for `acks`.
+    struct Acks {
+        std::string_view peer;
+        std::span<const MessageId> ids;
+    };
+    struct Committed {
+        std::vector<uint64_t> seqs; // of `puts`, in the order given
+        size_t acked = 0;           // entries deleted
+    };
+    Committed commit(std::span<const OutboxPut> puts, std::span<const Acks> acks, int64_t now_ms);
+
     // Moves the entry to the dead letters with `reason` (e.g. the peer's permanent refusal).
     // False if there is no such seq.
     bool move_to_dead_letter(uint64_t seq, std::string_view reason, int64_t now_ms);
