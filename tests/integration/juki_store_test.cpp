@@ -104,6 +104,48 @@ TEST_P(JukiStore, KeepsTheCurrentVersionOnceAndEverySupersededVersionInHistory) 
     EXPECT_TRUE(s->by_number("999999999999").empty());
 }
 
+// prefetch() (an update batch's residents read at once; on PostgreSQL one statement instead of a
+// round trip each) never shows a version other than the one get() would read: the transaction's
+// own writes, savepoints rolled back, and other connections' writes once the transaction is over.
+TEST_P(JukiStore, PrefetchedReadsSeeTheTransactionsOwnWritesAndNothingStale) {
+    auto s = open("juki");
+    auto other = open("juki"); // another connection to the same store
+    put(*s, person("10000000001", "甲　一"), ChangeReason::BIRTH, 1);
+    put(*s, person("10000000002", "乙　二"), ChangeReason::BIRTH, 1);
+    {
+        auto tx = s->transaction();
+        s->prefetch({"10000000001", "10000000002", "10000000003", "10000000004", "10000000001"});
+        ASSERT_TRUE(s->get("10000000001"));
+        EXPECT_EQ(kanji_of(*s->get("10000000001")), "甲　一");
+        EXPECT_FALSE(s->get("10000000003"));
+        put(*s, person("10000000001", "甲　改"), ChangeReason::CORRECTION_BY_OFFICE, 2);
+        EXPECT_EQ(kanji_of(*s->get("10000000001")), "甲　改");
+        put(*s, person("10000000003", "丙　三"), ChangeReason::BIRTH, 2, false, false);
+        ASSERT_TRUE(s->get("10000000003"));
+        s->retire_code("10000000002", "10000000004", 2);
+        EXPECT_FALSE(s->get("10000000002"));
+        put(*s, person("10000000004", "乙　二"), ChangeReason::RESIDENT_CODE_CHANGE, 2);
+        ASSERT_TRUE(s->get("10000000004"));
+        {
+            auto inner = s->transaction();
+            put(*s, person("10000000001", "甲　取消"), ChangeReason::CORRECTION_BY_OFFICE, 3);
+        } // rolled back
+        EXPECT_EQ(kanji_of(*s->get("10000000001")), "甲　改");
+        tx.commit();
+    }
+    put(*other, person("10000000001", "甲　他"), ChangeReason::CORRECTION_BY_OFFICE, 4);
+    EXPECT_EQ(kanji_of(*s->get("10000000001")), "甲　他") << "nothing prefetched outlives its transaction";
+    s->prefetch({"10000000001"}); // outside a transaction: nothing kept
+    put(*other, person("10000000001", "甲　再"), ChangeReason::CORRECTION_BY_OFFICE, 5);
+    EXPECT_EQ(kanji_of(*s->get("10000000001")), "甲　再");
+    {
+        auto tx = s->transaction();
+        s->prefetch({"10000000001"});
+    } // rolled back
+    put(*other, person("10000000001", "甲　後"), ChangeReason::CORRECTION_BY_OFFICE, 6);
+    EXPECT_EQ(kanji_of(*s->get("10000000001")), "甲　後");
+}
+
 TEST_P(JukiStore, AResidentCodeChangeKeepsTheOldCodesVersionAndLinksTheCodes) {
     auto s = open("juki");
     put(*s, person("10000000001", "旧　番号"), ChangeReason::BIRTH, 1 * kDay);

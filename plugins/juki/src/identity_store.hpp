@@ -100,6 +100,11 @@ public:
     virtual int schema_version() = 0;
 
     virtual std::optional<Resident> get(const std::string& code) = 0;
+    // A hint inside a transaction: get() will be asked for these codes (an update batch's
+    // residents). A backend whose every read is a round trip to a server (PostgreSQL) reads them
+    // all now and answers get() from that until the code is written or the transaction ends; the
+    // default does nothing.
+    virtual void prefetch(const std::vector<std::string>& codes) { (void)codes; }
     // Records `record` as the current version of its 住民票コード; the version it replaces joins the
     // history. `replaces` false says the caller knows there is none (a first record: one write less).
     virtual void put(IdentityRecord::Reader record, const std::vector<uint8_t>& canonical, bool removed,

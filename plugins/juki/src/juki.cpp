@@ -306,6 +306,16 @@ private:
         // J-LIS reads the registry for every record: one transaction for the batch, not one per read.
         std::optional<Transactional::Transaction> numbers_tx;
         if (numbers_) numbers_tx.emplace(*numbers_);
+        {
+            std::vector<std::string> codes; // the residents the checks below read
+            codes.reserve(records.size());
+            for (auto r : records) {
+                codes.emplace_back(r.getPerson().getResidentCode().cStr());
+                if (r.getReason() == ChangeReason::RESIDENT_CODE_CHANGE)
+                    codes.emplace_back(r.getPreviousResidentCode().cStr());
+            }
+            store_->prefetch(codes);
+        }
         for (uint32_t i = 0; i < records.size(); ++i) {
             auto r = records[i];
             auto canonical = canonical_bytes(r);

@@ -84,6 +84,8 @@ constexpr const char* kSearchIndexes =
 
 constexpr const char* kResidentSelect =
     "SELECT code, municipality, my_number, removed, updated_ms, record FROM residents WHERE code = $1";
+constexpr const char* kResidentsSelect =
+    "SELECT code, municipality, my_number, removed, updated_ms, record FROM residents WHERE code = ANY($1::text[])";
 constexpr const char* kByNumber = "SELECT code, municipality, my_number, removed, updated_ms, record FROM residents"
                                   " WHERE my_number = $1 ORDER BY code";
 constexpr const char* kByNumbers = "SELECT code, municipality, my_number, removed, updated_ms, record FROM residents"
@@ -251,10 +253,29 @@ int PgIdentityStore::schema_version() {
 }
 
 bool PgIdentityStore::tx_begin(TxKind kind) { return begin(*c_, depth_, kind == TxKind::Read); }
-void PgIdentityStore::tx_commit(bool nested) { commit(*c_, depth_, nested); }
-void PgIdentityStore::tx_rollback(bool nested) noexcept { rollback(*c_, depth_, nested); }
+void PgIdentityStore::tx_commit(bool nested) {
+    if (!nested) prefetched_.clear();
+    commit(*c_, depth_, nested);
+}
+void PgIdentityStore::tx_rollback(bool nested) noexcept {
+    // A savepoint rolled back undoes only writes, and a written code has left prefetched_ already.
+    if (!nested) prefetched_.clear();
+    rollback(*c_, depth_, nested);
+}
+
+void PgIdentityStore::prefetch(const std::vector<std::string>& codes) {
+    if (depth_ == 0) return; // outside a transaction the rows could change before get() asks
+    constexpr size_t kChunk = 1000; // keys per statement
+    for (size_t start = 0; start < codes.size(); start += kChunk) {
+        size_t end = std::min(codes.size(), start + kChunk);
+        auto r = c_->run(kResidentsSelect, Params().text(array_literal(codes, start, end)));
+        for (size_t i = start; i < end; ++i) prefetched_.try_emplace(codes[i]);
+        for (int row = 0; row < r.rows(); ++row) prefetched_[r.col(row, 0)] = resident_from(r, row);
+    }
+}
 
 std::optional<Resident> PgIdentityStore::get(const std::string& code) {
+    if (auto it = prefetched_.find(code); it != prefetched_.end()) return it->second;
     auto r = c_->run(kResidentSelect, Params().text(code));
     if (r.rows() == 0) return std::nullopt;
     return resident_from(r, 0);
@@ -263,6 +284,7 @@ std::optional<Resident> PgIdentityStore::get(const std::string& code) {
 void PgIdentityStore::put(IdentityRecord::Reader record, const std::vector<uint8_t>& canonical, bool removed,
                           int64_t now_ms, bool replaces) {
     auto p = record.getPerson();
+    prefetched_.erase(p.getResidentCode().cStr());
     std::string birth = date_text(p.getDateOfBirth());
     Params a;
     a.text(p.getResidentCode().cStr())
@@ -295,6 +317,7 @@ void PgIdentityStore::put(IdentityRecord::Reader record, const std::vector<uint8
 }
 
 void PgIdentityStore::load(capnp::List<IdentityRecord>::Reader records, int64_t now_ms) {
+    prefetched_.clear();
     Transaction tx(*this);
     c_->exec("COPY residents (code, municipality, my_number, removed, updated_ms, name, kana, birth, sex, address,"
              " record) FROM STDIN (FORMAT binary)");
@@ -343,6 +366,8 @@ void PgIdentityStore::load(capnp::List<IdentityRecord>::Reader records, int64_t 
 }
 
 void PgIdentityStore::retire_code(const std::string& old_code, const std::string& new_code, int64_t now_ms) {
+    prefetched_.erase(old_code);
+    prefetched_.erase(new_code);
     c_->run("WITH superseded AS (INSERT INTO history (code, recorded_ms, superseded_ms, record)"
             " SELECT code, updated_ms, $3, record FROM residents WHERE code = $1),"
             " gone AS (DELETE FROM residents WHERE code = $1)"
@@ -557,6 +582,7 @@ uint64_t PgIdentityStore::difference_count(const std::string& check, int kind) {
 }
 
 ErasureCounts PgIdentityStore::erase_expired(int64_t now_ms) {
+    prefetched_.clear();
     // The rows go in one transaction. PostgreSQL does not overwrite them: see pg_store.hpp.
     ErasureCounts n;
     Transaction tx(*this);

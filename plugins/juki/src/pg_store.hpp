@@ -15,7 +15,10 @@
 #include "numbers.hpp"
 
 #include <memory>
+#include <optional>
 #include <string>
+#include <unordered_map>
+#include <vector>
 
 namespace renkei::juki {
 
@@ -42,6 +45,7 @@ public:
     int schema_version() override;
 
     std::optional<Resident> get(const std::string& code) override;
+    void prefetch(const std::vector<std::string>& codes) override;
     void put(IdentityRecord::Reader record, const std::vector<uint8_t>& canonical, bool removed, int64_t now_ms,
              bool replaces = true) override;
     void load(capnp::List<IdentityRecord>::Reader records, int64_t now_ms) override;
@@ -98,6 +102,9 @@ private:
     StoreOptions options_;
     std::unique_ptr<pg::Conn> c_;
     int depth_ = 0; // open transactions and savepoints
+    // prefetch(): code -> its current version (nullopt: none), read in the open transaction; a
+    // code leaves it when written, and all of it when the transaction ends.
+    std::unordered_map<std::string, std::optional<Resident>> prefetched_;
 };
 
 // J-LIS's 個人番号 registry in a PostgreSQL schema of its own (default `juki_numbers`): the same
