@@ -589,7 +589,9 @@ void Links::start() {
     oo.retry.base_delay_ms = 5000;
     oo.retry.max_delay_ms = 10000;
     m.outbox = std::make_unique<Outbox>(m.config.data_dir / "outbox.db", oo);
-    m.dedup = std::make_unique<InboxDedup>(m.config.data_dir / "inbox.db");
+    // Only the links read and write the receiver's dedup store: exclusive, so the id lookup each
+    // incoming message needs takes no file lock.
+    m.dedup = std::make_unique<InboxDedup>(m.config.data_dir / "inbox.db", sqlite::OpenOptions{.exclusive = true});
     m.unacked = m.outbox->size();
 
     TransportOptions to;

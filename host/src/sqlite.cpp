@@ -53,6 +53,8 @@ Database::Database(const std::filesystem::path& path, const OpenOptions& options
     try {
         if (options.busy_timeout_ms < 0) throw Error(path_, "open", "busy_timeout_ms must be >= 0");
         sqlite3_busy_timeout(db_, options.busy_timeout_ms);
+        // Before the first access in WAL mode, or SQLite sets up the shared-memory index anyway.
+        if (options.exclusive) exec("PRAGMA locking_mode=EXCLUSIVE", "set exclusive locking");
         // WAL can be refused (e.g. on some network file systems); running without it would
         // silently change both the durability and the concurrency this store promises.
         auto mode = prepare("PRAGMA journal_mode=WAL", "enable WAL journal");

@@ -72,6 +72,35 @@ TEST(InboxDedup, FirstTimeOnlyOnceAndAcrossReopen) {
     EXPECT_EQ(dedup.size(), 2u);
 }
 
+// The links open their dedup store exclusively (no file lock per lookup): nobody else can use the
+// file meanwhile, and what it recorded is there for the next opening, exclusive or not.
+TEST(InboxDedup, ExclusiveStoreKeepsOthersOutAndItsIdsAcrossReopen) {
+    test::TempDir dir;
+    auto path = dir / "inbox.db";
+    auto a = new_message_id(), b = new_message_id();
+    sqlite::OpenOptions exclusive;
+    exclusive.exclusive = true;
+    exclusive.busy_timeout_ms = 0;
+    {
+        InboxDedup dedup(path, exclusive);
+        EXPECT_TRUE(dedup.first_time(a, 10));
+        EXPECT_FALSE(dedup.seen(b));
+        sqlite::OpenOptions quick;
+        quick.busy_timeout_ms = 0;
+        EXPECT_THROW(
+            {
+                InboxDedup other(path, quick);
+                other.seen(a);
+            },
+            sqlite::Error);
+        EXPECT_TRUE(dedup.first_time(b, 11)) << "the owner goes on after the refused intruder";
+    }
+    InboxDedup again(path);
+    EXPECT_TRUE(again.seen(a));
+    EXPECT_TRUE(again.seen(b));
+    EXPECT_EQ(again.size(), 2u);
+}
+
 TEST(InboxDedup, BatchMarksOnlyFirstOccurrences) {
     test::TempDir dir;
     InboxDedup dedup(dir / "inbox.db");

@@ -36,6 +36,10 @@ struct OpenOptions {
     Durability durability = Durability::process_crash;
     // How long a writer waits for another connection's write lock before failing.
     int busy_timeout_ms = 5000;
+    // This connection is the file's only user while it is open (locking_mode=EXCLUSIVE): the
+    // WAL index lives in its memory and no transaction takes a file lock (an fcntl call each);
+    // any other connection, in this process or another, gets "database is locked".
+    bool exclusive = false;
 };
 
 class Statement;
