@@ -14,10 +14,12 @@
 //     beside it); records/s until the CS recorded them and until J-LIS's answers are in the result
 //     file. `import-sqlite` / `import-pg` run one backend only.
 // Environment: JUKI_BENCH_CHAIN (records through the chain, 200,000), JUKI_BENCH_BATCH (records per
-// notification, 1,000), JUKI_BENCH_RECORDS, JUKI_BENCH_LOOKUPS (1,000,000), JUKI_BENCH_DIR (where
-// the big store goes; reused if it already holds enough residents), JUKI_BENCH_PG_DSN (a PostgreSQL
-// server to use; without it a throw-away cluster of tests/support/pg_cluster.sh is started in
-// JUKI_BENCH_DIR and removed afterwards), JUKI_BENCH_PG_SCHEMA (juki_bench).
+// notification, 5,000, as the import below sends them; at 1,000 each batch commits nearly a page
+// per record in each random-keyed search index), JUKI_BENCH_RECORDS, JUKI_BENCH_LOOKUPS
+// (1,000,000), JUKI_BENCH_DIR (where the big store goes; reused if it already holds enough
+// residents), JUKI_BENCH_PG_DSN (a PostgreSQL server to use; without it a throw-away cluster of
+// tests/support/pg_cluster.sh is started in JUKI_BENCH_DIR and removed afterwards),
+// JUKI_BENCH_PG_SCHEMA (juki_bench).
 #include "../tests/support/network.hpp"
 
 #include <identity_store.hpp>
@@ -128,7 +130,7 @@ void start_tiers(Network& net, const PluginConfig& national, const std::vector<P
 }
 
 void chain(const std::filesystem::path& build_dir) {
-    size_t total = env_or("JUKI_BENCH_CHAIN", 200000), batch = env_or("JUKI_BENCH_BATCH", 1000);
+    size_t total = env_or("JUKI_BENCH_CHAIN", 200000), batch = env_or("JUKI_BENCH_BATCH", 5000);
     TempDir tmp;
     Network net{tmp};
     write_file(tmp / "secret", std::string(64, 's'));
