@@ -28,7 +28,9 @@ constexpr size_t kFields = 14; // seq time event id type from to purpose operato
 
 // Appends `s` to `out` with tab, newline, carriage return and backslash escaped.
 void append_escaped(std::string& out, const std::string& s) {
-    if (s.find_first_of("\\\t\n\r") == std::string::npos) {
+    // One pass over the bytes (find_first_of with a set calls memchr on the set for every byte).
+    auto special = [](char c) { return c == '\\' || c == '\t' || c == '\n' || c == '\r'; };
+    if (std::none_of(s.begin(), s.end(), special)) {
         out += s;
         return;
     }
