@@ -334,12 +334,8 @@ bool Outbox::ack(std::string_view peer, const MessageId& id) {
 
 size_t Outbox::ack_batch(std::string_view peer, std::span<const MessageId> ids) {
     if (ids.empty()) return 0;
-    Impl& m = *impl_;
-    std::lock_guard lock(m.db_mutex);
-    sqlite::Transaction tx(m.db);
-    size_t deleted = m.delete_acked(peer, ids);
-    tx.commit();
-    return deleted;
+    const Acks acks{peer, ids};
+    return commit({}, std::span<const Acks>(&acks, 1), 0).acked;
 }
 
 Outbox::Committed Outbox::commit(std::span<const OutboxPut> puts, std::span<const Acks> acks, int64_t now_ms) {

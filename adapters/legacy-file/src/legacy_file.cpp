@@ -545,23 +545,20 @@ private:
         std::string line;
         if (!active_.empty()) {
             if (auto f = state_->file(active_)) {
-                lf::State::Counts c;
-                c.total = f->records;
-                c.pending = state_->pending(active_);
-                uint64_t done = c.total - c.pending;
+                uint64_t total = f->records, pending = state_->pending(active_), done = total - pending;
                 double secs = std::max<int64_t>(1, now - started_ms_) / 1000.0;
                 double rate = done > done_at_start_ ? (done - done_at_start_) / secs : 0.0;
-                double left = rate > 0 ? c.pending / rate : -1;
+                double left = rate > 0 ? pending / rate : -1;
                 std::string label = "file=\"" + prom_label(f->name) + "\"";
-                m << "renkei_legacy_file_records{" << label << ",state=\"total\"} " << c.total << "\n"
+                m << "renkei_legacy_file_records{" << label << ",state=\"total\"} " << total << "\n"
                   << "renkei_legacy_file_records{" << label << ",state=\"done\"} " << done << "\n"
                   << "# TYPE renkei_legacy_file_records_per_second gauge\nrenkei_legacy_file_records_per_second{" << label
                   << "} " << rate << "\n# TYPE renkei_legacy_file_seconds_left gauge\nrenkei_legacy_file_seconds_left{"
                   << label << "} " << left << "\n";
                 char text[256];
                 std::snprintf(text, sizeof text, "%llu/%llu records (%.0f%%), %.1f records/s, %s left",
-                              static_cast<unsigned long long>(done), static_cast<unsigned long long>(c.total),
-                              c.total ? 100.0 * done / c.total : 100.0, rate,
+                              static_cast<unsigned long long>(done), static_cast<unsigned long long>(total),
+                              total ? 100.0 * done / total : 100.0, rate,
                               left < 0 ? "unknown time" : ("about " + std::to_string(static_cast<long long>(left + 0.5)) + " s").c_str());
                 line = "legacy-file: " + f->name + ": " + text;
             }

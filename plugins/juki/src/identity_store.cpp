@@ -30,9 +30,6 @@ Resident resident_from(Stmt& q) { // columns: code, municipality, my_number, rem
 
 constexpr const char* kResidentColumns = "code, municipality, my_number, removed, updated_ms, record";
 
-} // namespace
-
-namespace {
 // Fetched once: SHA256() and EVP_sha256() look the algorithm up in OpenSSL's providers on every
 // call, which cost twice the hashing of a record (a tier hashes every record it receives).
 const EVP_MD* sha256_md() {
@@ -207,32 +204,9 @@ sqlite3_stmt* SqliteIdentityStore::cached(const char* text) {
 }
 
 // As sql::Tx: BEGIN IMMEDIATE takes the write lock up front; inside a transaction, a savepoint.
-// The statements are prepared once (a batch takes a savepoint per record, and parsing the SQL
-// again each time was a visible share of the chain's CPU).
-void SqliteIdentityStore::step_cached(const char* text, const char* what) {
-    sqlite3_stmt* s = cached(text);
-    int rc = sqlite3_step(s);
-    sqlite3_reset(s);
-    if (rc != SQLITE_DONE) sql::fail(db_, what);
-}
-bool SqliteIdentityStore::tx_begin(TxKind kind) {
-    bool nested = sqlite3_get_autocommit(db_) == 0;
-    step_cached(nested ? "SAVEPOINT tx" : kind == TxKind::Read ? "BEGIN" : "BEGIN IMMEDIATE", "BEGIN");
-    return nested;
-}
-void SqliteIdentityStore::tx_commit(bool nested) { step_cached(nested ? "RELEASE tx" : "COMMIT", "COMMIT"); }
-void SqliteIdentityStore::tx_rollback(bool nested) noexcept {
-    try {
-        if (nested) {
-            step_cached("ROLLBACK TO tx", "ROLLBACK");
-            step_cached("RELEASE tx", "ROLLBACK");
-        } else {
-            step_cached("ROLLBACK", "ROLLBACK");
-        }
-    } catch (const std::exception&) {
-        // SQLite rolls back on its own when it cannot; nothing more to do here
-    }
-}
+bool SqliteIdentityStore::tx_begin(TxKind kind) { return sql::begin(db_, kind == TxKind::Read); }
+void SqliteIdentityStore::tx_commit(bool nested) { sql::commit(db_, nested); }
+void SqliteIdentityStore::tx_rollback(bool nested) noexcept { sql::rollback(db_, nested); }
 
 int64_t SqliteIdentityStore::scalar(const std::string& text) {
     Stmt q(db_, text.c_str());

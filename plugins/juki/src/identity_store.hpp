@@ -237,7 +237,6 @@ protected:
 private:
     void supersede(const std::string& code, int64_t now_ms);
     sqlite3_stmt* cached(const char* text); // prepared once, reset by sql::Stmt after each use
-    void step_cached(const char* text, const char* what); // runs a cached statement that returns no rows
 
     sqlite3* db_ = nullptr;
     std::filesystem::path file_;

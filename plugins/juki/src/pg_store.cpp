@@ -133,6 +133,9 @@ std::string setup_sql(const std::string& schema) {
     return "SET client_encoding = 'UTF8'; SET search_path = \"" + schema + "\"; SET application_name = 'renkei-juki';";
 }
 
+// Keys in one `= ANY($1)` statement: one round trip and one index scan for as many.
+constexpr size_t kKeysPerStatement = 1000;
+
 // A text[] literal of `keys` (each quoted, so any text is safe).
 std::string array_literal(const std::vector<std::string>& keys, size_t from, size_t to) {
     std::string a = "{";
@@ -153,13 +156,13 @@ public:
     PgReader(const std::string& dsn, const std::string& schema) : c_(dsn, setup_sql(schema)) {}
     void lookup(const std::vector<std::string>& numbers, std::vector<std::vector<Resident>>& out, size_t from,
                 size_t to) override {
-        // One snapshot for the slice; keys go 1,000 to a statement (one round trip, one index scan each).
+        // One snapshot for the slice; keys go kKeysPerStatement to a statement.
         c_.exec("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY");
         c_.set_depth(1); // no silent reconnect inside the snapshot
         try {
             std::unordered_map<std::string_view, std::vector<size_t>> where;
-            for (size_t start = from; start < to; start += kChunk) {
-                size_t end = std::min(to, start + kChunk);
+            for (size_t start = from; start < to; start += kKeysPerStatement) {
+                size_t end = std::min(to, start + kKeysPerStatement);
                 where.clear();
                 for (size_t i = start; i < end; ++i) where[numbers[i]].push_back(i);
                 auto r = c_.run(kByNumbers, Params().text(array_literal(numbers, start, end)));
@@ -185,7 +188,6 @@ public:
     }
 
 private:
-    static constexpr size_t kChunk = 1000;
     pg::Conn c_;
 };
 
@@ -265,9 +267,8 @@ void PgIdentityStore::tx_rollback(bool nested) noexcept {
 
 void PgIdentityStore::prefetch(const std::vector<std::string>& codes) {
     if (depth_ == 0) return; // outside a transaction the rows could change before get() asks
-    constexpr size_t kChunk = 1000; // keys per statement
-    for (size_t start = 0; start < codes.size(); start += kChunk) {
-        size_t end = std::min(codes.size(), start + kChunk);
+    for (size_t start = 0; start < codes.size(); start += kKeysPerStatement) {
+        size_t end = std::min(codes.size(), start + kKeysPerStatement);
         auto r = c_->run(kResidentsSelect, Params().text(array_literal(codes, start, end)));
         for (size_t i = start; i < end; ++i) prefetched_.try_emplace(codes[i]);
         for (int row = 0; row < r.rows(); ++row) prefetched_[r.col(row, 0)] = resident_from(r, row);
