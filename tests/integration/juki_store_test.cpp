@@ -504,6 +504,40 @@ TEST_P(JukiNumbers, IssuesStableUniqueNumbersKeepsTheirHistoryAndFollowsCodeChan
     EXPECT_THROW(open(std::vector<uint8_t>(16, 'n')), std::invalid_argument) << "a short secret";
 }
 
+// prefetch() (a batch's residents' numbers read at once; on PostgreSQL one statement instead of a
+// round trip each) never shows a number other than the one current() would read.
+TEST_P(JukiNumbers, PrefetchedNumbersFollowAssignmentsAndCodeChangesAndEndWithTheTransaction) {
+    auto n = open();
+    auto other = open(); // another connection to the same registry
+    auto a = n->assign("req-1", "10000000001", false, "", 1);
+    auto b = n->assign("req-2", "10000000002", false, "", 1);
+    {
+        auto tx = n->transaction();
+        n->prefetch({"10000000001", "10000000002", "10000000003", "10000000004"});
+        EXPECT_EQ(n->current("10000000001"), a.my_number);
+        EXPECT_FALSE(n->current("10000000003"));
+        auto c = n->assign("req-3", "10000000003", false, "", 2);
+        EXPECT_EQ(n->current("10000000003"), c.my_number) << "a number assigned after the prefetch";
+        auto changed = n->assign("req-4", "10000000001", true, "漏えい", 2);
+        EXPECT_EQ(n->current("10000000001"), changed.my_number) << "a number changed after the prefetch";
+        n->change_code("10000000002", "10000000004", 2);
+        EXPECT_FALSE(n->current("10000000002"));
+        EXPECT_EQ(n->current("10000000004"), b.my_number);
+        tx.commit();
+    }
+    other->assign("req-5", "10000000005", false, "", 3);
+    {
+        auto tx = n->transaction();
+        n->prefetch({"10000000005", "10000000006"});
+        EXPECT_TRUE(n->current("10000000005")) << "another connection's committed number";
+    } // rolled back
+    other->assign("req-6", "10000000006", false, "", 4);
+    EXPECT_TRUE(n->current("10000000006")) << "nothing prefetched outlives its transaction";
+    n->prefetch({"10000000007"}); // outside a transaction: nothing kept
+    other->assign("req-7", "10000000007", false, "", 5);
+    EXPECT_TRUE(n->current("10000000007"));
+}
+
 INSTANTIATE_TEST_SUITE_P(Backends, JukiNumbers, ::testing::Values(Backend::Sqlite, Backend::Postgres),
                          [](const ::testing::TestParamInfo<Backend>& i) {
                              return std::string(i.param == Backend::Sqlite ? "Sqlite" : "Postgres");
@@ -598,6 +632,55 @@ TEST(JukiPgStore, NodesStartingOnOneSchemaAtOnceMigrateItOnce) {
     for (auto& e : errors) EXPECT_EQ(e, "");
     PgIdentityStore s(test::pg_dsn(), schema.name());
     EXPECT_EQ(s.scalar("SELECT count(*) FROM schema_version"), 1);
+}
+
+// Writes inside a transaction are queued in a pipeline (pg::Conn::queue) and their results read
+// later: a write the server refuses still fails its transaction, with the server's reason and the
+// statement, and nothing of that transaction stays. Reads in between see the queued writes.
+TEST(JukiPgStore, AQueuedWriteTheServerRefusesFailsItsTransactionAndNothingOfItStays) {
+    test::PgSchema schema("pipeline");
+    PgIdentityStore s(test::pg_dsn(), schema.name());
+    put(s, person("10000000001", "既存　一"), ChangeReason::BIRTH, 1);
+    std::string error;
+    try {
+        auto tx = s.transaction();
+        // More writes than one pipeline holds (it is read every 256), then one the server refuses
+        // (not UTF-8), then more after it.
+        for (int i = 0; i < 600; ++i) {
+            char code[12];
+            std::snprintf(code, sizeof code, "2%010d", i);
+            put(s, person(code, "一括　" + std::to_string(i)), ChangeReason::BIRTH, 2);
+        }
+        ASSERT_TRUE(s.get("20000000599")) << "a read sees the writes queued before it";
+        put(s, person("10000000001", "既存　改"), ChangeReason::CORRECTION_BY_OFFICE, 2);
+        put(s, person("10000000002", "\xff\xfe"), ChangeReason::BIRTH, 2, false, false);
+        put(s, person("10000000003", "後続　三"), ChangeReason::BIRTH, 2);
+        tx.commit();
+    } catch (const std::exception& e) {
+        error = e.what();
+    }
+    EXPECT_NE(error.find("22021"), std::string::npos) << error; // character_not_in_repertoire
+    EXPECT_NE(error.find("INSERT INTO residents"), std::string::npos) << "names the statement: " << error;
+    EXPECT_EQ(s.count(), 1u);
+    EXPECT_EQ(s.scalar("SELECT count(*) FROM history"), 0);
+    ASSERT_TRUE(s.get("10000000001"));
+    EXPECT_EQ(kanji_of(*s.get("10000000001")), "既存　一");
+    // The connection is usable again: the next transaction commits.
+    {
+        auto tx = s.transaction();
+        put(s, person("10000000003", "後続　三"), ChangeReason::BIRTH, 3);
+        tx.commit();
+    }
+    EXPECT_TRUE(s.get("10000000003"));
+    // A refused write that a read reaches first fails the read, inside the transaction.
+    EXPECT_THROW(
+        {
+            auto tx = s.transaction();
+            put(s, person("10000000004", "\xff"), ChangeReason::BIRTH, 4);
+            s.get("10000000001");
+        },
+        std::runtime_error);
+    EXPECT_FALSE(s.get("10000000004"));
 }
 
 TEST(JukiPgStore, ReconnectsAfterADroppedConnectionButNeverInsideATransaction) {

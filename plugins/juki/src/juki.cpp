@@ -315,6 +315,7 @@ private:
                     codes.emplace_back(r.getPreviousResidentCode().cStr());
             }
             store_->prefetch(codes);
+            if (numbers_) numbers_->prefetch(codes); // national_number_check reads the same codes
         }
         for (uint32_t i = 0; i < records.size(); ++i) {
             auto r = records[i];

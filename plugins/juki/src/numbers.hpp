@@ -35,6 +35,10 @@ public:
     virtual std::vector<std::string> history(const std::string& resident_code) = 0;
     // The current number of `resident_code`, if any.
     virtual std::optional<std::string> current(const std::string& resident_code) = 0;
+    // A hint inside a transaction, as Store::prefetch: current() will be asked for these codes.
+    // PostgreSQL reads them all now and answers current() from that until the code is assigned or
+    // changed or the transaction ends; the default does nothing.
+    virtual void prefetch(const std::vector<std::string>& resident_codes) { (void)resident_codes; }
     // The 住民票コード a number was issued to (now or before a change), if it was ever issued.
     virtual std::optional<std::string> holder(const std::string& my_number) = 0;
     // 住民票コード変更 (住基法30条の4): the person's numbers follow them to the new code.

@@ -147,11 +147,16 @@ public:
     Conn(const Conn&) = delete;
     Conn& operator=(const Conn&) = delete;
 
-    PGconn* raw() { return c_; }
+    // The connection for libpq calls of the caller's own, with nothing queued (see queue()).
+    PGconn* raw() {
+        settle();
+        return c_;
+    }
     bool in_transaction() const { return PQtransactionStatus(c_) != PQTRANS_IDLE; }
 
     // Runs one or more statements without parameters (DDL, BEGIN, COMMIT).
     void exec(const std::string& text) {
+        sync();
         retrying([&] {
             Result r(PQexec(c_, text.c_str()));
             check(r, text.c_str());
@@ -162,14 +167,9 @@ public:
     // Runs the statement `text` (a string literal: prepared once per connection, keyed by its
     // address) with `p`; every result column comes back in binary form.
     Result run(const char* text, const Params& p = {}) {
+        sync();
         return retrying([&] {
-            auto& name = prepared_[text];
-            if (name.empty()) {
-                std::string n = "juki_" + std::to_string(prepared_.size());
-                Result r(PQprepare(c_, n.c_str(), text, 0, nullptr));
-                check(r, text);
-                name = n;
-            }
+            auto& name = prepared(text);
             std::vector<const char*> v;
             std::vector<int> l, f;
             p.lay_out(v, l, f);
@@ -182,6 +182,7 @@ public:
     // Runs a statement once, unprepared (diagnostics, rare statements built at run time); results
     // in binary form, or in text form with `text_results` (any type then reads as a number).
     Result once(const std::string& text, const Params& p = {}, bool text_results = false) {
+        sync();
         return retrying([&] {
             std::vector<const char*> v;
             std::vector<int> l, f;
@@ -191,6 +192,44 @@ public:
             check(r, text.c_str());
             return r;
         });
+    }
+
+    // Sends the write `text` (prepared as by run()) inside the open transaction without waiting
+    // for its result: queued writes go in one pipeline and cost one round trip together, not one
+    // each. The server runs them in order before any later statement, so a later run() sees them.
+    // Their results are read by the next exec(), run() or once() (or sync()), which throws the
+    // first queued write's error, naming the statement; the transaction is then aborted, as if
+    // that write had thrown. Outside a transaction it is run().
+    void queue(const char* text, const Params& p) {
+        if (depth_hint_ == 0) {
+            run(text, p);
+            return;
+        }
+        if (auto it = prepared_.find(text); it == prepared_.end() || it->second.empty())
+            sync(); // a statement is prepared outside the pipeline
+        auto& name = prepared(text);
+        if (queued_.empty() && PQenterPipelineMode(c_) != 1) fail(nullptr, text);
+        std::vector<const char*> v;
+        std::vector<int> l, f;
+        p.lay_out(v, l, f);
+        if (PQsendQueryPrepared(c_, name.c_str(), p.size(), v.data(), l.data(), f.data(), 1) != 1) {
+            std::string why = message();
+            settle();
+            throw std::runtime_error("juki store (PostgreSQL): cannot send: " + why + " in: " +
+                                     std::string(text, std::min<size_t>(std::strlen(text), 120)));
+        }
+        queued_.push_back(text);
+        // Bounded, so the results waiting on the server's side fit in the socket buffers: past
+        // them the server would block writing results while this side blocks writing statements.
+        if (queued_.size() >= kMaxQueued) sync();
+    }
+
+    // Reads the results of the queued writes; throws the first one's error.
+    void sync() {
+        if (queued_.empty()) return;
+        std::string why;
+        drain(&why);
+        if (!why.empty()) throw std::runtime_error(why);
     }
 
     // Set by the store while it holds a transaction open: no silent reconnect then (the
@@ -214,6 +253,69 @@ public:
     }
 
 private:
+    static constexpr size_t kMaxQueued = 256;
+
+    const std::string& prepared(const char* text) {
+        auto& name = prepared_[text];
+        if (name.empty()) {
+            std::string n = "juki_" + std::to_string(prepared_.size());
+            Result r(PQprepare(c_, n.c_str(), text, 0, nullptr));
+            check(r, text);
+            name = n;
+        }
+        return name;
+    }
+
+    // Ends the pipeline: reads every queued result. `why` (if given) gets the first error, named
+    // as fail() names it; the statements after it were skipped by the server (the transaction is
+    // aborted).
+    void drain(std::string* why) {
+        if (queued_.empty()) return;
+        std::vector<const char*> texts;
+        texts.swap(queued_);
+        auto note = [&](std::string m) {
+            if (why && why->empty()) *why = std::move(m);
+        };
+        bool synced = PQpipelineSync(c_) == 1;
+        if (!synced) note("juki store (PostgreSQL): " + message() + " in: pipeline sync");
+        for (auto* text : texts) {
+            if (PQstatus(c_) == CONNECTION_BAD) break;
+            // Each queued statement: its result, then a null.
+            while (PGresult* r = PQgetResult(c_)) {
+                auto s = PQresultStatus(r);
+                if (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK && s != PGRES_PIPELINE_ABORTED) {
+                    try {
+                        fail(r, text);
+                    } catch (const std::exception& e) {
+                        note(e.what());
+                    }
+                }
+                PQclear(r);
+            }
+        }
+        // The sync point's result, then out of pipeline mode.
+        for (int nulls = 0; synced && nulls < 2 && PQstatus(c_) != CONNECTION_BAD;) {
+            PGresult* r = PQgetResult(c_);
+            if (r == nullptr) {
+                ++nulls;
+                continue;
+            }
+            nulls = 0;
+            bool sync_point = PQresultStatus(r) == PGRES_PIPELINE_SYNC;
+            PQclear(r);
+            if (sync_point) break;
+        }
+        if (PQexitPipelineMode(c_) != 1) note("juki store (PostgreSQL): " + message() + " in: pipeline end");
+    }
+    // Leaves pipeline mode whatever the queued writes did (a rollback follows, or a COPY of the
+    // caller's own after a sync()).
+    void settle() noexcept {
+        try {
+            drain(nullptr);
+        } catch (...) {
+        }
+    }
+
     void check(const Result& r, const char* text) const {
         auto s = PQresultStatus(r.get());
         if (r.get() == nullptr || (s != PGRES_COMMAND_OK && s != PGRES_TUPLES_OK && s != PGRES_COPY_IN)) fail(r.get(), text);
@@ -238,6 +340,7 @@ private:
     PGconn* c_ = nullptr;
     std::string dsn_, setup_;
     std::map<const char*, std::string> prepared_;
+    std::vector<const char*> queued_; // statements sent in the open pipeline, results not yet read
     int depth_hint_ = 0;
 };
 

@@ -117,6 +117,7 @@ bool begin(pg::Conn& c, int& depth, bool read) {
     return nested;
 }
 void commit(pg::Conn& c, int& depth, bool nested) {
+    c.sync(); // a queued write's error is the caller's, as if it had thrown when written
     // COMMIT of a transaction an error aborted "succeeds" as a ROLLBACK: say so instead.
     if (PQtransactionStatus(c.raw()) == PQTRANS_INERROR)
         throw std::runtime_error("juki store (PostgreSQL): the transaction was aborted by an earlier error");
@@ -306,13 +307,14 @@ void PgIdentityStore::put(IdentityRecord::Reader record, const std::vector<uint8
     " updated_ms = EXCLUDED.updated_ms, name = EXCLUDED.name, kana = EXCLUDED.kana, birth = EXCLUDED.birth,"      \
     " sex = EXCLUDED.sex, address = EXCLUDED.address, record = EXCLUDED.record"
     if (replaces) {
-        // One round trip: the sub-statement reads the version being replaced (every part of the
+        // One statement: the sub-statement reads the version being replaced (every part of the
         // statement sees the same snapshot) and moves it to history; the upsert replaces it.
-        c_->run("WITH superseded AS (INSERT INTO history (code, recorded_ms, superseded_ms, record)"
-                " SELECT code, updated_ms, $5, record FROM residents WHERE code = $1) " UPSERT,
-                a);
+        // Queued (pg::Conn::queue): a batch's writes share round trips.
+        c_->queue("WITH superseded AS (INSERT INTO history (code, recorded_ms, superseded_ms, record)"
+                  " SELECT code, updated_ms, $5, record FROM residents WHERE code = $1) " UPSERT,
+                  a);
     } else {
-        c_->run(UPSERT, a);
+        c_->queue(UPSERT, a);
     }
 #undef UPSERT
 }
@@ -652,11 +654,19 @@ int PgNumberRegistry::schema_version() {
 }
 
 bool PgNumberRegistry::tx_begin(TxKind kind) { return begin(*c_, depth_, kind == TxKind::Read); }
-void PgNumberRegistry::tx_commit(bool nested) { commit(*c_, depth_, nested); }
-void PgNumberRegistry::tx_rollback(bool nested) noexcept { rollback(*c_, depth_, nested); }
+void PgNumberRegistry::tx_commit(bool nested) {
+    if (!nested) prefetched_.clear();
+    commit(*c_, depth_, nested);
+}
+void PgNumberRegistry::tx_rollback(bool nested) noexcept {
+    // A savepoint rolled back undoes only writes, and a written code has left prefetched_ already.
+    if (!nested) prefetched_.clear();
+    rollback(*c_, depth_, nested);
+}
 
 Assignment PgNumberRegistry::assign(const std::string& request_id, const std::string& code, bool change,
                                     const std::string& reason, int64_t now_ms) {
+    prefetched_.erase(code);
     Transaction tx(*this);
     {
         auto q = c_->run("SELECT my_number, previous, generation, resident_code FROM requests WHERE id = $1",
@@ -714,7 +724,19 @@ std::vector<std::string> PgNumberRegistry::history(const std::string& code) {
     return out;
 }
 
+void PgNumberRegistry::prefetch(const std::vector<std::string>& codes) {
+    if (depth_ == 0) return; // outside a transaction the rows could change before current() asks
+    for (size_t start = 0; start < codes.size(); start += kKeysPerStatement) {
+        size_t end = std::min(codes.size(), start + kKeysPerStatement);
+        auto r = c_->run("SELECT resident_code, my_number FROM numbers WHERE resident_code = ANY($1::text[])",
+                         Params().text(array_literal(codes, start, end)));
+        for (size_t i = start; i < end; ++i) prefetched_.try_emplace(codes[i]);
+        for (int row = 0; row < r.rows(); ++row) prefetched_[r.col(row, 0)] = r.col(row, 1);
+    }
+}
+
 std::optional<std::string> PgNumberRegistry::current(const std::string& code) {
+    if (auto it = prefetched_.find(code); it != prefetched_.end()) return it->second;
     auto r = c_->run("SELECT my_number FROM numbers WHERE resident_code = $1", Params().text(code));
     if (r.rows() == 0) return std::nullopt;
     return r.col(0, 0);
@@ -727,6 +749,8 @@ std::optional<std::string> PgNumberRegistry::holder(const std::string& my_number
 }
 
 void PgNumberRegistry::change_code(const std::string& old_code, const std::string& new_code, int64_t now_ms) {
+    prefetched_.erase(old_code);
+    prefetched_.erase(new_code);
     Transaction tx(*this);
     if (c_->run("SELECT 1 FROM numbers WHERE resident_code = $1", Params().text(new_code)).rows())
         throw std::invalid_argument("residentCode " + new_code + " already has a 個人番号");

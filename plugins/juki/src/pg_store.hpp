@@ -120,6 +120,7 @@ public:
                       const std::string& reason, int64_t now_ms) override;
     std::vector<std::string> history(const std::string& resident_code) override;
     std::optional<std::string> current(const std::string& resident_code) override;
+    void prefetch(const std::vector<std::string>& resident_codes) override;
     std::optional<std::string> holder(const std::string& my_number) override;
     void change_code(const std::string& old_code, const std::string& new_code, int64_t now_ms) override;
     std::string describe() const override;
@@ -134,6 +135,8 @@ private:
     std::string dsn_, schema_;
     std::unique_ptr<pg::Conn> c_;
     int depth_ = 0;
+    // prefetch(): code -> its current number (nullopt: none), as the store's prefetched_.
+    std::unordered_map<std::string, std::optional<std::string>> prefetched_;
 };
 
 } // namespace renkei::juki
