@@ -108,6 +108,8 @@ struct Links::Impl {
     static constexpr size_t kMaxParked = 65536;
     static constexpr int64_t kParkMs = 10000;
     static constexpr uint32_t kMaxBatchLeaves = 4096;
+    static constexpr size_t kRoundEnough = 256;          // messages and acknowledgements: no need to wait
+    static constexpr std::chrono::milliseconds kLinger{2}; // a smaller round waits this long for more
     std::vector<Outgoing> to_commit;
     std::condition_variable room_cv;
     std::set<std::string> batch_peers; // peers configured with signing = "batch"
@@ -241,7 +243,7 @@ struct Links::Impl {
             });
             if (stopping) return "host stopping before " + hex(id) + " was queued";
             to_commit.push_back(std::move(out));
-            if (to_commit.size() == 1) commit_cv.notify_one();
+            if (to_commit.size() == 1 || to_commit.size() + to_ack.size() == kRoundEnough) commit_cv.notify_one();
         }
         observe("forwarded", hop, hex(id), e.getType(),
                 "to " + to + " via " + hop +
@@ -421,10 +423,20 @@ struct Links::Impl {
         std::vector<Outgoing> batch;
         std::vector<std::pair<std::string, MessageId>> acks;
         std::map<std::string, std::vector<MessageId>> done;
+        auto last_round = std::chrono::steady_clock::time_point{}; // when the previous round ended
         for (;;) {
             {
                 std::unique_lock lock(mutex);
                 commit_cv.wait(lock, [&] { return stopping || !to_commit.empty() || !to_ack.empty() || !acked.empty(); });
+                // Group commit: a round costs a transaction, and a signature that the peer checks,
+                // whatever its size. Under a steady flow below saturation rounds would carry a
+                // message or two each and pay those per message (several times the CPU, and a
+                // receiver that falls behind), so a small round that follows another within
+                // kLinger waits up to kLinger for more. After a pause a round goes at once.
+                if (to_commit.size() + to_ack.size() < kRoundEnough &&
+                    std::chrono::steady_clock::now() - last_round < kLinger)
+                    commit_cv.wait_for(lock, kLinger,
+                                       [&] { return stopping || to_commit.size() + to_ack.size() >= kRoundEnough; });
                 if (stopping) return; // acknowledgements not yet applied: those messages are sent again, and deduplicated
                 batch.swap(to_commit);
                 acks.swap(to_ack);
@@ -497,6 +509,7 @@ struct Links::Impl {
                 }
                 acks.clear();
             }
+            last_round = std::chrono::steady_clock::now();
         }
     }
 
@@ -504,7 +517,8 @@ struct Links::Impl {
     void taken(const std::string& peer, const MessageId& id) {
         std::lock_guard lock(mutex);
         to_ack.emplace_back(peer, id);
-        if (to_ack.size() == 1 && to_commit.empty()) commit_cv.notify_one();
+        if ((to_ack.size() == 1 && to_commit.empty()) || to_commit.size() + to_ack.size() == kRoundEnough)
+            commit_cv.notify_one();
     }
 
     void receive_loop() {
