@@ -1,6 +1,7 @@
 // Small libpq helpers for juki's PostgreSQL store: a connection that prepares each statement once
-// (by the address of its text), parameters in text or binary form, results in binary form, and
-// errors that name the statement and never the password.
+// (by the address of its text), pipelines the writes of a transaction (queue()), parameters in
+// text or binary form, results in binary form, and errors that name the statement and never the
+// password.
 #pragma once
 
 #include <libpq-fe.h>
