@@ -78,7 +78,8 @@ struct Links::Impl {
     bool receiving = false;
     std::condition_variable idle_cv;
     std::deque<std::pair<std::string, std::vector<uint8_t>>> held;
-    static constexpr size_t kMaxHeld = 65536;
+    size_t held_bytes = 0, max_held = 65536, max_held_bytes = size_t(256) << 20;
+    uint64_t held_dropped = 0, dropped_at_close = 0;
     std::thread receiver, resender, committer;
 
     // Group commit: forward() queues signed frames; the committer writes each batch to the outbox
@@ -344,7 +345,14 @@ struct Links::Impl {
         }
         if (!inbound_open.load()) { // starting or stopping: taken once the plugins run
             std::lock_guard lock(mutex);
-            if (held.size() < kMaxHeld) held.emplace_back(peer, bytes);
+            if (held.size() < max_held && held_bytes + bytes.size() <= max_held_bytes) {
+                held.emplace_back(peer, bytes);
+                held_bytes += bytes.size();
+            } else if (held_dropped++ == dropped_at_close) {
+                logger("links")->warn("inbound gate closed and full ({} frames, {} bytes held): envelopes are "
+                                      "dropped unacknowledged until it opens; their senders send them again",
+                                      held.size(), held_bytes);
+            }
             return;
         }
         auto s = frame.getEnvelope();
@@ -694,10 +702,26 @@ void Links::set_inbound_open(bool open) {
             m.inbound.push_front(std::move(m.held.back()));
             m.held.pop_back();
         }
+        m.held_bytes = 0;
+        if (m.held_dropped > m.dropped_at_close)
+            logger("links")->warn("inbound gate open: {} envelopes were dropped while it was closed and full",
+                                  m.held_dropped - m.dropped_at_close);
+        m.dropped_at_close = m.held_dropped;
         if (!m.inbound.empty()) m.inbound_cv.notify_one();
     } else {
         m.idle_cv.wait(lock, [&] { return !m.receiving || m.stopping; });
     }
+}
+
+void Links::set_hold_limits(size_t frames, size_t bytes) {
+    std::lock_guard lock(impl_->mutex);
+    impl_->max_held = frames;
+    impl_->max_held_bytes = bytes;
+}
+
+Links::Held Links::held() const {
+    std::lock_guard lock(impl_->mutex);
+    return {impl_->held.size(), impl_->held_bytes, impl_->held_dropped};
 }
 
 Router::ForwardResult Links::forward(const EnvelopeView& envelope) { return impl_->forward(envelope); }

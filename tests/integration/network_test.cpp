@@ -3,6 +3,8 @@
 #include "network.hpp"
 
 #include <renkei/audit_log.hpp>
+#include <renkei/links.hpp>
+#include <renkei/local_endpoint.hpp>
 #include <renkei/merkle.hpp>
 #include <renkei/transport.hpp>
 #include <wire.capnp.h>
@@ -140,7 +142,8 @@ struct RawLink {
     std::vector<std::string> acked;
     std::unique_ptr<Transport> transport;
 
-    RawLink(Network& net, const NodeKeys& keys) {
+    // Dials pref:13 as the network started it, or at `endpoint`.
+    RawLink(Network& net, const NodeKeys& keys, const std::string& endpoint = "") {
         TransportOptions o;
         o.node_id = keys.node_id;
         o.curve_public = keys.curve_public;
@@ -156,7 +159,8 @@ struct RawLink {
             for (auto id : frame.getAck()) acked.push_back(hex(id));
             cv.notify_all();
         });
-        transport->add_peer("pref:13", {net.endpoint("pref:13")}, net.keys_for("pref:13").curve_public);
+        transport->add_peer("pref:13", {endpoint.empty() ? net.endpoint("pref:13") : endpoint},
+                            net.keys_for("pref:13").curve_public);
         transport->start();
     }
     void send(const std::vector<uint8_t>& frame) { transport->send("pref:13", frame); }
@@ -341,6 +345,100 @@ std::vector<std::vector<uint8_t>> batch_frames(const NodeKeys& signer, const std
 }
 
 } // namespace
+
+// A host that starts (or stops) holds what its peers send until its plugins run. What it holds
+// is bounded in bytes as well as frames, so peers with backlogs of large batches cannot fill its
+// memory: past the bound an envelope is dropped unacknowledged, and when the sender sends it
+// again (as its outbox does) it is taken. The held ones are taken in order once the gate opens.
+TEST(Network, AClosedInboundGateHoldsABoundedNumberOfBytesAndTheRestComesAgain) {
+    TempDir tmp;
+    Network net(tmp);
+    auto cfg = net.config({"pref:13", true, {}, {{"muni:131016", {}}}});
+    Metrics metrics;
+    Router router("pref:13", metrics);
+    std::mutex m;
+    std::vector<std::string> taken; // ids, in the order the plugin got them
+    auto sink = std::make_shared<LocalEndpoint>("sink", std::vector<std::string>{"echo.Ping"},
+                                                [&](const EnvelopeView& v, std::string&) {
+                                                    std::lock_guard lock(m);
+                                                    taken.push_back(hex(v.get().getId()));
+                                                    return RENKEI_OK;
+                                                });
+    router.add_endpoint(sink);
+    sink->start();
+    Links links(cfg, std::make_shared<const NodeKeys>(load_node_keys(cfg.keys_dir)), router, metrics,
+                [] { return std::chrono::duration_cast<std::chrono::milliseconds>(
+                                std::chrono::system_clock::now().time_since_epoch()).count(); });
+    links.set_policy([](const schema::Envelope::Reader&) { return std::string(); });
+
+    auto muni = load_node_keys(net.keys_dir("muni:131016"));
+    std::vector<std::vector<uint8_t>> frames;
+    std::vector<std::string> ids;
+    for (int i = 0; i < 13; ++i) {
+        auto [words, id] = hand_built_ping(std::string(4000, 'a' + i));
+        capnp::FlatArrayMessageReader reader(words);
+        frames.push_back(signed_frame(muni, "muni:131016", reader.getRoot<schema::Envelope>(), false));
+        ids.push_back(id);
+    }
+    const size_t frame = frames[0].size();
+    links.set_hold_limits(1000, 5 * frame + frame / 2); // room for five frames of this size
+    links.set_inbound_open(false);
+    links.start();
+    RawLink raw(net, muni, links.endpoint());
+
+    // Frame 0 until it is held: a send before the link is up fails at once (the transport sends
+    // only to live connections), so each try either fails or arrives, and one copy arrives. Then
+    // the twelve others, in order on the one connection.
+    for (int i = 0; i < 100 && links.held().frames == 0; ++i) {
+        auto failures = raw.transport->stats().send_failures;
+        raw.send(frames[0]);
+        for (int k = 0; k < 500 && raw.transport->stats().send_failures == failures && links.held().frames == 0; ++k)
+            std::this_thread::sleep_for(10ms);
+    }
+    ASSERT_EQ(links.held().frames, 1u);
+    for (size_t i = 1; i < frames.size(); ++i) raw.send(frames[i]);
+    auto arrived = [&] {
+        auto h = links.held();
+        return h.frames + h.dropped;
+    };
+    for (int i = 0; i < 1000 && arrived() < frames.size(); ++i) std::this_thread::sleep_for(10ms);
+    auto h = links.held();
+    EXPECT_EQ(h.frames, 5u) << "five frames fit";
+    EXPECT_EQ(h.bytes, 5 * frame);
+    EXPECT_EQ(h.dropped, frames.size() - 5);
+    {
+        std::lock_guard lock(m);
+        EXPECT_TRUE(taken.empty()) << "nothing reaches the plugin while the gate is closed";
+    }
+
+    // Opened: the held ones are taken in the order they came.
+    links.set_inbound_open(true);
+    const size_t first_taken = 5;
+    for (int i = 0; i < 500; ++i) {
+        {
+            std::lock_guard lock(m);
+            if (taken.size() >= first_taken) break;
+        }
+        std::this_thread::sleep_for(10ms);
+    }
+    {
+        std::lock_guard lock(m);
+        EXPECT_EQ(taken, std::vector<std::string>(ids.begin(), ids.begin() + first_taken));
+    }
+    EXPECT_EQ(links.held().frames, 0u);
+
+    // The dropped ones come again, as their sender's outbox would send them: now each is taken,
+    // and every envelope reached the plugin exactly once.
+    for (int round = 0; round < 50; ++round) {
+        for (size_t i = first_taken; i < frames.size(); ++i) raw.send(frames[i]);
+        if (raw.wait(200ms, [&] { return std::set<std::string>(raw.acked.begin(), raw.acked.end()).size() == ids.size(); }))
+            break;
+    }
+    std::lock_guard lock(m);
+    EXPECT_EQ(std::set<std::string>(taken.begin(), taken.end()), std::set<std::string>(ids.begin(), ids.end()));
+    EXPECT_EQ(taken.size(), ids.size()) << "none twice";
+    raw.transport->stop();
+}
 
 TEST(Network, BatchFramesWithABadLeafProofOrSignerAreRefused) {
     ThreeTier t;

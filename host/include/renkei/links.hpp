@@ -64,6 +64,15 @@ public:
     // handles this type" while it starts or stops. Closing waits until the frame being taken is
     // done. Open by default.
     void set_inbound_open(bool open);
+    // What a closed gate holds at most: past `frames` frames or `bytes` bytes an arriving envelope
+    // is dropped unacknowledged, and its sender's outbox sends it again. Default 65,536 frames and
+    // 256 MiB: peers with backlogs of large batches must not fill the memory of a starting host.
+    void set_hold_limits(size_t frames, size_t bytes);
+    struct Held {
+        size_t frames = 0, bytes = 0; // held now
+        uint64_t dropped = 0;         // dropped by the closed gate since start
+    };
+    Held held() const;
 
     // Replaces the peers' trusted keys and the trust store's expiry (before start: instead of
     // the keys in [[peer]]; after: takes effect for the next frame and handshake).
