@@ -79,6 +79,8 @@ struct Links::Impl {
     std::condition_variable idle_cv;
     std::deque<std::pair<std::string, std::vector<uint8_t>>> held;
     size_t held_bytes = 0, max_held = 65536, max_held_bytes = size_t(256) << 20;
+    // Envelopes the closed gate dropped since start, and how many of them before it last opened
+    // (so the first drop of each closed period is the one logged).
     uint64_t held_dropped = 0, dropped_at_close = 0;
     std::thread receiver, resender, committer;
 

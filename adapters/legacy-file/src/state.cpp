@@ -418,17 +418,16 @@ uint64_t State::pending(const std::string& digest) {
 
 State::Counts State::counts(const std::string& digest) {
     std::lock_guard lock(mutex_);
-    Stmt q(db_, "SELECT COUNT(*), SUM(outcome = 'pending'), SUM(outcome = 'accepted'), SUM(outcome = 'rejected'),"
+    Stmt q(db_, "SELECT COUNT(*), SUM(outcome = 'accepted'), SUM(outcome = 'rejected'),"
                 " SUM(jlis = 'recorded'), SUM(jlis = 'rejected') FROM records WHERE digest = ?");
     q.text(1, digest);
     Counts c;
     if (q.row()) {
         c.total = static_cast<uint64_t>(q.num(0));
-        c.pending = static_cast<uint64_t>(q.num(1));
-        c.accepted = static_cast<uint64_t>(q.num(2));
-        c.rejected = static_cast<uint64_t>(q.num(3));
-        c.jlis_recorded = static_cast<uint64_t>(q.num(4));
-        c.jlis_rejected = static_cast<uint64_t>(q.num(5));
+        c.accepted = static_cast<uint64_t>(q.num(1));
+        c.rejected = static_cast<uint64_t>(q.num(2));
+        c.jlis_recorded = static_cast<uint64_t>(q.num(3));
+        c.jlis_rejected = static_cast<uint64_t>(q.num(4));
     }
     return c;
 }

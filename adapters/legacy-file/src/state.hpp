@@ -79,11 +79,11 @@ public:
     void drop_payloads(const std::string& digest);
     std::vector<RecordRow> records(const std::string& digest);
     struct Counts {
-        uint64_t total = 0, pending = 0, accepted = 0, rejected = 0, jlis_recorded = 0, jlis_rejected = 0;
+        uint64_t total = 0, accepted = 0, rejected = 0, jlis_recorded = 0, jlis_rejected = 0;
     };
     Counts counts(const std::string& digest);
-    // Records of the file the CS has not answered yet (counts().pending, from the batches alone:
-    // progress asks for it every few seconds of a long import).
+    // Records of the file the CS has not answered yet, from the batches alone (not a count over
+    // every record row: progress asks for it every few seconds of a long import).
     uint64_t pending(const std::string& digest);
     uint64_t files_with_phase(const std::string& phase);
 
