@@ -467,15 +467,32 @@ TEST_P(LegacyFileBackends, RestartInTheMiddleRecordsEachRecordOnce) {
     EXPECT_LT(at_stop, 50) << "the host stopped after the whole file; the restart proves less";
     EXPECT_FALSE(fs::is_empty(t.dir / "work")) << "the half-sent file waits in work/";
     if (GetParam() == "sqlite") {
-        // The state as the previous build wrote it (schema version 0: each batch's payload in its
-        // batches row): the restarted adapter migrates it and resumes all the same.
+        // The state as the first build wrote it (schema version 0: each batch's payload in its
+        // batches row, files and records keyed by the file's digest): the restarted adapter
+        // migrates it through every version and resumes all the same.
         sqlite3* db = nullptr;
         ASSERT_EQ(sqlite3_open((t.dir / "state.db").c_str(), &db), SQLITE_OK);
         char* err = nullptr;
         int rc = sqlite3_exec(db,
                               "BEGIN; UPDATE batches SET payload = (SELECT p.payload FROM payloads p"
                               " WHERE p.digest = batches.digest AND p.chunk = batches.chunk);"
-                              " DROP TABLE payloads; PRAGMA user_version = 0; COMMIT;",
+                              " DROP TABLE payloads;"
+                              " CREATE TABLE files_v0 (digest TEXT PRIMARY KEY, name TEXT NOT NULL, work_path TEXT NOT NULL,"
+                              " final_path TEXT NOT NULL DEFAULT '', phase TEXT NOT NULL, size INTEGER NOT NULL,"
+                              " records INTEGER NOT NULL, batches INTEGER NOT NULL, claimed_ms INTEGER NOT NULL,"
+                              " recorded_ms INTEGER NOT NULL DEFAULT 0, complete_ms INTEGER NOT NULL DEFAULT 0);"
+                              " INSERT INTO files_v0 SELECT digest, name, work_path, final_path, phase, size, records,"
+                              " batches, claimed_ms, recorded_ms, complete_ms FROM files;"
+                              " CREATE TABLE records_v0 (digest TEXT NOT NULL, line INTEGER NOT NULL, code TEXT NOT NULL,"
+                              " chunk INTEGER NOT NULL, idx INTEGER NOT NULL, outcome TEXT NOT NULL, by TEXT NOT NULL"
+                              " DEFAULT '', field TEXT NOT NULL DEFAULT '', rule TEXT NOT NULL DEFAULT '', message TEXT"
+                              " NOT NULL DEFAULT '', jlis TEXT NOT NULL DEFAULT '', PRIMARY KEY (digest, line));"
+                              " INSERT INTO records_v0 SELECT f.digest, r.line, r.code, r.chunk, r.idx, r.outcome, r.by,"
+                              " r.field, r.rule, r.message, r.jlis FROM records r JOIN files f ON f.id = r.file;"
+                              " DROP TABLE records; DROP TABLE files;"
+                              " ALTER TABLE files_v0 RENAME TO files; ALTER TABLE records_v0 RENAME TO records;"
+                              " CREATE INDEX records_batch ON records (digest, chunk, idx);"
+                              " PRAGMA user_version = 0; COMMIT;",
                               nullptr, nullptr, &err);
         std::string why = err ? err : "";
         sqlite3_free(err);
@@ -498,7 +515,10 @@ TEST_P(LegacyFileBackends, RestartInTheMiddleRecordsEachRecordOnce) {
         EXPECT_EQ(o.jlis, "recorded") << line;
     }
     if (GetParam() == "sqlite") {
-        EXPECT_EQ(JukiBackend::sqlite_rows(t.dir / "state.db", "PRAGMA user_version")[0][0], "1");
+        EXPECT_EQ(JukiBackend::sqlite_rows(t.dir / "state.db", "PRAGMA user_version")[0][0], "2");
+        EXPECT_EQ(JukiBackend::sqlite_rows(t.dir / "state.db", "SELECT COUNT(*) FROM records r JOIN files f ON f.id = r.file"
+                                                               " WHERE f.name = 'long.dat'")[0][0],
+                  "150");
         EXPECT_EQ(JukiBackend::sqlite_rows(t.dir / "state.db", "SELECT COUNT(*) FROM batches WHERE payload IS NOT NULL")[0][0],
                   "0");
     }

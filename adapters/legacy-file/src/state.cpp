@@ -94,6 +94,64 @@ FileRow file_of(Stmt& q) {
     return f;
 }
 
+// The layout (schema version 2).
+#define FILES_COLUMNS                                                                                         \
+    " (id INTEGER PRIMARY KEY, digest TEXT NOT NULL UNIQUE, name TEXT NOT NULL, work_path TEXT NOT NULL,"      \
+    " final_path TEXT NOT NULL DEFAULT '', phase TEXT NOT NULL, size INTEGER NOT NULL, records INTEGER NOT NULL," \
+    " batches INTEGER NOT NULL, claimed_ms INTEGER NOT NULL, recorded_ms INTEGER NOT NULL DEFAULT 0,"            \
+    " complete_ms INTEGER NOT NULL DEFAULT 0);"
+// A row per record of every file, clustered by (file, line). The file's number, not its 64-character
+// digest, keys it: a record takes about 70 bytes with its index entry rather than 300.
+#define RECORDS_COLUMNS                                                                                \
+    " (file INTEGER NOT NULL, line INTEGER NOT NULL, code TEXT NOT NULL, chunk INTEGER NOT NULL,"       \
+    " idx INTEGER NOT NULL, outcome TEXT NOT NULL, by TEXT NOT NULL DEFAULT '',"                        \
+    " field TEXT NOT NULL DEFAULT '', rule TEXT NOT NULL DEFAULT '', message TEXT NOT NULL DEFAULT '',"  \
+    " jlis TEXT NOT NULL DEFAULT '', PRIMARY KEY (file, line)) WITHOUT ROWID;"
+// The records of the file a statement's digest parameter names.
+#define FILE_ID "(SELECT id FROM files WHERE digest = ?)"
+
+constexpr const char* kTables =
+    "CREATE TABLE IF NOT EXISTS files" FILES_COLUMNS
+    "CREATE TABLE IF NOT EXISTS batches (digest TEXT NOT NULL, chunk INTEGER NOT NULL, batch_id TEXT NOT NULL UNIQUE,"
+    " payload BLOB, count INTEGER NOT NULL, accepted INTEGER NOT NULL DEFAULT 0, sent_ms INTEGER NOT NULL DEFAULT 0,"
+    " envelope BLOB, cs INTEGER NOT NULL DEFAULT 0, jlis INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (digest, chunk));"
+    "CREATE INDEX IF NOT EXISTS batches_envelope ON batches (envelope);"
+    "CREATE TABLE IF NOT EXISTS records" RECORDS_COLUMNS
+    "CREATE INDEX IF NOT EXISTS records_batch ON records (file, chunk, idx);"
+    // A later tier's list that arrived before the CS's own answer (lost in a stop and asked
+    // again): kept until that answer is in, then applied.
+    "CREATE TABLE IF NOT EXISTS early (id INTEGER PRIMARY KEY, digest TEXT NOT NULL, chunk INTEGER NOT NULL,"
+    " by TEXT NOT NULL, final INTEGER NOT NULL, refused TEXT NOT NULL);"
+    // A batch's payload (a megabyte at 5,000 records) lives apart from its state row: SQLite
+    // reads a row's overflow pages to reach the columns after a blob and writes them all again
+    // on every update of the row (sent, the CS's answer, J-LIS's).
+    "CREATE TABLE IF NOT EXISTS payloads (digest TEXT NOT NULL, chunk INTEGER NOT NULL, payload BLOB NOT NULL,"
+    " PRIMARY KEY (digest, chunk));";
+
+// Schema versions (PRAGMA user_version). Each step runs once, in order, in one transaction.
+//  0: each batch's payload in batches.payload; files and records keyed by the file's digest.
+//  1: payloads in their own table (batches.payload stays, always NULL, so a file written by either
+//     build opens).
+//  2: files numbered; records keyed by (file number, line), WITHOUT ROWID.
+constexpr const char* kMigrateTo1 =
+    "CREATE TABLE IF NOT EXISTS payloads (digest TEXT NOT NULL, chunk INTEGER NOT NULL, payload BLOB NOT NULL,"
+    " PRIMARY KEY (digest, chunk));"
+    "INSERT OR IGNORE INTO payloads (digest, chunk, payload) SELECT digest, chunk, payload FROM batches"
+    " WHERE payload IS NOT NULL;"
+    "UPDATE batches SET payload = NULL WHERE payload IS NOT NULL;";
+constexpr const char* kMigrateTo2 =
+    "CREATE TABLE files_v2" FILES_COLUMNS
+    "INSERT INTO files_v2 (digest, name, work_path, final_path, phase, size, records, batches, claimed_ms,"
+    " recorded_ms, complete_ms) SELECT digest, name, work_path, final_path, phase, size, records, batches,"
+    " claimed_ms, recorded_ms, complete_ms FROM files ORDER BY rowid;"
+    "CREATE TABLE records_v2" RECORDS_COLUMNS
+    "INSERT INTO records_v2 SELECT f.id, r.line, r.code, r.chunk, r.idx, r.outcome, r.by, r.field, r.rule,"
+    " r.message, r.jlis FROM records r JOIN files_v2 f ON f.digest = r.digest;"
+    "DROP TABLE records;"
+    "DROP TABLE files;"
+    "ALTER TABLE files_v2 RENAME TO files;"
+    "ALTER TABLE records_v2 RENAME TO records;";
+
 } // namespace
 
 State::State(const std::filesystem::path& file) {
@@ -109,43 +167,25 @@ State::State(const std::filesystem::path& file) {
     // times (claimed, the CS's answer, J-LIS's), and a page checkpointed between those writes is
     // read back and written to the file again each time.
     exec("PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON; PRAGMA wal_autocheckpoint=16384;"
-         "PRAGMA journal_size_limit=67108864;"
-         "CREATE TABLE IF NOT EXISTS files (digest TEXT PRIMARY KEY, name TEXT NOT NULL, work_path TEXT NOT NULL,"
-         " final_path TEXT NOT NULL DEFAULT '', phase TEXT NOT NULL, size INTEGER NOT NULL, records INTEGER NOT NULL,"
-         " batches INTEGER NOT NULL, claimed_ms INTEGER NOT NULL, recorded_ms INTEGER NOT NULL DEFAULT 0,"
-         " complete_ms INTEGER NOT NULL DEFAULT 0);"
-         "CREATE TABLE IF NOT EXISTS batches (digest TEXT NOT NULL, chunk INTEGER NOT NULL, batch_id TEXT NOT NULL UNIQUE,"
-         " payload BLOB, count INTEGER NOT NULL, accepted INTEGER NOT NULL DEFAULT 0, sent_ms INTEGER NOT NULL DEFAULT 0,"
-         " envelope BLOB, cs INTEGER NOT NULL DEFAULT 0, jlis INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (digest, chunk));"
-         "CREATE INDEX IF NOT EXISTS batches_envelope ON batches (envelope);"
-         "CREATE TABLE IF NOT EXISTS records (digest TEXT NOT NULL, line INTEGER NOT NULL, code TEXT NOT NULL,"
-         " chunk INTEGER NOT NULL, idx INTEGER NOT NULL, outcome TEXT NOT NULL, by TEXT NOT NULL DEFAULT '',"
-         " field TEXT NOT NULL DEFAULT '', rule TEXT NOT NULL DEFAULT '', message TEXT NOT NULL DEFAULT '',"
-         " jlis TEXT NOT NULL DEFAULT '', PRIMARY KEY (digest, line));"
-         "CREATE INDEX IF NOT EXISTS records_batch ON records (digest, chunk, idx);"
-         // A later tier's list that arrived before the CS's own answer (lost in a stop and asked
-         // again): kept until that answer is in, then applied.
-         "CREATE TABLE IF NOT EXISTS early (id INTEGER PRIMARY KEY, digest TEXT NOT NULL, chunk INTEGER NOT NULL,"
-         " by TEXT NOT NULL, final INTEGER NOT NULL, refused TEXT NOT NULL);"
-         // A batch's payload (a megabyte at 5,000 records) lives apart from its state row: SQLite
-         // reads a row's overflow pages to reach the columns after a blob and writes them all again
-         // on every update of the row (sent, the CS's answer, J-LIS's).
-         "CREATE TABLE IF NOT EXISTS payloads (digest TEXT NOT NULL, chunk INTEGER NOT NULL, payload BLOB NOT NULL,"
-         " PRIMARY KEY (digest, chunk));");
-    migrate();
+         "PRAGMA journal_size_limit=67108864;");
+    migrate(file);
 }
 
-// Schema versions (PRAGMA user_version): 0 kept payloads in batches.payload; 1 keeps them in
-// payloads (batches.payload stays, always NULL, so a file written by either build opens).
-void State::migrate() {
-    Stmt v(db_, "PRAGMA user_version");
-    int version = v.row() ? static_cast<int>(v.num(0)) : 0;
-    v.reset();
-    if (version >= kSchemaVersion) return;
+void State::migrate(const std::filesystem::path& file) {
+    int version = 0;
+    {
+        Stmt v(db_, "PRAGMA user_version");
+        if (v.row()) version = static_cast<int>(v.num(0));
+    }
+    if (version > kSchemaVersion)
+        throw std::runtime_error(file.string() + ": legacy-file state schema version " + std::to_string(version) +
+                                 " is newer than this build's " + std::to_string(kSchemaVersion));
+    if (version == kSchemaVersion) return;
     Tx tx(db_);
-    exec("INSERT OR IGNORE INTO payloads (digest, chunk, payload) SELECT digest, chunk, payload FROM batches"
-         " WHERE payload IS NOT NULL;"
-         "UPDATE batches SET payload = NULL WHERE payload IS NOT NULL;");
+    bool fresh = !Stmt(db_, "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'files'").row();
+    if (!fresh && version == 0) exec(kMigrateTo1);
+    if (!fresh && version <= 1) exec(kMigrateTo2);
+    exec(kTables);
     exec(("PRAGMA user_version = " + std::to_string(kSchemaVersion)).c_str());
     tx.commit();
 }
@@ -193,9 +233,10 @@ void State::claim(const FileRow& f, const std::vector<RecordRow>& records,
         .text(1, f.digest).text(2, f.name).text(3, f.work_path).text(4, f.phase)
         .integer(5, static_cast<int64_t>(f.size)).integer(6, f.records).integer(7, f.batches).integer(8, f.claimed_ms)
         .run();
-    Stmt r(db_, "INSERT INTO records (digest, line, code, chunk, idx, outcome, by, field, rule, message) VALUES (?,?,?,?,?,?,?,?,?,?)");
+    int64_t id = sqlite3_last_insert_rowid(db_);
+    Stmt r(db_, "INSERT INTO records (file, line, code, chunk, idx, outcome, by, field, rule, message) VALUES (?,?,?,?,?,?,?,?,?,?)");
     for (auto& x : records) {
-        r.text(1, f.digest).integer(2, static_cast<int64_t>(x.line)).text(3, x.code).integer(4, x.chunk)
+        r.integer(1, id).integer(2, static_cast<int64_t>(x.line)).text(3, x.code).integer(4, x.chunk)
             .integer(5, x.index).text(6, x.outcome).text(7, x.by).text(8, x.field).text(9, x.rule).text(10, x.message);
         r.run();
     }
@@ -268,9 +309,9 @@ bool State::cs_answer(const std::string& digest, uint32_t chunk, const std::stri
     std::map<uint32_t, const Refused*> no;
     for (auto& r : refused)
         if (r.index < count) no[r.index] = &r;
-    Stmt acc(db_, "UPDATE records SET outcome = 'accepted' WHERE digest = ? AND chunk = ? AND outcome = 'pending'");
+    Stmt acc(db_, "UPDATE records SET outcome = 'accepted' WHERE file = " FILE_ID " AND chunk = ? AND outcome = 'pending'");
     Stmt rej(db_, "UPDATE records SET outcome = 'rejected', by = ?, field = ?, rule = ?, message = ?"
-                  " WHERE digest = ? AND chunk = ? AND idx = ?");
+                  " WHERE file = " FILE_ID " AND chunk = ? AND idx = ?");
     for (auto& [i, r] : no) {
         rej.text(1, by).text(2, r->field).text(3, r->rule).text(4, r->message).text(5, digest).integer(6, chunk).integer(7, i);
         rej.run();
@@ -314,7 +355,7 @@ void State::apply_later(const std::string& digest, uint32_t chunk, const std::st
     // What the CS forwarded: the records it accepted, in batch order.
     std::vector<uint64_t> forwarded;
     {
-        Stmt f(db_, "SELECT line FROM records WHERE digest = ? AND chunk = ? AND (outcome = 'accepted' OR by LIKE 'pref:%'"
+        Stmt f(db_, "SELECT line FROM records WHERE file = " FILE_ID " AND chunk = ? AND (outcome = 'accepted' OR by LIKE 'pref:%'"
                     " OR by LIKE 'jlis:%') ORDER BY idx");
         f.text(1, digest).integer(2, chunk);
         while (f.row()) forwarded.push_back(static_cast<uint64_t>(f.num(0)));
@@ -324,7 +365,7 @@ void State::apply_later(const std::string& digest, uint32_t chunk, const std::st
         if (r.index < forwarded.size()) no[r.index] = &r;
     Stmt rej(db_, "UPDATE records SET outcome = 'rejected', by = CASE WHEN ? OR by = '' OR by NOT LIKE 'pref:%' THEN ? ELSE by END,"
                   " field = ?, rule = ?, message = ?, jlis = CASE WHEN ? THEN 'rejected' ELSE jlis END"
-                  " WHERE digest = ? AND line = ?");
+                  " WHERE file = " FILE_ID " AND line = ?");
     for (auto& [i, r] : no) {
         bool pref = by.rfind("pref:", 0) == 0;
         rej.integer(1, pref ? 1 : 0).text(2, by).text(3, r->field).text(4, r->rule).text(5, r->message)
@@ -334,7 +375,7 @@ void State::apply_later(const std::string& digest, uint32_t chunk, const std::st
     if (final) {
         // Every forwarded record J-LIS did not refuse (those now carry jlis = 'rejected'): the
         // selection above, in one statement.
-        Stmt(db_, "UPDATE records SET jlis = 'recorded' WHERE digest = ? AND chunk = ? AND jlis = '' AND"
+        Stmt(db_, "UPDATE records SET jlis = 'recorded' WHERE file = " FILE_ID " AND chunk = ? AND jlis = '' AND"
                   " (outcome = 'accepted' OR by LIKE 'pref:%' OR by LIKE 'jlis:%')")
             .text(1, digest).integer(2, chunk).run();
         Stmt(db_, "UPDATE batches SET jlis = 1 WHERE digest = ? AND chunk = ?").text(1, digest).integer(2, chunk).run();
@@ -389,7 +430,7 @@ void State::drop_payloads(const std::string& digest) {
 
 std::vector<RecordRow> State::records(const std::string& digest) {
     std::lock_guard lock(mutex_);
-    Stmt q(db_, "SELECT line, code, chunk, idx, outcome, by, field, rule, message, jlis FROM records WHERE digest = ? ORDER BY line");
+    Stmt q(db_, "SELECT line, code, chunk, idx, outcome, by, field, rule, message, jlis FROM records WHERE file = " FILE_ID " ORDER BY line");
     q.text(1, digest);
     std::vector<RecordRow> out;
     while (q.row()) {
@@ -419,7 +460,7 @@ uint64_t State::pending(const std::string& digest) {
 State::Counts State::counts(const std::string& digest) {
     std::lock_guard lock(mutex_);
     Stmt q(db_, "SELECT COUNT(*), SUM(outcome = 'accepted'), SUM(outcome = 'rejected'),"
-                " SUM(jlis = 'recorded'), SUM(jlis = 'rejected') FROM records WHERE digest = ?");
+                " SUM(jlis = 'recorded'), SUM(jlis = 'rejected') FROM records WHERE file = " FILE_ID );
     q.text(1, digest);
     Counts c;
     if (q.row()) {

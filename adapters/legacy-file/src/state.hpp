@@ -88,9 +88,9 @@ public:
     uint64_t files_with_phase(const std::string& phase);
 
 private:
-    static constexpr int kSchemaVersion = 1;
+    static constexpr int kSchemaVersion = 2;
     void exec(const char* sql);
-    void migrate();
+    void migrate(const std::filesystem::path& file); // creates or brings the layout up to kSchemaVersion
     void apply_later(const std::string& digest, uint32_t chunk, const std::string& by, bool final,
                      const std::vector<Refused>& refused); // inside a transaction, under the lock
     static std::string encode(const std::vector<Refused>& refused);
