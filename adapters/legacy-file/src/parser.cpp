@@ -4,7 +4,10 @@
 
 #include <cerrno>
 #include <iconv.h>
+#include <algorithm>
+#include <array>
 #include <map>
+#include <unordered_map>
 #include <variant>
 
 namespace renkei::legacy_file {
@@ -52,14 +55,21 @@ std::string utf8_of(const std::u32string& s) {
     return out;
 }
 
-bool is_space(char32_t c) { return c == U' ' || c == U'\u3000' || c == U'\t'; }
-
+// Strips leading and trailing ' ', '\t' and U+3000 (full-width space, E3 80 80). On the bytes: in
+// well-formed UTF-8 (checked before anything else) E3 80 80 is always that character whole.
 std::string trim(std::string_view s) {
-    auto cps = code_points(s);
-    size_t b = 0, e = cps.size();
-    while (b < e && is_space(cps[b])) ++b;
-    while (e > b && is_space(cps[e - 1])) --e;
-    return utf8_of(cps.substr(b, e - b));
+    constexpr std::string_view kIdeographic = "\xE3\x80\x80";
+    while (true) {
+        if (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+        else if (s.substr(0, 3) == kIdeographic) s.remove_prefix(3);
+        else break;
+    }
+    while (true) {
+        if (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+        else if (s.size() >= 3 && s.substr(s.size() - 3) == kIdeographic) s.remove_suffix(3);
+        else break;
+    }
+    return std::string(s);
 }
 
 // The 0-based index of the first invalid UTF-8 byte, or npos.
@@ -138,7 +148,9 @@ bool split_csv(std::string_view line, char delimiter, char quote, std::vector<st
                 return false;
             }
         } else {
-            while (i < line.size() && line[i] != delimiter) field += line[i++];
+            size_t end = std::min(line.find(delimiter, i), line.size());
+            field.assign(line.substr(i, end - i));
+            i = end;
         }
         out.push_back(std::move(field));
         if (i >= line.size()) break;
@@ -194,6 +206,16 @@ bool semi_voiceable(char32_t c) { return c == U'ハ' || c == U'ヒ' || c == U'�
 // Maps the vendor's private-use codes through the 外字 table; counts what stays private-use.
 std::optional<Rejection> map_gaiji(size_t line, const std::string& field, std::string& text, uint16_t* count,
                                    const GaijiTable* table) {
+    bool any = false; // most text has no private-use character: left as it is
+    for (size_t i = 0; i < text.size() && !any;) {
+        auto c = v::detail::next_code_point(text, i);
+        if (!c) break;
+        any = is_private_use(*c);
+    }
+    if (!any) {
+        if (count) *count = 0;
+        return std::nullopt;
+    }
     auto cps = code_points(text);
     std::u32string out;
     size_t position = 0;
@@ -223,21 +245,21 @@ std::optional<Rejection> map_gaiji(size_t line, const std::string& field, std::s
 
 class RecordParser {
 public:
-    RecordParser(const Profile& p, const ParseOptions& o) : p_(p), o_(o) {}
+    RecordParser(const Profile& p, const ParseOptions& o, size_t expected) : p_(p), o_(o) { seen_.reserve(expected); }
 
     // Raw (UTF-8, not yet trimmed) value of each mapped item of one record, in profile order.
     std::variant<Record, Rejection> convert(size_t line, const std::vector<std::string>& raw) {
         Record r;
         r.line = line;
-        std::map<Item, std::string> val;
+        std::array<std::string, kItemCount> val; // an item the profile does not map stays empty
         for (size_t i = 0; i < p_.fields.size(); ++i) {
             auto& f = p_.fields[i];
-            std::string s = f.value ? *f.value : raw[i];
-            if (f.trim) s = trim(s);
+            std::string_view in = f.value ? std::string_view(*f.value) : std::string_view(raw[i]);
+            std::string s = f.trim ? trim(in) : std::string(in);
             if (f.halfwidth_kana) s = fullwidth_kana(s);
-            val[f.item] = std::move(s);
+            val[static_cast<size_t>(f.item)] = std::move(s);
         }
-        auto get = [&](Item it) -> std::string& { return val[it]; };
+        auto get = [&](Item it) -> std::string& { return val[static_cast<size_t>(it)]; };
         auto fail = [&](Rejection x) {
             x.line = line;
             x.resident_code = r.resident_code;
@@ -351,7 +373,7 @@ public:
 private:
     const Profile& p_;
     const ParseOptions& o_;
-    std::map<std::string, size_t> seen_;
+    std::unordered_map<std::string, size_t> seen_;
 };
 
 FileFailure file_failure(const std::string& rule, const std::string& message, size_t line = 0, size_t byte = 0) {
@@ -600,7 +622,10 @@ ParseResult parse(std::string_view data, const Profile& p, const ParseOptions& o
                                                            " but the header has " + std::to_string(columns)));
     }
 
-    RecordParser rp(p, o);
+    // Room for every record up front (at most the profile's limit: more fail the file).
+    size_t expected = std::min(lines.size() - std::min(first, lines.size()), p.max_records);
+    result.records.reserve(expected);
+    RecordParser rp(p, o, expected);
     size_t skipped = 0;
     std::vector<std::string> raw(p.fields.size());
     for (size_t li = first; li < lines.size(); ++li) {
