@@ -2,7 +2,6 @@
 
 #include <sqlite3.h>
 
-#include <algorithm>
 #include <map>
 #include <stdexcept>
 
@@ -108,6 +107,11 @@ FileRow file_of(Stmt& q) {
     " idx INTEGER NOT NULL, outcome TEXT NOT NULL, by TEXT NOT NULL DEFAULT '',"                        \
     " field TEXT NOT NULL DEFAULT '', rule TEXT NOT NULL DEFAULT '', message TEXT NOT NULL DEFAULT '',"  \
     " jlis TEXT NOT NULL DEFAULT '', PRIMARY KEY (file, line)) WITHOUT ROWID;"
+// A batch's payload (a megabyte at 5,000 records) lives apart from its state row: SQLite reads a
+// row's overflow pages to reach the columns after a blob and writes them all again on every
+// update of the row (sent, the CS's answer, J-LIS's).
+#define PAYLOADS_COLUMNS \
+    " (digest TEXT NOT NULL, chunk INTEGER NOT NULL, payload BLOB NOT NULL, PRIMARY KEY (digest, chunk));"
 // The records of the file a statement's digest parameter names.
 #define FILE_ID "(SELECT id FROM files WHERE digest = ?)"
 
@@ -123,11 +127,7 @@ constexpr const char* kTables =
     // again): kept until that answer is in, then applied.
     "CREATE TABLE IF NOT EXISTS early (id INTEGER PRIMARY KEY, digest TEXT NOT NULL, chunk INTEGER NOT NULL,"
     " by TEXT NOT NULL, final INTEGER NOT NULL, refused TEXT NOT NULL);"
-    // A batch's payload (a megabyte at 5,000 records) lives apart from its state row: SQLite
-    // reads a row's overflow pages to reach the columns after a blob and writes them all again
-    // on every update of the row (sent, the CS's answer, J-LIS's).
-    "CREATE TABLE IF NOT EXISTS payloads (digest TEXT NOT NULL, chunk INTEGER NOT NULL, payload BLOB NOT NULL,"
-    " PRIMARY KEY (digest, chunk));";
+    "CREATE TABLE IF NOT EXISTS payloads" PAYLOADS_COLUMNS;
 
 // Schema versions (PRAGMA user_version). Each step runs once, in order, in one transaction.
 //  0: each batch's payload in batches.payload; files and records keyed by the file's digest.
@@ -135,8 +135,7 @@ constexpr const char* kTables =
 //     build opens).
 //  2: files numbered; records keyed by (file number, line), WITHOUT ROWID.
 constexpr const char* kMigrateTo1 =
-    "CREATE TABLE IF NOT EXISTS payloads (digest TEXT NOT NULL, chunk INTEGER NOT NULL, payload BLOB NOT NULL,"
-    " PRIMARY KEY (digest, chunk));"
+    "CREATE TABLE IF NOT EXISTS payloads" PAYLOADS_COLUMNS
     "INSERT OR IGNORE INTO payloads (digest, chunk, payload) SELECT digest, chunk, payload FROM batches"
     " WHERE payload IS NOT NULL;"
     "UPDATE batches SET payload = NULL WHERE payload IS NOT NULL;";
@@ -173,9 +172,9 @@ State::State(const std::filesystem::path& file) {
     // three times (claimed, the CS's answer, J-LIS's), and a page checkpointed between those
     // writes is read back and written to the file again each time.
     {
-        Stmt q(db_, "PRAGMA page_size");
-        int64_t page = q.row() ? q.num(0) : 4096;
-        exec(("PRAGMA wal_autocheckpoint=" + std::to_string((64 << 20) / std::max<int64_t>(page, 512))).c_str());
+        Stmt q(db_, "PRAGMA page_size"); // always a row: a power of two from 512 to 65,536
+        q.row();
+        exec(("PRAGMA wal_autocheckpoint=" + std::to_string((int64_t(64) << 20) / q.num(0))).c_str());
     }
     migrate(file);
 }
