@@ -1,7 +1,8 @@
 // Two hosts on loopback: messages from muni:131016 to a sink at pref:13, signed (Ed25519 per hop),
 // audited on both hosts, committed to the sender's durable outbox and acknowledged. Prints
 // messages/s and p50/p99 latency, beside raw libzmq CURVE throughput measured in the same run;
-// then latency and CPU per message at a steady 5,000 messages/s (RENKEI_BENCH_RATE), well below
+// the same with delivery = "memory" (no outbox or inbox writes; still signed and audited); then
+// latency and CPU per message at a steady 5,000 messages/s (RENKEI_BENCH_RATE), well below
 // saturation, where latency is the path's own and not time spent queueing.
 #include "../tests/support/network.hpp"
 
@@ -102,11 +103,11 @@ double cpu_seconds() {
 
 // Two real hosts: `senders` threads submit at muni:131016, a sink plugin at pref:13 takes them;
 // as fast as they can, or `rate` messages/s in all (latency below saturation, not queueing).
-Routed run_routed(int n, size_t payload_size, int senders, bool batch_signing, double rate = 0) {
+Routed run_routed(int n, size_t payload_size, int senders, bool batch_signing, bool memory, double rate = 0) {
     test::TempDir tmp;
     test::Network net(tmp);
-    net.start({"pref:13", true, {}, {{"muni:131016", {}}}});
-    net.start({"muni:131016", false, {}, {{"pref:13", {"*"}}}, {}, batch_signing});
+    net.start({"pref:13", true, {}, {{"muni:131016", {}}}, {}, false, memory});
+    net.start({"muni:131016", false, {}, {{"pref:13", {"*"}}}, {}, batch_signing, memory});
 
     std::vector<double> latency_us;
     latency_us.reserve(n);
@@ -186,18 +187,23 @@ int main(int argc, char** argv) {
     printf("network_bench: %d messages of %zu bytes, muni:131016 -> pref:13 over CURVE, %d sender threads\n",
            n, payload_size, senders);
     printf("  raw libzmq CURVE DEALER->ROUTER:             %10.0f msg/s\n", raw);
-    const char* only = getenv("RENKEI_BENCH_SIGNING"); // "message" or "batch": run one mode only
-    for (bool batch : {false, true}) {
-        if (only && std::string(only) != (batch ? "batch" : "message")) continue;
-        auto r = run_routed(n, payload_size, senders, batch);
-        printf("  signed (%-7s) + audited + durable:        %10.0f msg/s  p50 %8.0f us  p99 %8.0f us  "
+    const char* only = getenv("RENKEI_BENCH_SIGNING");   // "message" or "batch": run one mode only
+    const char* delivery = getenv("RENKEI_BENCH_DELIVERY"); // "durable" or "memory": run one only
+    struct Mode {
+        bool batch, memory;
+    };
+    for (Mode mode : {Mode{false, false}, Mode{true, false}, Mode{true, true}}) {
+        if (only && std::string(only) != (mode.batch ? "batch" : "message")) continue;
+        if (delivery && std::string(delivery) != (mode.memory ? "memory" : "durable")) continue;
+        auto r = run_routed(n, payload_size, senders, mode.batch, mode.memory);
+        printf("  signed (%-7s) + audited + %-7s:        %10.0f msg/s  p50 %8.0f us  p99 %8.0f us  "
                "(%.1f%% of raw; sender accepted %0.f msg/s; %.0f us CPU per message)\n",
-               batch ? "batch" : "message", r.delivered_rate, r.p50_us, r.p99_us, 100.0 * r.delivered_rate / raw,
-               r.accepted_rate, r.cpu_us);
+               mode.batch ? "batch" : "message", mode.memory ? "memory" : "durable", r.delivered_rate, r.p50_us,
+               r.p99_us, 100.0 * r.delivered_rate / raw, r.accepted_rate, r.cpu_us);
     }
     // Latency where it means something: at a steady rate well below the link's capacity.
     const double paced = getenv("RENKEI_BENCH_RATE") ? std::atof(getenv("RENKEI_BENCH_RATE")) : 5000;
-    auto r = run_routed(static_cast<int>(paced) * 4, payload_size, senders, true, paced);
+    auto r = run_routed(static_cast<int>(paced) * 4, payload_size, senders, true, false, paced);
     printf("  paced at %.0f msg/s (batch), latency:      p50 %8.0f us  p99 %8.0f us  (%.0f us CPU per message)\n",
            paced, r.p50_us, r.p99_us, r.cpu_us);
     return 0;

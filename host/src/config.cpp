@@ -339,7 +339,7 @@ HostConfig parse(const fs::path& file, const std::vector<fs::path>& extra_dirs,
                 c.issue(&(*arr)[i], prefix, "must be a table");
                 continue;
             }
-            c.only_keys(*t, prefix, {"node", "endpoints", "curve_public", "sign_public", "seal_public", "reaches", "signing"});
+            c.only_keys(*t, prefix, {"node", "endpoints", "curve_public", "sign_public", "seal_public", "reaches", "signing", "delivery"});
             PeerConfig p;
             p.node = c.string(*t, prefix, "node", true, t);
             if (!p.node.empty()) {
@@ -373,6 +373,13 @@ HostConfig parse(const fs::path& file, const std::vector<fs::path>& extra_dirs,
             else if (!signing.empty() && signing != "message")
                 c.issue(t->get("signing"), prefix + "signing",
                         "must be \"message\" (one signature per envelope) or \"batch\" (one per Merkle batch)");
+            std::string delivery = c.string(*t, prefix, "delivery", false);
+            if (delivery == "memory")
+                p.memory_delivery = true;
+            else if (!delivery.empty() && delivery != "durable")
+                c.issue(t->get("delivery"), prefix + "delivery",
+                        "must be \"durable\" (outbox and inbox on disk, exactly once across restarts) or \"memory\" "
+                        "(kept in memory until acknowledged; a crash loses what was in flight)");
             for (auto& r : p.reaches) {
                 auto colon = r.find(':');
                 bool prefix_wildcard = r.size() > 2 && r.back() == '*' && colon != std::string::npos &&

@@ -21,6 +21,7 @@
 #include <algorithm>
 #include <condition_variable>
 #include <deque>
+#include <random>
 #include <set>
 #include <shared_mutex>
 #include <unordered_set>
@@ -39,6 +40,12 @@ bool reaches(const std::string& pattern, const std::string& node) {
 }
 
 std::vector<uint8_t> to_vector(kj::ArrayPtr<const kj::byte> b) { return {b.begin(), b.end()}; }
+
+struct IdHash {
+    size_t operator()(const MessageId& id) const {
+        return std::hash<std::string_view>{}({reinterpret_cast<const char*>(id.data()), id.size()});
+    }
+};
 
 } // namespace
 
@@ -125,6 +132,29 @@ struct Links::Impl {
     std::vector<std::pair<std::string, MessageId>> to_ack;
     // Acknowledgements received, per peer: the committer deletes them from the outbox.
     std::map<std::string, std::vector<MessageId>> acked;
+
+    // Peers with delivery = "memory". What is sent to them waits for its acknowledgement in
+    // `in_flight`, not in the outbox, and is sent again from there on the outbox's back-off; what
+    // comes from them is deduplicated in `memory_seen`, not in inbox.db. A message held for the
+    // operating window still waits in the outbox.
+    std::set<std::string> memory_peers;
+    struct InFlight {
+        std::string hop, type;
+        std::vector<uint8_t> frame;
+        int attempts = 1;
+        int64_t queued_ms = 0;
+        std::pair<int64_t, uint64_t> due; // its key in flight_due
+    };
+    std::mutex flight_mutex;
+    std::unordered_map<MessageId, InFlight, IdHash> in_flight;
+    std::map<std::pair<int64_t, uint64_t>, MessageId> flight_due; // next send, then a tie-breaker
+    uint64_t flight_order = 0;
+    std::mt19937_64 flight_rng{std::random_device{}()};
+    // The newest kMemorySeen ids taken from memory peers (under `mutex`): a copy sent again later
+    // than that many others is taken again.
+    static constexpr size_t kMemorySeen = size_t(1) << 20;
+    std::unordered_set<MessageId, IdHash> memory_seen;
+    std::deque<MessageId> memory_seen_order;
 
     bool trust_set = false;
     void apply_trust(const std::map<std::string, PeerKeys>& keys, int64_t expires_ms) {
@@ -391,11 +421,14 @@ struct Links::Impl {
         std::string type = env.getType(), idhex = hex(id);
         if (env.getHopCount() > Router::kMaxHops) return refuse(peer, idhex, type, "hop limit exceeded");
         if (body.size() % 8 != 0) return refuse(peer, idhex, type, "signed body is not word-aligned");
+        const bool memory = memory_peers.count(peer) > 0;
+        bool duplicate = false;
         {
             std::lock_guard lock(mutex);
             if (in_progress.count(id)) return; // its completion will acknowledge
+            duplicate = memory && memory_seen.count(id);
         }
-        if (dedup->seen(id)) {
+        if (duplicate || (!memory && dedup->seen(id))) {
             observe("duplicate", peer, idhex, type, "already taken: acknowledged again, not delivered again");
             send_ack(peer, id);
             return;
@@ -454,28 +487,43 @@ struct Links::Impl {
             }
             bool committed = true;
             if (!batch.empty() || !done.empty()) {
+                size_t freed = 0, sent = 0;
+                // Acknowledgements of messages in flight in memory; the rest are the outbox's.
+                for (auto& [peer, ids] : done)
+                    if (memory_peers.count(peer)) freed += release_in_flight(ids);
                 // What peers acknowledged and what goes out now: one outbox transaction.
                 std::vector<Outbox::Acks> released;
-                for (auto& [peer, ids] : done) released.push_back({peer, ids});
-                size_t freed = 0, sent = 0;
+                for (auto& [peer, ids] : done)
+                    if (!ids.empty()) released.push_back({peer, ids});
+                const auto durable = std::count_if(batch.begin(), batch.end(), [&](const Outgoing& o) {
+                    return o.not_before != 0 || !memory_peers.count(o.hop);
+                });
                 try {
                     sign_batches(batch);
+                    auto now = clock();
                     std::vector<OutboxPut> puts;
                     puts.reserve(batch.size());
-                    auto now = clock();
+                    for (auto& o : batch) {
+                        if (o.not_before == 0 && memory_peers.count(o.hop)) {
+                            keep_in_flight(o, now);
+                            transport->send(o.hop, std::move(o.frame));
+                            ++sent;
+                        } else {
+                            puts.push_back(OutboxPut{o.hop, o.id, o.type, o.frame, o.not_before, o.not_before <= now});
+                        }
+                    }
+                    if (!puts.empty() || !released.empty())
+                        freed += outbox->commit(puts, released, now).acked; // held ones: the resend loop sends them when due
                     for (auto& o : batch)
-                        puts.push_back(OutboxPut{o.hop, o.id, o.type, o.frame, o.not_before, o.not_before <= now});
-                    freed = outbox->commit(puts, released, now).acked; // held ones: the resend loop sends them when due
-                    for (auto& o : batch)
-                        if (o.not_before <= now) {
+                        if (!o.frame.empty() && o.not_before <= now) {
                             transport->send(o.hop, std::move(o.frame));
                             ++sent;
                         }
                 } catch (const std::exception& e) {
                     // Acknowledgements not applied are harmless: those messages are sent again
                     // and deduplicated.
-                    committed = batch.empty();
-                    logger("links")->error("outbox commit of {} messages and {} acknowledgements failed: {}", batch.size(),
+                    committed = durable == 0;
+                    logger("links")->error("outbox commit of {} messages and {} acknowledgements failed: {}", durable,
                                            released.size(), e.what());
                 }
                 batch.clear();
@@ -495,10 +543,10 @@ struct Links::Impl {
                 acks.clear();
             }
             if (!acks.empty()) {
-                std::vector<MessageId> ids;
-                for (auto& [peer, id] : acks) ids.push_back(id);
+                std::vector<MessageId> ids, from_memory_peers;
+                for (auto& [peer, id] : acks) (memory_peers.count(peer) ? from_memory_peers : ids).push_back(id);
                 try {
-                    dedup->first_time_batch(ids, clock());
+                    if (!ids.empty()) dedup->first_time_batch(ids, clock());
                 } catch (const std::exception& e) {
                     logger("links")->error("dedup commit failed: {}", e.what());
                 }
@@ -506,6 +554,7 @@ struct Links::Impl {
                     // Recorded, so no longer in progress: a retransmission that arrives after the
                     // acknowledgement below must find it in the dedup store, not be dropped silently.
                     std::lock_guard lock(mutex);
+                    for (auto& id : from_memory_peers) remember_taken(id);
                     for (auto& [peer, id] : acks) in_progress.erase(id);
                 }
                 std::map<std::string, std::vector<MessageId>> by_peer;
@@ -521,6 +570,94 @@ struct Links::Impl {
             }
             last_round = std::chrono::steady_clock::now();
         }
+    }
+
+    // Keeps a message just signed for a memory peer until it is acknowledged; it is sent now.
+    void keep_in_flight(const Outgoing& o, int64_t now) {
+        std::lock_guard lock(flight_mutex);
+        auto [it, fresh] = in_flight.try_emplace(o.id);
+        if (!fresh) return; // the same id again: the one already waiting stands
+        auto& f = it->second;
+        f.hop = o.hop;
+        f.type = o.type;
+        f.frame = o.frame;
+        f.queued_ms = now;
+        schedule_retry(o.id, f, now);
+    }
+
+    // Requires flight_mutex. The next send after f.attempts sends, on the outbox's back-off.
+    void schedule_retry(const MessageId& id, InFlight& f, int64_t now) {
+        std::uniform_real_distribution<double> unit(0.0, 1.0);
+        f.due = {now + retry_delay_ms(outbox->retry_policy(), f.attempts, unit(flight_rng)), flight_order++};
+        flight_due.emplace(f.due, id);
+    }
+
+    // Forgets the acknowledged ids that were in flight in memory, leaving the others in `ids`.
+    // Returns how many it forgot.
+    size_t release_in_flight(std::vector<MessageId>& ids) {
+        std::lock_guard lock(flight_mutex);
+        return std::erase_if(ids, [&](const MessageId& id) {
+            auto it = in_flight.find(id);
+            if (it == in_flight.end()) return false;
+            flight_due.erase(it->second.due);
+            in_flight.erase(it);
+            return true;
+        });
+    }
+
+    // Sends again what memory peers have not acknowledged in time; what used all its attempts
+    // goes to the dead letters, like the outbox's.
+    void resend_in_flight(int64_t now) {
+        const int max_attempts = outbox->retry_policy().max_attempts;
+        std::vector<std::pair<std::string, std::vector<uint8_t>>> again;
+        std::vector<DeadLetter> dead;
+        {
+            std::lock_guard lock(flight_mutex);
+            while (!flight_due.empty() && flight_due.begin()->first.first <= now) {
+                auto id = flight_due.begin()->second;
+                flight_due.erase(flight_due.begin());
+                auto it = in_flight.find(id);
+                auto& f = it->second;
+                if (f.attempts >= max_attempts) {
+                    dead.push_back(DeadLetter{id, std::move(f.hop), std::move(f.type), std::move(f.frame), f.attempts,
+                                              "no acknowledgement after " + std::to_string(f.attempts) +
+                                                  " sends (delivery = \"memory\")",
+                                              f.queued_ms, now});
+                    in_flight.erase(it);
+                    continue;
+                }
+                ++f.attempts;
+                schedule_retry(id, f, now);
+                again.emplace_back(f.hop, f.frame);
+            }
+        }
+        for (auto& [peer, frame] : again) transport->send(peer, std::move(frame));
+        if (dead.empty()) return;
+        try {
+            outbox->add_dead_letters(dead);
+            for (auto& d : dead)
+                logger("links")->error("message {} moved to dead letters after its last attempt", hex(d.id));
+        } catch (const std::exception& e) {
+            logger("links")->error("{} messages in flight in memory used all their attempts and could not be kept as "
+                                   "dead letters, so they are lost: {}",
+                                   dead.size(), e.what());
+        }
+    }
+
+    // Requires `mutex`. Remembers an id taken from a memory peer, forgetting the oldest past
+    // kMemorySeen.
+    void remember_taken(const MessageId& id) {
+        if (!memory_seen.insert(id).second) return;
+        memory_seen_order.push_back(id);
+        if (memory_seen_order.size() > kMemorySeen) {
+            memory_seen.erase(memory_seen_order.front());
+            memory_seen_order.pop_front();
+        }
+    }
+
+    size_t in_flight_count() {
+        std::lock_guard lock(flight_mutex);
+        return in_flight.size();
     }
 
     // Records `id` as taken and acknowledges it to `peer` (batched by the committer).
@@ -573,6 +710,7 @@ struct Links::Impl {
                     std::erase_if(again, [&](auto& p) { return now - outage_since[p.first] >= kParkMs; });
                 }
                 for (auto& [peer, frame] : again) transport->send(peer, std::move(frame));
+                resend_in_flight(now);
                 auto due = outbox->due(now, 1000);
                 std::vector<uint64_t> seqs;
                 for (auto& e : due) {
@@ -583,7 +721,7 @@ struct Links::Impl {
                 for (auto& id : outbox->dead_letter_exhausted(now))
                     logger("links")->error("message {} moved to dead letters after its last attempt", hex(id));
                 if (++rounds % 10 == 0) { // resynchronise (an operator may replay dead letters)
-                    size_t queued = outbox->size() - outbox->held(now);
+                    size_t queued = outbox->size() - outbox->held(now) + in_flight_count();
                     std::lock_guard lock(mutex);
                     unacked = queued;
                     room_cv.notify_all();
@@ -626,6 +764,8 @@ void Links::start() {
     to.listen = m.config.listen;
     for (auto& p : m.config.peers)
         if (p.batch_signing) m.batch_peers.insert(p.node);
+    for (auto& p : m.config.peers)
+        if (p.memory_delivery) m.memory_peers.insert(p.node);
     if (!m.trust_set) { // keys straight from the [[peer]] tables
         std::map<std::string, PeerKeys> keys;
         for (auto& p : m.config.peers) {
@@ -680,6 +820,10 @@ void Links::stop() {
     if (m.resender.joinable()) m.resender.join();
     if (m.committer.joinable()) m.committer.join();
     if (m.transport) m.transport->stop();
+    if (auto lost = m.in_flight_count())
+        logger("links")->warn("{} messages sent with delivery = \"memory\" were not acknowledged before the stop; "
+                              "they are not kept and are lost",
+                              lost);
 }
 
 void Links::set_keys(std::shared_ptr<const NodeKeys> keys) {
@@ -731,6 +875,6 @@ void Links::set_trust(const std::map<std::string, PeerKeys>& keys, int64_t expir
     impl_->apply_trust(keys, expires_ms);
 }
 std::string Links::endpoint() const { return impl_->transport ? impl_->transport->endpoint() : ""; }
-size_t Links::pending() const { return impl_->outbox ? impl_->outbox->size() : 0; }
+size_t Links::pending() const { return (impl_->outbox ? impl_->outbox->size() : 0) + impl_->in_flight_count(); }
 
 } // namespace renkei

@@ -395,6 +395,15 @@ std::vector<MessageId> Outbox::dead_letter_exhausted(int64_t now_ms) {
     return moved;
 }
 
+void Outbox::add_dead_letters(std::span<const DeadLetter> letters) {
+    if (letters.empty()) return;
+    Impl& m = *impl_;
+    std::lock_guard lock(m.db_mutex);
+    sqlite::Transaction tx(m.db);
+    for (const DeadLetter& d : letters) dead_letter_table::insert(m.db, d);
+    tx.commit();
+}
+
 std::optional<OutboxEntry> Outbox::replay_dead_letter(const MessageId& id, int64_t now_ms) {
     Impl& m = *impl_;
     std::lock_guard lock(m.db_mutex);

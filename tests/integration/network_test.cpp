@@ -3,9 +3,11 @@
 #include "network.hpp"
 
 #include <renkei/audit_log.hpp>
+#include <renkei/dead_letters.hpp>
 #include <renkei/links.hpp>
 #include <renkei/local_endpoint.hpp>
 #include <renkei/merkle.hpp>
+#include <renkei/sqlite.hpp>
 #include <renkei/transport.hpp>
 #include <wire.capnp.h>
 
@@ -23,10 +25,11 @@ namespace {
 struct ThreeTier {
     TempDir tmp;
     Network net{tmp};
-    explicit ThreeTier(bool batch_signing = false) {
-        net.start({"jlis:juki", true, {echo_plugin()}, {{"pref:13", {"muni:*"}}}, {}, batch_signing});
-        net.start({"pref:13", true, {echo_plugin()}, {{"jlis:juki", {"jlis:*"}}, {"muni:131016", {}}}, {}, batch_signing});
-        net.start({"muni:131016", false, {}, {{"pref:13", {"*"}}}, {}, batch_signing});
+    explicit ThreeTier(bool batch_signing = false, bool memory_delivery = false) {
+        net.start({"jlis:juki", true, {echo_plugin()}, {{"pref:13", {"muni:*"}}}, {}, batch_signing, memory_delivery});
+        net.start({"pref:13", true, {echo_plugin()}, {{"jlis:juki", {"jlis:*"}}, {"muni:131016", {}}}, {}, batch_signing,
+                   memory_delivery});
+        net.start({"muni:131016", false, {}, {{"pref:13", {"*"}}}, {}, batch_signing, memory_delivery});
     }
 };
 
@@ -314,6 +317,142 @@ TEST(Network, BatchSignedLinksCarryManyMessagesBothWays) {
         answered.insert(g.correlation);
     }
     EXPECT_EQ(answered, ids);
+}
+
+namespace {
+
+int64_t count_rows(const std::filesystem::path& db_file, const std::string& table) {
+    sqlite::Database db(db_file);
+    auto q = db.prepare("SELECT count(*) FROM " + table, "count rows");
+    q.step();
+    return q.column_int64(0);
+}
+
+void wait_until_nothing_pending(Network& net, const std::vector<std::string>& nodes) {
+    auto pending = [&] {
+        size_t n = 0;
+        for (auto& node : nodes) n += net[node].links_pending();
+        return n;
+    };
+    for (int i = 0; i < 200 && pending() > 0; ++i) std::this_thread::sleep_for(50ms);
+}
+
+} // namespace
+
+// delivery = "memory": the same exchange, acknowledged hop by hop, but the ids each host took
+// from its peers are kept in memory, not in inbox.db (and what it sent waited for its
+// acknowledgement in memory, not in the outbox: see the dead-letter test below).
+class DeliveryModes : public ::testing::TestWithParam<bool> {};
+
+TEST_P(DeliveryModes, ManyMessagesBothWaysAndTheIdsTakenAreOnDiskOnlyWhenDurable) {
+    const bool memory = GetParam();
+    ThreeTier t(true, memory);
+    Collector client("client", {"echo.Pong", "echo.Ping.Fault"});
+    t.net["muni:131016"].add_endpoint(client.endpoint());
+    std::set<std::string> ids;
+    for (int i = 0; i < 300; ++i) ids.insert(ping(t.net["muni:131016"], client.name(), "jlis:juki", "n" + std::to_string(i)));
+    auto got = client.wait_for(300, 30s);
+    ASSERT_EQ(got.size(), 300u);
+    std::set<std::string> answered;
+    for (auto& g : got) {
+        EXPECT_EQ(g.type, "echo.Pong") << g.fault_message;
+        answered.insert(g.correlation);
+    }
+    EXPECT_EQ(answered, ids);
+    const std::vector<std::string> nodes{"muni:131016", "pref:13", "jlis:juki"};
+    wait_until_nothing_pending(t.net, nodes);
+    for (auto& node : nodes) EXPECT_EQ(t.net[node].links_pending(), 0u) << node;
+    for (auto& node : nodes) t.net.stop(node); // the inbox files are theirs while they run
+    // Ids taken from peers: the prefecture took 300 pings and 300 pongs, the others 300 each.
+    const std::map<std::string, int64_t> taken{{"muni:131016", 300}, {"pref:13", 600}, {"jlis:juki", 300}};
+    for (auto& [node, n] : taken)
+        EXPECT_EQ(count_rows(t.tmp / ("data-" + Network::safe(node)) / "inbox.db", "inbox_seen"), memory ? 0 : n) << node;
+}
+
+INSTANTIATE_TEST_SUITE_P(Network, DeliveryModes, ::testing::Values(false, true),
+                         [](const auto& info) { return info.param ? "Memory" : "Durable"; });
+
+// A memory link's sender keeps what it sent in memory until the peer acknowledges it, sends it
+// again on the outbox's back-off, and after the last attempt keeps it as a dead letter (which
+// `renkei deadletter replay` puts in the outbox).
+TEST(Network, MemoryDeliveryResendsFromMemoryAndDeadLettersAfterTheLastAttempt) {
+    TempDir tmp;
+    Network net(tmp);
+    std::atomic<int64_t> now{1'790'000'000'000};
+    net.clock = [&now] { return now.load(); };
+    net.start({"pref:13", true, {}, {{"muni:131016", {}}}, {}, false, true});
+    net.stop("pref:13"); // its endpoint stays in the municipality's config; nobody answers there
+    auto& muni = net.start({"muni:131016", false, {}, {{"pref:13", {"*"}}}, {}, false, true});
+    Collector client("client", {"echo.Pong", "echo.Ping.Fault"});
+    muni.add_endpoint(client.endpoint());
+    std::set<std::string> ids;
+    for (int i = 0; i < 3; ++i) ids.insert(ping(muni, client.name(), "pref:13", "n" + std::to_string(i)));
+    for (int i = 0; i < 200 && muni.links_pending() < 3; ++i) std::this_thread::sleep_for(20ms);
+    EXPECT_EQ(muni.links_pending(), 3u);
+    const auto outbox = tmp / "data-muni_131016" / "outbox.db";
+    EXPECT_EQ(count_rows(outbox, "outbox"), 0) << "waiting in memory, not in the outbox";
+
+    // Each of the 20 sends is followed by a wait of 5-10 s on the host's clock.
+    for (int i = 0; i < 200 && muni.links_pending() > 0; ++i) {
+        now += 11000;
+        std::this_thread::sleep_for(150ms);
+    }
+    EXPECT_EQ(muni.links_pending(), 0u);
+    DeadLetters letters(outbox);
+    auto list = letters.list(10);
+    ASSERT_EQ(list.size(), 3u);
+    std::set<std::string> dead;
+    for (auto& d : list) {
+        dead.insert(hex(d.id));
+        EXPECT_EQ(d.peer, "pref:13");
+        EXPECT_EQ(d.type, "echo.Ping");
+        EXPECT_EQ(d.attempts, 20);
+        EXPECT_NE(d.reason.find("no acknowledgement after 20 sends (delivery = \"memory\")"), std::string::npos)
+            << d.reason;
+        EXPECT_FALSE(d.bytes.empty());
+    }
+    EXPECT_EQ(dead, ids);
+    EXPECT_EQ(count_rows(outbox, "outbox"), 0);
+}
+
+// A memory link's receiver takes an id once while it runs, and forgets the ids when it stops:
+// the trade for not writing them.
+TEST(Network, MemoryDeliveryTakesARepeatedIdOnceAndForgetsItOnRestart) {
+    TempDir tmp;
+    Network net(tmp);
+    net.start({"pref:13", true, {echo_plugin()}, {{"muni:131016", {}}}, {}, false, true});
+    auto keys = load_node_keys(net.keys_dir("muni:131016"));
+    auto [words, id] = hand_built_ping("twice");
+    capnp::FlatArrayMessageReader reader(words);
+    auto frame = signed_frame(keys, "muni:131016", reader.getRoot<schema::Envelope>(), false);
+
+    auto deliver = [&](size_t handled_before) {
+        RawLink raw(net, keys);
+        auto echo = net["pref:13"].router().handler_for("echo.Ping");
+        bool acked = false;
+        for (int i = 0; i < 100 && !acked; ++i) {
+            raw.send(frame);
+            acked = raw.wait(100ms, [&] { return std::count(raw.acked.begin(), raw.acked.end(), id) > 0; });
+        }
+        EXPECT_TRUE(acked);
+        for (int i = 0; i < 250 && echo->status().handled == handled_before; ++i) std::this_thread::sleep_for(20ms);
+        EXPECT_EQ(echo->status().handled, handled_before + 1);
+        // Sent again after its acknowledgement: acknowledged again, not delivered again.
+        size_t acks = raw.size();
+        raw.send(frame);
+        EXPECT_TRUE(raw.wait(5s, [&] { return raw.acked.size() > acks; }));
+        std::this_thread::sleep_for(200ms);
+        EXPECT_EQ(echo->status().handled, handled_before + 1);
+        raw.transport->stop();
+    };
+    deliver(0);
+    std::string trail = audit_trail(net["pref:13"]);
+    EXPECT_NE(trail.find("duplicate\t" + id), std::string::npos);
+
+    // A new process has no memory of it: taken again.
+    net.remove("pref:13");
+    net.start({"pref:13", true, {echo_plugin()}, {{"muni:131016", {}}}, {}, false, true});
+    deliver(0);
 }
 
 namespace {

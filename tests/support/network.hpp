@@ -22,6 +22,7 @@ struct NodeSpec {
     std::map<std::string, std::vector<std::string>> peers;
     std::string policy = {}; // TOML; empty: allow everything (tests of other things)
     bool batch_signing = false; // sign what this node sends in Merkle batches (signing = "batch")
+    bool memory_delivery = false; // delivery = "memory" on every link of this node
 };
 
 class Network {
@@ -53,6 +54,7 @@ public:
             p.seal_public = card.seal_public;
             p.reaches = reaches;
             p.batch_signing = spec.batch_signing;
+            p.memory_delivery = spec.memory_delivery;
             if (endpoints_.count(peer)) p.endpoints = {endpoints_[peer]};
             c.peers.push_back(p);
         }

@@ -520,7 +520,7 @@ TEST(Config, UnreadableFileIsAnIssue) {
     EXPECT_THROW(load_config(tmp / "absent.toml"), ConfigError);
 }
 
-TEST(Config, CalendarHoursTrustAndSigningSettings) {
+TEST(Config, CalendarHoursTrustSigningAndDeliverySettings) {
     TempDir tmp;
     write_file(tmp / "trust.toml", "");
     write_file(tmp / "node.toml",
@@ -529,7 +529,8 @@ TEST(Config, CalendarHoursTrustAndSigningSettings) {
                    "[calendar]\nutc_offset = \"+09:00\"\ndays = [\"mon\", \"wed\"]\nholidays = [\"2026-11-23\"]\n"
                    "open = \"09:00\"\nclose = \"17:00\"\n"
                    "[[hours]]\ntype = \"juki.*\"\n[[hours]]\ntype = \"juki.Query\"\noutside = \"refuse\"\n"
-                   "[[peer]]\nnode = \"pref:13\"\nsigning = \"batch\"\n");
+                   "[[peer]]\nnode = \"pref:13\"\nsigning = \"batch\"\ndelivery = \"memory\"\n"
+                   "[[peer]]\nnode = \"pref:14\"\ndelivery = \"durable\"\n");
     auto cfg = load_config(tmp / "node.toml");
     EXPECT_EQ(cfg.trust_store, tmp / "trust.toml");
     EXPECT_EQ(cfg.calendar.utc_offset_minutes, 540);
@@ -540,14 +541,17 @@ TEST(Config, CalendarHoursTrustAndSigningSettings) {
     ASSERT_EQ(cfg.hours.size(), 2u);
     EXPECT_TRUE(cfg.hours[0].queue);
     EXPECT_FALSE(cfg.hours[1].queue);
-    ASSERT_EQ(cfg.peers.size(), 1u); // no curve_public needed: the trust store has it
+    ASSERT_EQ(cfg.peers.size(), 2u); // no curve_public needed: the trust store has it
     EXPECT_TRUE(cfg.peers[0].batch_signing);
+    EXPECT_TRUE(cfg.peers[0].memory_delivery);
+    EXPECT_FALSE(cfg.peers[1].batch_signing);
+    EXPECT_FALSE(cfg.peers[1].memory_delivery);
 
     auto issues = check_with_node(tmp, "[calendar]\nutc_offset = \"JST\"\ndays = [\"monday\"]\n"
                                        "holidays = [\"23/11/2026\"]\nopen = \"25:00\"\nclose = \"08:00\"\n"
                                        "[[hours]]\noutside = \"later\"\n"
                                        "[[peer]]\nnode = \"pref:13\"\ncurve_public = \"" + std::string(40, 'a') +
-                                       "\"\nsigning = \"sometimes\"\n");
+                                       "\"\nsigning = \"sometimes\"\ndelivery = \"fast\"\n");
     auto file = tmp / "node.toml";
     expect_issue(issues, file, "calendar.utc_offset", 4, "must be +HH:MM or -HH:MM");
     expect_issue(issues, file, "calendar.days", 5, "'monday' is not one of");
@@ -556,6 +560,7 @@ TEST(Config, CalendarHoursTrustAndSigningSettings) {
     expect_issue(issues, file, "hours[0].type", 9, "required key is missing");
     expect_issue(issues, file, "hours[0].outside", 10, "must be \"queue\"");
     expect_issue(issues, file, "peer[0].signing", 14, "must be \"message\"");
+    expect_issue(issues, file, "peer[0].delivery", 15, "must be \"durable\"");
     issues = check_with_node(tmp, "trust_store = \"nowhere.toml\"\n", "t.toml");
     EXPECT_EQ(issues_for(issues, "node.trust_store").size(), 1u) << dump(issues);
     EXPECT_EQ(issues_for(issues, "node.trust_root").size(), 1u) << dump(issues);

@@ -29,6 +29,10 @@ struct PeerConfig {
     std::string seal_public;            // hex X25519 public key (for sealing end to end)
     std::vector<std::string> reaches;   // node ids (or "kind:*" / "*") reached through this peer
     bool batch_signing = false;         // signing = "batch": one signature per Merkle batch sent to it
+    // delivery = "memory": what is sent to it waits for its acknowledgement in memory, not in the
+    // outbox, and what comes from it is deduplicated in memory, not in inbox.db. Faster; a crash
+    // loses what was in flight and a restart forgets the ids taken. Default "durable".
+    bool memory_delivery = false;
 };
 
 struct HostConfig {

@@ -14,6 +14,7 @@
 // cause a re-send of an unacknowledged message, which the receiver removes with InboxDedup.
 #pragma once
 
+#include "renkei/dead_letters.hpp"
 #include "renkei/envelope.hpp"
 #include "renkei/sqlite.hpp"
 
@@ -146,6 +147,9 @@ public:
     // Moves every entry that used all its attempts and whose last ack wait is over. Returns the
     // ids moved (for the audit log).
     std::vector<MessageId> dead_letter_exhausted(int64_t now_ms);
+    // Records dead letters of messages that were never in this outbox (kept in memory by a link
+    // with delivery = "memory"), in one transaction; replay puts them in the outbox.
+    void add_dead_letters(std::span<const DeadLetter> letters);
     // Moves a dead letter back into the queue, due at once with attempts reset, in one
     // transaction. Nothing if there is no dead letter with that id.
     std::optional<OutboxEntry> replay_dead_letter(const MessageId& id, int64_t now_ms);
