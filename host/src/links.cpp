@@ -143,12 +143,19 @@ struct Links::Impl {
         std::vector<uint8_t> frame;
         int attempts = 1;
         int64_t queued_ms = 0;
-        std::pair<int64_t, uint64_t> due; // its key in flight_due
+        uint64_t round = 0; // the send round it is due again with
+    };
+    // What was sent together (a commit round, or the resends of one attempt count) is due again
+    // together: one back-off draw and one entry per round. An id acknowledged, or sent again in a
+    // later round, is skipped when an older round of it comes due.
+    struct Round {
+        uint64_t number;
+        std::vector<MessageId> ids;
     };
     std::mutex flight_mutex;
     std::unordered_map<MessageId, InFlight, IdHash> in_flight;
-    std::map<std::pair<int64_t, uint64_t>, MessageId> flight_due; // next send, then a tie-breaker
-    uint64_t flight_order = 0;
+    std::multimap<int64_t, Round> flight_rounds; // by when they are due again
+    uint64_t rounds_made = 0;
     std::mt19937_64 flight_rng{std::random_device{}()};
     // The newest kMemorySeen ids taken from memory peers (under `mutex`): a copy sent again later
     // than that many others is taken again.
@@ -501,17 +508,19 @@ struct Links::Impl {
                 try {
                     sign_batches(batch);
                     auto now = clock();
-                    std::vector<OutboxPut> puts;
-                    puts.reserve(batch.size());
-                    for (auto& o : batch) {
-                        if (o.not_before == 0 && memory_peers.count(o.hop)) {
-                            keep_in_flight(o, now);
-                            transport->send(o.hop, std::move(o.frame));
-                            ++sent;
-                        } else {
-                            puts.push_back(OutboxPut{o.hop, o.id, o.type, o.frame, o.not_before, o.not_before <= now});
-                        }
+                    if (static_cast<size_t>(durable) < batch.size()) {
+                        keep_in_flight(batch, now);
+                        for (auto& o : batch)
+                            if (o.not_before == 0 && memory_peers.count(o.hop)) {
+                                transport->send(o.hop, std::move(o.frame));
+                                ++sent;
+                            }
                     }
+                    std::vector<OutboxPut> puts;
+                    puts.reserve(static_cast<size_t>(durable));
+                    for (auto& o : batch)
+                        if (!o.frame.empty())
+                            puts.push_back(OutboxPut{o.hop, o.id, o.type, o.frame, o.not_before, o.not_before <= now});
                     if (!puts.empty() || !released.empty())
                         freed += outbox->commit(puts, released, now).acked; // held ones: the resend loop sends them when due
                     for (auto& o : batch)
@@ -572,37 +581,39 @@ struct Links::Impl {
         }
     }
 
-    // Keeps a message just signed for a memory peer until it is acknowledged; it is sent now.
-    void keep_in_flight(const Outgoing& o, int64_t now) {
+    // Keeps the messages of `batch` for memory peers until they are acknowledged; the caller
+    // sends them now.
+    void keep_in_flight(const std::vector<Outgoing>& batch, int64_t now) {
         std::lock_guard lock(flight_mutex);
-        auto [it, fresh] = in_flight.try_emplace(o.id);
-        if (!fresh) return; // the same id again: the one already waiting stands
-        auto& f = it->second;
-        f.hop = o.hop;
-        f.type = o.type;
-        f.frame = o.frame;
-        f.queued_ms = now;
-        schedule_retry(o.id, f, now);
+        Round round{++rounds_made, {}};
+        for (auto& o : batch) {
+            if (o.not_before != 0 || !memory_peers.count(o.hop)) continue;
+            auto [it, fresh] = in_flight.try_emplace(o.id);
+            if (!fresh) continue; // the same id again: the one already waiting stands
+            auto& f = it->second;
+            f.hop = o.hop;
+            f.type = o.type;
+            f.frame = o.frame;
+            f.queued_ms = now;
+            f.round = round.number;
+            round.ids.push_back(o.id);
+        }
+        schedule(std::move(round), 1, now);
     }
 
-    // Requires flight_mutex. The next send after f.attempts sends, on the outbox's back-off.
-    void schedule_retry(const MessageId& id, InFlight& f, int64_t now) {
+    // Requires flight_mutex. `round` comes due again after its `attempts`-th send, on the
+    // outbox's back-off.
+    void schedule(Round round, int attempts, int64_t now) {
+        if (round.ids.empty()) return;
         std::uniform_real_distribution<double> unit(0.0, 1.0);
-        f.due = {now + retry_delay_ms(outbox->retry_policy(), f.attempts, unit(flight_rng)), flight_order++};
-        flight_due.emplace(f.due, id);
+        flight_rounds.emplace(now + retry_delay_ms(outbox->retry_policy(), attempts, unit(flight_rng)), std::move(round));
     }
 
     // Forgets the acknowledged ids that were in flight in memory, leaving the others in `ids`.
     // Returns how many it forgot.
     size_t release_in_flight(std::vector<MessageId>& ids) {
         std::lock_guard lock(flight_mutex);
-        return std::erase_if(ids, [&](const MessageId& id) {
-            auto it = in_flight.find(id);
-            if (it == in_flight.end()) return false;
-            flight_due.erase(it->second.due);
-            in_flight.erase(it);
-            return true;
-        });
+        return std::erase_if(ids, [&](const MessageId& id) { return in_flight.erase(id) > 0; });
     }
 
     // Sends again what memory peers have not acknowledged in time; what used all its attempts
@@ -613,23 +624,30 @@ struct Links::Impl {
         std::vector<DeadLetter> dead;
         {
             std::lock_guard lock(flight_mutex);
-            while (!flight_due.empty() && flight_due.begin()->first.first <= now) {
-                auto id = flight_due.begin()->second;
-                flight_due.erase(flight_due.begin());
-                auto it = in_flight.find(id);
-                auto& f = it->second;
-                if (f.attempts >= max_attempts) {
-                    dead.push_back(DeadLetter{id, std::move(f.hop), std::move(f.type), std::move(f.frame), f.attempts,
-                                              "no acknowledgement after " + std::to_string(f.attempts) +
-                                                  " sends (delivery = \"memory\")",
-                                              f.queued_ms, now});
-                    in_flight.erase(it);
-                    continue;
+            std::map<int, Round> next; // by the attempts made so far
+            while (!flight_rounds.empty() && flight_rounds.begin()->first <= now) {
+                auto due = flight_rounds.extract(flight_rounds.begin());
+                for (auto& id : due.mapped().ids) {
+                    auto it = in_flight.find(id);
+                    if (it == in_flight.end() || it->second.round != due.mapped().number) continue;
+                    auto& f = it->second;
+                    if (f.attempts >= max_attempts) {
+                        dead.push_back(DeadLetter{id, std::move(f.hop), std::move(f.type), std::move(f.frame),
+                                                  f.attempts,
+                                                  "no acknowledgement after " + std::to_string(f.attempts) +
+                                                      " sends (delivery = \"memory\")",
+                                                  f.queued_ms, now});
+                        in_flight.erase(it);
+                        continue;
+                    }
+                    auto& round = next[++f.attempts];
+                    if (round.ids.empty()) round.number = ++rounds_made;
+                    f.round = round.number;
+                    round.ids.push_back(id);
+                    again.emplace_back(f.hop, f.frame);
                 }
-                ++f.attempts;
-                schedule_retry(id, f, now);
-                again.emplace_back(f.hop, f.frame);
             }
+            for (auto& [attempts, round] : next) schedule(std::move(round), attempts, now);
         }
         for (auto& [peer, frame] : again) transport->send(peer, std::move(frame));
         if (dead.empty()) return;
