@@ -100,6 +100,7 @@ struct Links::Impl {
         std::vector<uint8_t> body;  // canonical envelope, signed in a Merkle batch by the committer
         std::vector<uint8_t> frame; // or the frame already signed on its own
         int64_t not_before = 0;     // held in the outbox until the operating window opens
+        bool in_memory = false;     // kept in flight in memory (delivery = "memory"), not in the outbox
     };
     OperatingCalendar calendar;
     static constexpr size_t kMaxQueued = 65536; // forward() waits while this many await commit
@@ -155,6 +156,7 @@ struct Links::Impl {
     std::mutex flight_mutex;
     std::unordered_map<MessageId, InFlight, IdHash> in_flight;
     std::multimap<int64_t, Round> flight_rounds; // by when they are due again
+    size_t in_flight_bytes = 0, max_in_flight = 65536, max_in_flight_bytes = size_t(256) << 20;
     uint64_t rounds_made = 0;
     std::mt19937_64 flight_rng{std::random_device{}()};
     // The newest kMemorySeen ids taken from memory peers (under `mutex`): a copy sent again later
@@ -502,29 +504,27 @@ struct Links::Impl {
                 std::vector<Outbox::Acks> released;
                 for (auto& [peer, ids] : done)
                     if (!ids.empty()) released.push_back({peer, ids});
-                const auto durable = std::count_if(batch.begin(), batch.end(), [&](const Outgoing& o) {
-                    return o.not_before != 0 || !memory_peers.count(o.hop);
-                });
+                size_t durable = batch.size();
                 try {
                     sign_batches(batch);
                     auto now = clock();
-                    if (static_cast<size_t>(durable) < batch.size()) {
-                        keep_in_flight(batch, now);
+                    if (!memory_peers.empty()) {
+                        durable -= keep_in_flight(batch, now);
                         for (auto& o : batch)
-                            if (o.not_before == 0 && memory_peers.count(o.hop)) {
+                            if (o.in_memory) {
                                 transport->send(o.hop, std::move(o.frame));
                                 ++sent;
                             }
                     }
                     std::vector<OutboxPut> puts;
-                    puts.reserve(static_cast<size_t>(durable));
+                    puts.reserve(durable);
                     for (auto& o : batch)
-                        if (!o.frame.empty())
+                        if (!o.in_memory)
                             puts.push_back(OutboxPut{o.hop, o.id, o.type, o.frame, o.not_before, o.not_before <= now});
                     if (!puts.empty() || !released.empty())
                         freed += outbox->commit(puts, released, now).acked; // held ones: the resend loop sends them when due
                     for (auto& o : batch)
-                        if (!o.frame.empty() && o.not_before <= now) {
+                        if (!o.in_memory && o.not_before <= now) {
                             transport->send(o.hop, std::move(o.frame));
                             ++sent;
                         }
@@ -581,24 +581,34 @@ struct Links::Impl {
         }
     }
 
-    // Keeps the messages of `batch` for memory peers until they are acknowledged; the caller
-    // sends them now.
-    void keep_in_flight(const std::vector<Outgoing>& batch, int64_t now) {
+    // Keeps the messages of `batch` for memory peers until they are acknowledged, within the
+    // in-flight limits, and marks them in_memory; the caller sends them now and puts the others in
+    // the outbox. Returns how many it marked.
+    size_t keep_in_flight(std::vector<Outgoing>& batch, int64_t now) {
         std::lock_guard lock(flight_mutex);
         Round round{++rounds_made, {}};
+        size_t kept = 0;
         for (auto& o : batch) {
             if (o.not_before != 0 || !memory_peers.count(o.hop)) continue;
-            auto [it, fresh] = in_flight.try_emplace(o.id);
-            if (!fresh) continue; // the same id again: the one already waiting stands
-            auto& f = it->second;
+            if (auto it = in_flight.find(o.id); it != in_flight.end()) { // the same id again: the one waiting stands
+                o.in_memory = true;
+                ++kept;
+                continue;
+            }
+            if (in_flight.size() >= max_in_flight || in_flight_bytes + o.frame.size() > max_in_flight_bytes) continue;
+            auto& f = in_flight[o.id];
             f.hop = o.hop;
             f.type = o.type;
             f.frame = o.frame;
             f.queued_ms = now;
             f.round = round.number;
+            in_flight_bytes += f.frame.size();
             round.ids.push_back(o.id);
+            o.in_memory = true;
+            ++kept;
         }
         schedule(std::move(round), 1, now);
+        return kept;
     }
 
     // Requires flight_mutex. `round` comes due again after its `attempts`-th send, on the
@@ -613,7 +623,13 @@ struct Links::Impl {
     // Returns how many it forgot.
     size_t release_in_flight(std::vector<MessageId>& ids) {
         std::lock_guard lock(flight_mutex);
-        return std::erase_if(ids, [&](const MessageId& id) { return in_flight.erase(id) > 0; });
+        return std::erase_if(ids, [&](const MessageId& id) {
+            auto it = in_flight.find(id);
+            if (it == in_flight.end()) return false;
+            in_flight_bytes -= it->second.frame.size();
+            in_flight.erase(it);
+            return true;
+        });
     }
 
     // Sends again what memory peers have not acknowledged in time; what used all its attempts
@@ -632,6 +648,7 @@ struct Links::Impl {
                     if (it == in_flight.end() || it->second.round != due.mapped().number) continue;
                     auto& f = it->second;
                     if (f.attempts >= max_attempts) {
+                        in_flight_bytes -= f.frame.size();
                         dead.push_back(DeadLetter{id, std::move(f.hop), std::move(f.type), std::move(f.frame),
                                                   f.attempts,
                                                   "no acknowledgement after " + std::to_string(f.attempts) +
@@ -881,6 +898,12 @@ void Links::set_hold_limits(size_t frames, size_t bytes) {
     std::lock_guard lock(impl_->mutex);
     impl_->max_held = frames;
     impl_->max_held_bytes = bytes;
+}
+
+void Links::set_in_flight_limits(size_t messages, size_t bytes) {
+    std::lock_guard lock(impl_->flight_mutex);
+    impl_->max_in_flight = messages;
+    impl_->max_in_flight_bytes = bytes;
 }
 
 Links::Held Links::held() const {

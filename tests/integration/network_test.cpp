@@ -455,6 +455,44 @@ TEST(Network, MemoryDeliveryTakesARepeatedIdOnceAndForgetsItOnRestart) {
     deliver(0);
 }
 
+// What a memory link keeps in memory is bounded: past the limits a message waits in the outbox,
+// so a relay whose memory peer is down does not fill its memory.
+TEST(Network, MemoryDeliveryPastItsLimitsWaitsInTheOutbox) {
+    TempDir tmp;
+    Network net(tmp);
+    net.keys_for("pref:13");
+    auto cfg = net.config({"muni:131016", false, {}, {{"pref:13", {"*"}}}, {}, false, true}); // pref:13 never runs
+    Metrics metrics;
+    Router router("muni:131016", metrics);
+    Links links(cfg, std::make_shared<const NodeKeys>(load_node_keys(cfg.keys_dir)), router, metrics,
+                [] { return std::chrono::duration_cast<std::chrono::milliseconds>(
+                                std::chrono::system_clock::now().time_since_epoch()).count(); });
+    links.set_in_flight_limits(2, size_t(1) << 20);
+    links.start();
+    auto forward = [&](int n) {
+        for (int i = 0; i < n; ++i) {
+            auto [words, id] = hand_built_ping("n" + std::to_string(i));
+            auto bytes = words.asBytes();
+            auto view = EnvelopeView::decode(bytes.begin(), bytes.size());
+            auto r = links.forward(view);
+            ASSERT_TRUE(r.why.empty()) << r.why;
+        }
+    };
+    const auto outbox = cfg.data_dir / "outbox.db";
+    auto wait_pending = [&](size_t n) {
+        for (int i = 0; i < 250 && links.pending() < n; ++i) std::this_thread::sleep_for(20ms);
+        EXPECT_EQ(links.pending(), n);
+    };
+    forward(5);
+    wait_pending(5);
+    EXPECT_EQ(count_rows(outbox, "outbox"), 3) << "two in memory, three past the limit of two messages";
+    links.set_in_flight_limits(100, 0); // no bytes left
+    forward(1);
+    wait_pending(6);
+    EXPECT_EQ(count_rows(outbox, "outbox"), 4) << "past the limit of bytes";
+    links.stop();
+}
+
 namespace {
 
 // Frames of one Merkle batch signed by `signer`, exactly as a sending host builds them.

@@ -74,6 +74,11 @@ public:
     };
     Held held() const;
 
+    // What links with delivery = "memory" may keep in memory awaiting acknowledgement; past it a
+    // message to such a peer waits in the outbox like a durable link's (a peer that is down must
+    // not fill the memory of a relay). Default 65,536 messages and 256 MiB.
+    void set_in_flight_limits(size_t messages, size_t bytes);
+
     // Replaces the peers' trusted keys and the trust store's expiry (before start: instead of
     // the keys in [[peer]]; after: takes effect for the next frame and handshake).
     void set_trust(const std::map<std::string, PeerKeys>& keys, int64_t expires_ms);
