@@ -47,6 +47,30 @@ struct IdHash {
     }
 };
 
+// A set that keeps the newest `capacity` keys inserted, forgetting the oldest.
+template <typename Key, typename Hash = std::hash<Key>> class RecentSet {
+public:
+    explicit RecentSet(size_t capacity) : capacity_(capacity) {}
+    bool contains(const Key& key) const { return set_.count(key) > 0; }
+    void insert(const Key& key) {
+        if (!set_.insert(key).second) return;
+        order_.push_back(key);
+        if (order_.size() > capacity_) {
+            set_.erase(order_.front());
+            order_.pop_front();
+        }
+    }
+    void clear() {
+        set_.clear();
+        order_.clear();
+    }
+
+private:
+    size_t capacity_;
+    std::unordered_set<Key, Hash> set_;
+    std::deque<Key> order_;
+};
+
 } // namespace
 
 struct Links::Impl {
@@ -126,9 +150,7 @@ struct Links::Impl {
     std::set<std::string> batch_peers; // peers configured with signing = "batch"
     // Merkle roots already verified, per peer: a batch costs one signature check, not one per leaf.
     std::mutex roots_mutex;
-    std::unordered_set<std::string> verified_roots;
-    std::deque<std::string> verified_order;
-    static constexpr size_t kVerifiedRoots = 1024;
+    RecentSet<std::string> verified_roots{1024};
     // Acknowledgements are recorded (dedup) and sent in batches too.
     std::vector<std::pair<std::string, MessageId>> to_ack;
     // Acknowledgements received, per peer: the committer deletes them from the outbox.
@@ -159,11 +181,9 @@ struct Links::Impl {
     size_t in_flight_bytes = 0, max_in_flight = 65536, max_in_flight_bytes = size_t(256) << 20;
     uint64_t rounds_made = 0;
     std::mt19937_64 flight_rng{std::random_device{}()};
-    // The newest kMemorySeen ids taken from memory peers (under `mutex`): a copy sent again later
-    // than that many others is taken again.
-    static constexpr size_t kMemorySeen = size_t(1) << 20;
-    std::unordered_set<MessageId, IdHash> memory_seen;
-    std::deque<MessageId> memory_seen_order;
+    // The newest 2^20 ids taken from memory peers (under `mutex`): a copy sent again later than
+    // that many others is taken again.
+    RecentSet<MessageId, IdHash> memory_seen{size_t(1) << 20};
 
     bool trust_set = false;
     void apply_trust(const std::map<std::string, PeerKeys>& keys, int64_t expires_ms) {
@@ -183,7 +203,6 @@ struct Links::Impl {
         {
             std::lock_guard lock(roots_mutex); // a root verified with a key now revoked must be checked again
             verified_roots.clear();
-            verified_order.clear();
         }
         if (transport) transport->set_trusted_keys(std::move(curve));
     }
@@ -345,18 +364,12 @@ struct Links::Impl {
             std::string cache_key = peer + '\0' + std::string(root.begin(), root.end());
             {
                 std::lock_guard lock(roots_mutex);
-                if (verified_roots.count(cache_key)) return {};
+                if (verified_roots.contains(cache_key)) return {};
             }
             if (!key.verify(merkle::signed_message(root), {sig.begin(), sig.size()}))
                 return "batch signature does not verify (tampered, wrong proof or wrong key)";
             std::lock_guard lock(roots_mutex);
-            if (verified_roots.insert(cache_key).second) {
-                verified_order.push_back(cache_key);
-                if (verified_order.size() > kVerifiedRoots) {
-                    verified_roots.erase(verified_order.front());
-                    verified_order.pop_front();
-                }
-            }
+            verified_roots.insert(cache_key);
             return {};
         }
         }
@@ -435,7 +448,7 @@ struct Links::Impl {
         {
             std::lock_guard lock(mutex);
             if (in_progress.count(id)) return; // its completion will acknowledge
-            duplicate = memory && memory_seen.count(id);
+            duplicate = memory && memory_seen.contains(id);
         }
         if (duplicate || (!memory && dedup->seen(id))) {
             observe("duplicate", peer, idhex, type, "already taken: acknowledged again, not delivered again");
@@ -563,7 +576,7 @@ struct Links::Impl {
                     // Recorded, so no longer in progress: a retransmission that arrives after the
                     // acknowledgement below must find it in the dedup store, not be dropped silently.
                     std::lock_guard lock(mutex);
-                    for (auto& id : from_memory_peers) remember_taken(id);
+                    for (auto& id : from_memory_peers) memory_seen.insert(id);
                     for (auto& [peer, id] : acks) in_progress.erase(id);
                 }
                 std::map<std::string, std::vector<MessageId>> by_peer;
@@ -633,8 +646,8 @@ struct Links::Impl {
     }
 
     // Sends again what memory peers have not acknowledged in time; what used all its attempts
-    // goes to the dead letters, like the outbox's.
-    void resend_in_flight(int64_t now) {
+    // goes to the dead letters, like the outbox's. Returns the ids it put there.
+    std::vector<MessageId> resend_in_flight(int64_t now) {
         const int max_attempts = outbox->retry_policy().max_attempts;
         std::vector<std::pair<std::string, std::vector<uint8_t>>> again;
         std::vector<DeadLetter> dead;
@@ -667,27 +680,17 @@ struct Links::Impl {
             for (auto& [attempts, round] : next) schedule(std::move(round), attempts, now);
         }
         for (auto& [peer, frame] : again) transport->send(peer, std::move(frame));
-        if (dead.empty()) return;
+        std::vector<MessageId> ids;
+        if (dead.empty()) return ids;
         try {
             outbox->add_dead_letters(dead);
-            for (auto& d : dead)
-                logger("links")->error("message {} moved to dead letters after its last attempt", hex(d.id));
+            for (auto& d : dead) ids.push_back(d.id);
         } catch (const std::exception& e) {
             logger("links")->error("{} messages in flight in memory used all their attempts and could not be kept as "
                                    "dead letters, so they are lost: {}",
                                    dead.size(), e.what());
         }
-    }
-
-    // Requires `mutex`. Remembers an id taken from a memory peer, forgetting the oldest past
-    // kMemorySeen.
-    void remember_taken(const MessageId& id) {
-        if (!memory_seen.insert(id).second) return;
-        memory_seen_order.push_back(id);
-        if (memory_seen_order.size() > kMemorySeen) {
-            memory_seen.erase(memory_seen_order.front());
-            memory_seen_order.pop_front();
-        }
+        return ids;
     }
 
     size_t in_flight_count() {
@@ -745,7 +748,13 @@ struct Links::Impl {
                     std::erase_if(again, [&](auto& p) { return now - outage_since[p.first] >= kParkMs; });
                 }
                 for (auto& [peer, frame] : again) transport->send(peer, std::move(frame));
-                resend_in_flight(now);
+                // What memory peers have not acknowledged in time, the outbox's entries out of attempts,
+                // then what the outbox has due.
+                auto dead = resend_in_flight(now);
+                auto exhausted = outbox->dead_letter_exhausted(now);
+                dead.insert(dead.end(), exhausted.begin(), exhausted.end());
+                for (auto& id : dead)
+                    logger("links")->error("message {} moved to dead letters after its last attempt", hex(id));
                 auto due = outbox->due(now, 1000);
                 std::vector<uint64_t> seqs;
                 for (auto& e : due) {
@@ -753,8 +762,6 @@ struct Links::Impl {
                     seqs.push_back(e.seq);
                 }
                 if (!seqs.empty()) outbox->mark_sent(seqs, now);
-                for (auto& id : outbox->dead_letter_exhausted(now))
-                    logger("links")->error("message {} moved to dead letters after its last attempt", hex(id));
                 if (++rounds % 10 == 0) { // resynchronise (an operator may replay dead letters)
                     size_t queued = outbox->size() - outbox->held(now) + in_flight_count();
                     std::lock_guard lock(mutex);

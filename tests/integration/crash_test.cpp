@@ -51,9 +51,7 @@ std::string ended(pid_t pid) {
 int64_t stored(const std::filesystem::path& db, const char* sql) {
     if (!std::filesystem::exists(db)) return 0;
     try {
-        sqlite::Database d(db);
-        auto s = d.prepare(sql, "count");
-        return s.step() ? s.column_int64(0) : 0;
+        return sqlite_scalar(db, sql);
     } catch (const sqlite::Error&) {
         return 0; // the table may not exist yet
     }

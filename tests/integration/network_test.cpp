@@ -7,7 +7,6 @@
 #include <renkei/links.hpp>
 #include <renkei/local_endpoint.hpp>
 #include <renkei/merkle.hpp>
-#include <renkei/sqlite.hpp>
 #include <renkei/transport.hpp>
 #include <wire.capnp.h>
 
@@ -305,13 +304,6 @@ TEST(Network, PolicyDeniedMessageNeverReachesThePlugin) {
 
 namespace {
 
-int64_t count_rows(const std::filesystem::path& db_file, const std::string& table) {
-    sqlite::Database db(db_file);
-    auto q = db.prepare("SELECT count(*) FROM " + table, "count rows");
-    q.step();
-    return q.column_int64(0);
-}
-
 void wait_until_nothing_pending(Network& net, const std::vector<std::string>& nodes) {
     auto pending = [&] {
         size_t n = 0;
@@ -351,7 +343,9 @@ TEST_P(DeliveryModes, BatchSignedLinksCarryManyMessagesBothWaysAndKeepTheIdsTake
     // Ids taken from peers: the prefecture took 300 pings and 300 pongs, the others 300 each.
     const std::map<std::string, int64_t> taken{{"muni:131016", 300}, {"pref:13", 600}, {"jlis:juki", 300}};
     for (auto& [node, n] : taken)
-        EXPECT_EQ(count_rows(t.tmp / ("data-" + Network::safe(node)) / "inbox.db", "inbox_seen"), memory ? 0 : n) << node;
+        EXPECT_EQ(sqlite_scalar(t.tmp / ("data-" + Network::safe(node)) / "inbox.db", "SELECT count(*) FROM inbox_seen"),
+                  memory ? 0 : n)
+            << node;
 }
 
 INSTANTIATE_TEST_SUITE_P(Network, DeliveryModes, ::testing::Values(false, true),
@@ -375,7 +369,7 @@ TEST(Network, MemoryDeliveryResendsFromMemoryAndDeadLettersAfterTheLastAttempt) 
     for (int i = 0; i < 200 && muni.links_pending() < 3; ++i) std::this_thread::sleep_for(20ms);
     EXPECT_EQ(muni.links_pending(), 3u);
     const auto outbox = tmp / "data-muni_131016" / "outbox.db";
-    EXPECT_EQ(count_rows(outbox, "outbox"), 0) << "waiting in memory, not in the outbox";
+    EXPECT_EQ(sqlite_scalar(outbox, "SELECT count(*) FROM outbox"), 0) << "waiting in memory, not in the outbox";
 
     // Each of the 20 sends is followed by a wait of 5-10 s on the host's clock.
     for (int i = 0; i < 200 && muni.links_pending() > 0; ++i) {
@@ -397,7 +391,7 @@ TEST(Network, MemoryDeliveryResendsFromMemoryAndDeadLettersAfterTheLastAttempt) 
         EXPECT_FALSE(d.bytes.empty());
     }
     EXPECT_EQ(dead, ids);
-    EXPECT_EQ(count_rows(outbox, "outbox"), 0);
+    EXPECT_EQ(sqlite_scalar(outbox, "SELECT count(*) FROM outbox"), 0);
 }
 
 // A memory link's receiver takes an id once while it runs, and forgets the ids when it stops:
@@ -470,11 +464,11 @@ TEST(Network, MemoryDeliveryPastItsLimitsWaitsInTheOutbox) {
     };
     forward(5);
     wait_pending(5);
-    EXPECT_EQ(count_rows(outbox, "outbox"), 3) << "two in memory, three past the limit of two messages";
+    EXPECT_EQ(sqlite_scalar(outbox, "SELECT count(*) FROM outbox"), 3) << "two in memory, three past the limit of two messages";
     links.set_in_flight_limits(100, 0); // no bytes left
     forward(1);
     wait_pending(6);
-    EXPECT_EQ(count_rows(outbox, "outbox"), 4) << "past the limit of bytes";
+    EXPECT_EQ(sqlite_scalar(outbox, "SELECT count(*) FROM outbox"), 4) << "past the limit of bytes";
     links.stop();
 }
 

@@ -1,5 +1,7 @@
 #include "test_support.hpp"
 
+#include <renkei/sqlite.hpp>
+
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
@@ -85,6 +87,12 @@ std::string read_file(const std::filesystem::path& path) {
     std::ostringstream ss;
     ss << in.rdbuf();
     return ss.str();
+}
+
+int64_t sqlite_scalar(const std::filesystem::path& db, const std::string& sql) {
+    sqlite::Database d(db);
+    auto q = d.prepare(sql, "read a test figure");
+    return q.step() ? q.column_int64(0) : 0;
 }
 
 std::string plugin_path(const std::string& subdir, const std::string& target) {

@@ -1,6 +1,7 @@
 // Helpers shared by tests: temporary directories and free loopback ports.
 #pragma once
 
+#include <cstdint>
 #include <filesystem>
 #include <string>
 
@@ -27,6 +28,11 @@ int free_port();
 // Writes `text` to `path` (creating parent directories).
 void write_file(const std::filesystem::path& path, const std::string& text);
 std::string read_file(const std::filesystem::path& path);
+
+// The first column of the first row `sql` returns from the SQLite file `db`, on a connection of
+// its own (WAL lets it read while a host writes); 0 when there is no row. Throws sqlite::Error
+// naming the file (no such table, ...).
+int64_t sqlite_scalar(const std::filesystem::path& db, const std::string& sql);
 
 // Path of a plugin built in this tree, e.g. plugin_path("adapters/mock-echo", "mock_echo").
 std::string plugin_path(const std::string& subdir, const std::string& target);
