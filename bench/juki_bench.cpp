@@ -13,6 +13,9 @@
 //     through adapters/legacy-file, the CS, the prefecture and J-LIS (SQLite, and PostgreSQL
 //     beside it); records/s until the CS recorded them and until J-LIS's answers are in the result
 //     file. `import-sqlite` / `import-pg` run one backend only.
+//  4. legacy-file load from media: the same file loaded at J-LIS with `renkei load` straight into
+//     the national store (SQLite, and PostgreSQL beside it); records/s of the command end to end.
+//     `load-sqlite` / `load-pg` run one backend only.
 // Environment: JUKI_BENCH_CHAIN (records through the chain, 200,000), JUKI_BENCH_BATCH (records per
 // notification, 5,000, as the import below sends them; at 1,000 each batch commits nearly a page
 // per record in each random-keyed search index), JUKI_BENCH_RECORDS, JUKI_BENCH_LOOKUPS
@@ -338,6 +341,19 @@ std::string csv_line(size_t n, const std::string& number) {
            birth + "," + (n % 2 ? "男" : "女") + ",東京都千代田区霞が関二丁目" + std::to_string(n % 100) + "番,131016,,,,,,op-7\r\n";
 }
 
+// A csv-utf8 file of `total` residents at `file`, their 個人番号 generated into the SQLite registry
+// `numbers` first (J-LIS generates them before the municipality records them, 番号法8条).
+void import_file(const std::filesystem::path& file, const std::filesystem::path& numbers, size_t total) {
+    juki::NumberRegistry registry(numbers, std::vector<uint8_t>(64, 's'));
+    juki::sql::Tx tx(registry.db());
+    std::string csv = "住民票コード,個人番号,異動事由,異動年月日,氏名,氏名フリガナ,生年月日,性別,住所,"
+                      "地方公共団体コード,町字コード,旧氏,旧氏フリガナ,転出元コード,旧住民票コード,操作者ID\r\n";
+    for (size_t i = 0; i < total; ++i)
+        csv += csv_line(i, registry.assign("bench-" + std::to_string(i), code_of(i), false, "", 0).my_number);
+    tx.commit();
+    write_file(file, csv);
+}
+
 // 3. A municipality's 住民記録システム drops a file of JUKI_BENCH_IMPORT records (200,000, the
 //    csv-utf8 profile's limit per file) into the legacy-file adapter's inbox at its CS; the
 //    adapter parses and checks it, sends it in batches of JUKI_BENCH_IMPORT_BATCH (5,000) through
@@ -360,16 +376,7 @@ double import(const std::filesystem::path& build_dir, bool pg, const std::filesy
     Network net{tmp};
     write_file(tmp / "secret", std::string(64, 's'));
     std::string file = "住民記録-移行.csv";
-    {
-        juki::NumberRegistry registry(tmp / "numbers.db", std::vector<uint8_t>(64, 's'));
-        juki::sql::Tx tx(registry.db());
-        std::string csv = "住民票コード,個人番号,異動事由,異動年月日,氏名,氏名フリガナ,生年月日,性別,住所,"
-                          "地方公共団体コード,町字コード,旧氏,旧氏フリガナ,転出元コード,旧住民票コード,操作者ID\r\n";
-        for (size_t i = 0; i < total; ++i)
-            csv += csv_line(i, registry.assign("bench-" + std::to_string(i), code_of(i), false, "", 0).my_number);
-        tx.commit();
-        write_file(tmp / ("." + file), csv);
-    }
+    import_file(tmp / ("." + file), tmp / "numbers.db", total);
     PluginConfig lf;
     lf.name = "legacy-file";
     lf.path = build_dir / "adapters/legacy-file/legacy_file.so";
@@ -435,6 +442,65 @@ double import(const std::filesystem::path& build_dir, bool pg, const std::filesy
     return total / s;
 }
 
+
+// 4. The same file on media, loaded at J-LIS straight into the national store with `renkei load`
+//    (the renkei binary, as an operator runs it: configuration, profile, parse, the juki checks
+//    with the 個人番号 registry, one transaction, the result file, the audit record). Records/s
+//    from the command's start to its exit.
+double load(const std::filesystem::path& build_dir, bool pg, const std::filesystem::path& data) {
+    size_t total = env_or("JUKI_BENCH_IMPORT", 200000);
+    TempDir tmp;
+    std::unique_ptr<BenchCluster> cluster;
+    std::string dsn, schema = "juki_load_" + std::to_string(::getpid());
+    if (pg) {
+        dsn = std::getenv("JUKI_BENCH_PG_DSN") ? std::getenv("JUKI_BENCH_PG_DSN") : "";
+        if (dsn.empty()) {
+            cluster = std::make_unique<BenchCluster>(data / "pg-cluster-load");
+            dsn = cluster->dsn;
+        }
+    }
+    auto file = tmp / "住民記録-移行.csv";
+    import_file(file, tmp / "numbers.db", total);
+    write_file(tmp / "secret", std::string(64, 's'));
+    std::string store = pg ? "store = \"" + dsn + "\"\nstore_schema = \"" + schema + "\"\n"
+                           : "store = \"" + (tmp / "national.db").string() + "\"\n";
+    write_file(tmp / "node.toml", "[node]\nid = \"jlis:juki\"\ndata_dir = \"" + (tmp / "data").string() +
+                                      "\"\n\n[[plugin]]\nname = \"juki\"\npath = \"" +
+                                      (build_dir / "plugins/juki/juki.so").string() +
+                                      "\"\n[plugin.settings]\nrole = \"national\"\n" + store +
+                                      "number_secret_file = \"" + (tmp / "secret").string() + "\"\nnumber_store = \"" +
+                                      (tmp / "numbers.db").string() + "\"\n");
+    std::string cmd = "'" + (build_dir / "host/renkei").string() + "' load '" + file.string() + "' --config '" +
+                      (tmp / "node.toml").string() + "' --operator bench --purpose juki-30-7 --profile '" +
+                      RENKEI_SOURCE_DIR + "/adapters/legacy-file/profiles/csv-utf8.toml' --municipality 131016";
+    std::fflush(stdout);
+    rusage before{}, after{};
+    getrusage(RUSAGE_CHILDREN, &before);
+    auto t0 = Clock::now();
+    int rc = std::system(cmd.c_str());
+    double s = std::chrono::duration<double>(Clock::now() - t0).count();
+    getrusage(RUSAGE_CHILDREN, &after);
+    auto secs = [](const rusage& u) {
+        return u.ru_utime.tv_sec + u.ru_stime.tv_sec + (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
+    };
+    double cpu = secs(after) - secs(before);
+    auto text = read_file(file.string() + ".result");
+    auto at = text.find("# records: ");
+    std::string counts = at == std::string::npos ? "?" : text.substr(at + 11, text.find('\n', at) - at - 11);
+    std::printf("legacy-file load from media (renkei load: csv-utf8 file of %zu records -> J-LIS's national store on %s, "
+                "one transaction, result file, audited)%s\n",
+                total, pg ? "PostgreSQL 15" : "SQLite", rc == 0 ? "" : " [FAILED]");
+    std::printf("  result: %s\n  %.2f s = %.0f records/s end to end; CPU %.2f s = %.1f us per record%s\n", counts.c_str(), s,
+                total / s, cpu, cpu * 1e6 / total, pg ? " (not the PostgreSQL server)" : "");
+    if (pg) {
+        PGconn* c = PQconnectdb(dsn.c_str());
+        PQsetNoticeProcessor(c, [](void*, const char*) {}, nullptr);
+        PQclear(PQexec(c, ("DROP SCHEMA IF EXISTS " + schema + " CASCADE").c_str()));
+        PQfinish(c);
+    }
+    return rc == 0 ? total / s : 0;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -446,9 +512,15 @@ int main(int argc, char** argv) {
     std::optional<double> import_sqlite, import_pg;
     if (what == "all" || what == "import" || what == "import-sqlite") import_sqlite = import(build_dir, false, data);
     if (what == "all" || what == "import" || what == "import-pg") import_pg = import(build_dir, true, data);
+    std::optional<double> load_sqlite, load_pg;
+    if (what == "all" || what == "load" || what == "load-sqlite") load_sqlite = load(build_dir, false, data);
+    if (what == "all" || what == "load" || what == "load-pg") load_pg = load(build_dir, true, data);
     if (import_sqlite && import_pg)
         std::printf("legacy-file import end to end, records/s: J-LIS on SQLite %.0f, on PostgreSQL %.0f\n", *import_sqlite,
                     *import_pg);
+    if (load_sqlite && load_pg)
+        std::printf("legacy-file load from media, records/s: J-LIS on SQLite %.0f, on PostgreSQL %.0f\n", *load_sqlite,
+                    *load_pg);
     std::optional<LookupFigures> sqlite, pg;
     if (what == "all" || what == "lookup" || what == "lookup-sqlite") sqlite = lookups(data);
     if (what == "all" || what == "lookup" || what == "lookup-pg") pg = pg_lookups(data);

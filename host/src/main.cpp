@@ -7,6 +7,7 @@
 #include "../demo/juki_demo.hpp"
 #include <renkei/host.hpp>
 #include <renkei/import_cli.hpp>
+#include <renkei/legacy_file/load.hpp>
 #include <renkei/isolated_plugin.hpp>
 #include <renkei/keys.hpp>
 #include <renkei/log.hpp>
@@ -149,6 +150,28 @@ int main(int argc, char** argv) {
     import_cmd->add_option("--interval", import_opts.interval_s, "seconds between progress lines when not on a terminal")
         ->check(CLI::Range(0.2, 3600.0));
 
+    renkei::legacy_file::LoadOptions load;
+    std::string load_config_file, load_profile, load_gaiji, load_file, load_result;
+    std::vector<std::string> load_plugin_dirs;
+    auto* load_cmd = app.add_subcommand(
+        "load", "load a municipality's record file (from media) straight into this node's juki store: one "
+                "transaction, a result file, audited");
+    load_cmd->add_option("file", load_file, "the record file, as its vendor profile reads it")->required();
+    load_cmd->add_option("--config", load_config_file, "node configuration (TOML): its juki plugin's store, its audit trail")
+        ->required();
+    load_cmd->add_option("--plugin", load.plugin, "the juki plugin instance whose store takes the records (default juki)");
+    load_cmd->add_option("--plugin-dir", load_plugin_dirs, "where plugins named by bare name are");
+    load_cmd->add_option("--operator", load.operator_id, "who loads it (into the audit trail)")->required();
+    load_cmd->add_option("--purpose", load.purpose, "the legal basis of the load (into the audit trail)")->required();
+    load_cmd->add_option("--profile", load_profile, "the vendor profile (.toml)")->required();
+    load_cmd->add_option("--gaiji", load_gaiji, "the municipality's 外字 table (default: the profile's)");
+    load_cmd->add_option("--municipality", load.municipality, "whose file it is (全国地方公共団体コード, 6 digits)")->required();
+    load_cmd->add_option("--result", load_result, "the result file (default FILE.result; never overwritten)");
+    load_cmd->add_option("--max-bytes", load.max_bytes, "a bigger file is refused unread (default 1 GiB)");
+    load_cmd->add_option("--index-rebuild-from", load.rebuild_from,
+                         "build the search indexes after the rows for a file of at least this many lines that brings "
+                         "at least as many residents as the store holds (default 10000)");
+
     renkei::MediaCliOptions media;
     std::vector<std::string> media_plugin_dirs, media_files;
     std::string media_config, media_in, media_out;
@@ -271,6 +294,15 @@ int main(int argc, char** argv) {
             import_opts.wait_for_jlis = import_wait == "complete";
             import_opts.terminal = ::isatty(STDOUT_FILENO) == 1;
             return renkei::run_import_command(import_opts, std::cout, std::cerr);
+        }
+        if (*load_cmd) {
+            load.config_file = load_config_file;
+            load.plugin_dirs.assign(load_plugin_dirs.begin(), load_plugin_dirs.end());
+            load.profile = load_profile;
+            load.gaiji_table = load_gaiji;
+            load.file = load_file;
+            load.result = load_result;
+            return renkei::legacy_file::run_load(load, std::cout, std::cerr);
         }
         if (*plugin_check_cmd) return renkei::plugin_check(plugin_file, std::cout);
         if (*runner) return renkei::run_plugin_runner(plugin_file, endpoint);

@@ -237,8 +237,10 @@ const void* PluginContext::interface(const char* id) {
     return nullptr;
 }
 
-std::optional<std::string> PluginContext::setting(const std::string& key) const {
-    auto node = settings_.at_path(key);
+std::optional<std::string> PluginContext::setting(const std::string& key) const { return setting_text(settings_, key); }
+
+std::optional<std::string> setting_text(const toml::table& settings, const std::string& key) {
+    auto node = settings.at_path(key);
     if (!node) return std::nullopt;
     if (auto s = node.value<std::string>()) return *s;
     std::ostringstream out;

@@ -10,7 +10,10 @@
 #include "network.hpp"
 #include "juki_backend.hpp"
 
+#include <settings.hpp>
+
 #include <juki.capnp.h>
+#include <renkei/plugin_context.hpp>
 #include <renkei/sdk.hpp>
 #include <sqlite3.h>
 
@@ -600,3 +603,168 @@ TEST(LegacyFileImportCommand, ShowsProgressThenASummaryAndExitsByOutcome) {
     EXPECT_EQ(taken.code, 2);
     EXPECT_NE(taken.output.find("already waiting in the inbox"), std::string::npos) << taken.output;
 }
+
+// `renkei load`: a municipality's file delivered on media, loaded at J-LIS straight into the
+// national store (no network): the profile's rules and juki's (the PIA checks against the store and
+// the 個人番号 registry), one transaction, the adapter's result layout, one audit record per run.
+class LegacyLoad : public ::testing::TestWithParam<std::string> {
+protected:
+    TempDir tmp;
+    JukiBackend backend{GetParam()};
+    toml::table settings;
+    fs::path config = tmp / "jlis.toml";
+
+    void SetUp() override {
+        write_file(tmp / "secret", std::string(48, 's') + "legacy-load test secret");
+        settings = toml::table{{"role", "national"}, {"number_secret_file", (tmp / "secret").string()}};
+        backend.add_store(settings, "jlis", tmp / "jlis" / "juki.db");
+        fs::create_directories(tmp / "jlis");
+        std::ostringstream c;
+        c << "[node]\nid = \"jlis:juki\"\ndata_dir = \"" << (tmp / "data").string() << "\"\n\n[[plugin]]\nname = \"juki\"\n"
+          << "path = \"" << plugin_path("plugins/juki", "juki") << "\"\n[plugin.settings]\n" << settings << "\n";
+        write_file(config, c.str());
+    }
+    juki::Settings get() const {
+        return [this](const char* key) { return setting_text(settings, key); };
+    }
+    // J-LIS generated each resident's 個人番号 beforehand (番号法8条).
+    void numbers(std::vector<Resident>& rs) {
+        auto registry = juki::open_numbers(get(), juki::store_location(get()));
+        for (auto& r : rs) r.number = registry->assign("load-" + r.code, r.code, false, "", 0).my_number;
+    }
+    renkei::test::Run load(const std::string& file, const std::string& extra = "") {
+        return run_renkei("load " + (tmp / file).string() + " --config " + config.string() +
+                          " --operator ops:sato --purpose juki-30-7 --municipality 131016 --profile " + kProfiles +
+                          "csv-utf8.toml" + extra);
+    }
+    std::unique_ptr<juki::Store> store() { return juki::open_store(juki::store_location(get())); }
+    std::string audit_text() {
+        std::string all;
+        for (auto& e : fs::directory_iterator(tmp / "data" / "audit"))
+            if (e.path().extension() == ".log") all += read_file(e.path());
+        return all;
+    }
+};
+
+TEST_P(LegacyLoad, LoadsFirstRecordsOnceAndListsEveryRejectionWithFieldAndRule) {
+    Writer w{"csv-utf8"};
+    auto rs = residents(300, 12);
+    numbers(rs);
+    // The first file: eight residents, search indexes built after the rows (threshold 1).
+    write_file(tmp / "first.csv", w.file({rs.begin(), rs.begin() + 8}));
+    auto run = load("first.csv", " --index-rebuild-from 1");
+    ASSERT_EQ(run.code, 0) << run.output;
+    EXPECT_NE(run.output.find("first.csv: loaded into jlis:juki"), std::string::npos) << run.output;
+    auto first = parse_result(read_file(tmp / "first.csv.result"));
+    EXPECT_EQ(first.header["status"], "loaded");
+    EXPECT_EQ(first.header["records"], "8; loaded: 8; rejected: 0");
+    EXPECT_TRUE(first.lines.empty());
+    if (!backend.pg()) // rebuilt by the load (before store() below could create them)
+        EXPECT_EQ(backend.rows("jlis", "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name IN "
+                                       "('residents_number', 'residents_name', 'residents_kana', 'residents_municipality')")[0][0],
+                  "4");
+    {
+        auto s = store();
+        EXPECT_EQ(s->count(), 8u);
+        auto found = s->by_number(rs[5].number);
+        ASSERT_EQ(found.size(), 1u);
+        EXPECT_EQ(found[0].code, rs[5].code);
+    }
+
+    // The second file: two new residents load; each other line is refused naming field and rule.
+    auto again = rs[0];                       // already in the store: 出生 again
+    auto bad_digit = rs[8];                   // the profile's rule
+    bad_digit.number[11] = bad_digit.number[11] == '9' ? '0' : bad_digit.number[11] + 1;
+    auto other_number = rs[9];                // a valid number, not the one J-LIS generated for it
+    other_number.number = rs[10].number;
+    auto unknown = rs[11];                    // 転居 of someone the store does not hold
+    unknown.reason = "moveWithin";
+    std::vector<Resident> second = {rs[10], again, bad_digit, other_number, unknown};
+    auto fresh = residents(400, 1);
+    numbers(fresh);
+    second.push_back(fresh[0]);
+    write_file(tmp / "second.csv", w.file(second));
+    run = load("second.csv");
+    ASSERT_EQ(run.code, 0) << run.output;
+    auto r = parse_result(read_file(tmp / "second.csv.result"));
+    EXPECT_EQ(r.header["status"], "loaded");
+    EXPECT_EQ(r.header["records"], "6; loaded: 2; rejected: 4");
+    auto expect = [&](size_t line, const std::string& code, const std::string& by, const std::string& field,
+                      const std::string& rule) {
+        auto it = r.lines.find(line);
+        ASSERT_NE(it, r.lines.end()) << "no line " << line;
+        EXPECT_EQ(it->second.code, code);
+        EXPECT_EQ(it->second.outcome, "rejected");
+        EXPECT_EQ(it->second.by, by);
+        EXPECT_EQ(it->second.field, field);
+        EXPECT_EQ(it->second.rule, rule) << it->second.message;
+    };
+    expect(3, again.code, "jlis:juki", "person.residentCode", "juki.birth_exists");
+    expect(4, bad_digit.code, "load", "person.myNumber", "my_number.check_digit");
+    expect(5, other_number.code, "jlis:juki", "person.myNumber", "juki.pia.number_mismatch");
+    expect(6, unknown.code, "jlis:juki", "person.residentCode", "juki.unknown_resident");
+    EXPECT_EQ(r.lines.size(), 4u);
+    {
+        auto s = store();
+        EXPECT_EQ(s->count(), 10u);
+        EXPECT_TRUE(s->get(rs[10].code));
+        EXPECT_TRUE(s->get(fresh[0].code));
+        EXPECT_FALSE(s->get(bad_digit.code));
+        EXPECT_FALSE(s->get(other_number.code));
+    }
+
+    // A result is never overwritten: the same file again does not start.
+    run = load("second.csv");
+    EXPECT_EQ(run.code, 2) << run.output;
+    EXPECT_NE(run.output.find("a load never overwrites a result"), std::string::npos) << run.output;
+
+    // Each run is one audit record with the operator, the purpose and the counts; the chain holds.
+    auto audit = audit_text();
+    EXPECT_NE(audit.find("records: 8; loaded: 8; rejected: 0"), std::string::npos);
+    EXPECT_NE(audit.find("records: 6; loaded: 2; rejected: 4"), std::string::npos);
+    EXPECT_NE(audit.find("\tjuki.load\tmuni:131016\tjlis:juki\tjuki-30-7\tops:sato\tok\t"), std::string::npos) << audit;
+    EXPECT_EQ(audit.find(rs[10].number), std::string::npos) << "a 個人番号 in the audit trail";
+    auto verified = verify_audit(tmp / "data" / "audit");
+    EXPECT_TRUE(verified.ok) << verified.error;
+    EXPECT_EQ(verified.records, 2u);
+}
+
+TEST_P(LegacyLoad, AFileThatCannotBeUsedLoadsNothingAndSaysWhy) {
+    Writer w{"csv-utf8"};
+    auto rs = residents(500, 5);
+    numbers(rs);
+    // Too big: refused unread.
+    write_file(tmp / "big.csv", w.file(rs));
+    auto run = load("big.csv", " --max-bytes 100");
+    EXPECT_EQ(run.code, 1) << run.output;
+    EXPECT_NE(run.output.find("nothing loaded: file (file.too_big)"), std::string::npos) << run.output;
+    auto r = parse_result(read_file(tmp / "big.csv.result"));
+    EXPECT_EQ(r.header["status"], "failed");
+    EXPECT_EQ(r.header["error"].rfind("file\tfile.too_big\tfile: ", 0), 0u) << r.header["error"];
+    // A header that lacks a column the profile maps: refused whole, nothing of it in the store.
+    auto text = w.file(rs);
+    text.replace(text.find("氏名フリガナ"), std::string("氏名フリガナ").size(), "ふりがな");
+    write_file(tmp / "header.csv", text);
+    run = load("header.csv");
+    EXPECT_EQ(run.code, 1) << run.output;
+    EXPECT_NE(run.output.find("csv.header"), std::string::npos) << run.output;
+    EXPECT_EQ(parse_result(read_file(tmp / "header.csv.result")).header["records"], "0; loaded: 0; rejected: 0");
+    EXPECT_EQ(store()->count(), 0u);
+    auto audit = audit_text();
+    EXPECT_NE(audit.find("\tjuki.load\tmuni:131016\tjlis:juki\tjuki-30-7\tops:sato\tfailed\t"), std::string::npos) << audit;
+    EXPECT_NE(audit.find("file (file.too_big)"), std::string::npos) << audit;
+    // Bad options stop before anything is read or audited.
+    auto bad = run_renkei("load " + (tmp / "big.csv").string() + " --config " + config.string() +
+                          " --operator ops:sato --purpose juki-30-7 --municipality 131017 --profile " + kProfiles + "csv-utf8.toml");
+    EXPECT_EQ(bad.code, 2) << bad.output;
+    EXPECT_NE(bad.output.find("--municipality"), std::string::npos) << bad.output;
+    auto none = run_renkei("load " + (tmp / "big.csv").string() + " --config " + config.string() +
+                           " --plugin other --operator ops:sato --purpose juki-30-7 --municipality 131016 --profile " +
+                           kProfiles + "csv-utf8.toml --result " + (tmp / "other.result").string());
+    EXPECT_EQ(none.code, 2) << none.output;
+    EXPECT_NE(none.output.find("no plugin named 'other'"), std::string::npos) << none.output;
+    EXPECT_EQ(verify_audit(tmp / "data" / "audit").records, 2u);
+}
+
+INSTANTIATE_TEST_SUITE_P(LegacyLoad, LegacyLoad, ::testing::Values("sqlite", "postgresql"),
+                         [](const auto& info) { return camel(info.param); });

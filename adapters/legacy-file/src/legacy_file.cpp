@@ -10,6 +10,7 @@
 
 #include <juki.capnp.h>
 #include <renkei/legacy_file/parser.hpp>
+#include <renkei/legacy_file/to_juki.hpp>
 #include <renkei/sdk.hpp>
 #include <renkei/validate.hpp>
 
@@ -33,11 +34,6 @@ namespace lf = renkei::legacy_file;
 namespace juki = renkei::juki;
 using renkei::sdk::Error;
 
-static_assert(static_cast<int>(lf::Reason::itemChange) == static_cast<int>(juki::ChangeReason::ITEM_CHANGE));
-static_assert(static_cast<int>(lf::Reason::residentCodeChange) == static_cast<int>(juki::ChangeReason::RESIDENT_CODE_CHANGE));
-static_assert(static_cast<int>(lf::Reason::moveIn) == static_cast<int>(juki::ChangeReason::MOVE_IN));
-static_assert(static_cast<int>(lf::Sex::female) == static_cast<int>(renkei::schema::Sex::FEMALE));
-
 constexpr uint32_t kMaxBatch = 10000; // juki's limit per IdentityUpdate
 
 std::string clean(std::string s) { // one TSV cell
@@ -57,39 +53,6 @@ std::string prom_label(const std::string& s) {
         out += c;
     }
     return out;
-}
-
-void fill(juki::IdentityRecord::Builder out, const lf::Record& r, const std::string& operator_id) {
-    auto p = out.initPerson();
-    auto n = p.initName();
-    n.setKanji(r.kanji);
-    n.setKana(r.kana);
-    n.setGaijiCount(r.name_gaiji);
-    n.setSeionKana(r.seion_kana);
-    auto set_date = [](renkei::schema::Date::Builder d, const lf::Date& x) {
-        d.setYear(static_cast<uint16_t>(x.year));
-        d.setMonth(static_cast<uint8_t>(x.month));
-        d.setDay(static_cast<uint8_t>(x.day));
-    };
-    set_date(p.initDateOfBirth(), r.birth);
-    p.setSex(static_cast<renkei::schema::Sex>(r.sex));
-    auto a = p.initAddress();
-    a.setText(r.address);
-    a.setLocalGovCode(r.local_gov_code);
-    a.setTownCode(r.town_code);
-    a.setGaijiCount(r.address_gaiji);
-    p.setResidentCode(r.resident_code);
-    p.setMyNumber(r.my_number);
-    p.setFormerSurname(r.former_surname);
-    p.setAliasName(r.alias_name);
-    out.setFormerSurnameKana(r.former_surname_kana);
-    out.setFormerSurnameGaiji(r.former_surname_gaiji);
-    out.setReason(static_cast<juki::ChangeReason>(r.reason));
-    set_date(out.initChangeDate(), r.change);
-    out.setPreviousResidentCode(r.previous_resident_code);
-    out.setPreviousMunicipality(r.previous_municipality);
-    out.setOperatorId(r.operator_id.empty() ? operator_id : r.operator_id);
-    out.setTerminalId(r.terminal_id);
 }
 
 class LegacyFile : public renkei::sdk::Plugin {
@@ -364,7 +327,7 @@ private:
             auto list = u.initRecords(static_cast<unsigned>(n));
             for (size_t i = 0; i < n; ++i) {
                 auto& r = parsed.records[start + i];
-                fill(list[static_cast<unsigned>(i)], r, operator_id_);
+                lf::fill(list[static_cast<unsigned>(i)], r, operator_id_);
                 lf::RecordRow row;
                 row.line = r.line;
                 row.code = r.resident_code;

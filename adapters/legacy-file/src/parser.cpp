@@ -622,25 +622,29 @@ ParseResult parse(std::string_view data, const Profile& p, const ParseOptions& o
                                                            " but the header has " + std::to_string(columns)));
     }
 
-    // Room for every record up front (at most the profile's limit: more fail the file).
-    size_t expected = std::min(lines.size() - std::min(first, lines.size()), p.max_records);
+    // More records than the profile allows fail the file before any is taken (on_records never
+    // sees a record of a failed file).
+    const bool blank_skipped = p.line_end != LineEnd::none || p.format == Format::csv; // blank lines carry nothing
+    size_t data_lines = 0;
+    for (size_t li = first; li < lines.size(); ++li) data_lines += !(blank_skipped && lines[li].bytes.empty());
+    data_lines -= std::min(data_lines, p.skip_records);
+    if (data_lines > p.max_records)
+        return fail(file_failure("file.records", "more than " + std::to_string(p.max_records) +
+                                                     " records (limits.max_records of the profile); split the file"));
+    // Room for every record up front: the vector never moves (see ParseOptions::on_records).
+    size_t expected = data_lines;
     result.records.reserve(expected);
     RecordParser rp(p, o, expected);
     size_t skipped = 0;
     std::vector<std::string> raw(p.fields.size());
     for (size_t li = first; li < lines.size(); ++li) {
         auto& l = lines[li];
-        if (p.line_end != LineEnd::none || p.format == Format::csv) {
-            if (l.bytes.empty()) continue; // blank lines carry nothing
-        }
+        if (blank_skipped && l.bytes.empty()) continue;
         if (skipped < p.skip_records) {
             ++skipped;
             continue;
         }
         ++result.lines;
-        if (result.lines > p.max_records)
-            return fail(file_failure("file.records", "more than " + std::to_string(p.max_records) +
-                                                         " records (limits.max_records of the profile); split the file"));
         auto refuse = [&](const std::string& field, const std::string& rule, const std::string& message) {
             result.rejected.push_back(reject(l.number, field, rule, message));
         };
@@ -700,7 +704,11 @@ ParseResult parse(std::string_view data, const Profile& p, const ParseOptions& o
                 raw[i] = column_of[i] ? cells[column_of[i] - 1] : std::string();
         }
         auto out = rp.convert(l.number, raw);
-        if (auto* rec = std::get_if<Record>(&out)) result.records.push_back(std::move(*rec));
+        if (auto* rec = std::get_if<Record>(&out)) {
+            result.records.push_back(std::move(*rec));
+            if (o.on_records && result.records.size() % std::max<size_t>(o.every, 1) == 0)
+                o.on_records(result.records.data(), result.records.size());
+        }
         else result.rejected.push_back(std::move(std::get<Rejection>(out)));
     }
     return result;

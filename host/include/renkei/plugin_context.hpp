@@ -15,6 +15,10 @@
 
 namespace renkei {
 
+// The setting at dotted `key` of a plugin's [plugin.settings] rendered as text, as the plugin reads
+// it through config_get (strings verbatim, other values as TOML); nullopt when it is not set.
+std::optional<std::string> setting_text(const toml::table& settings, const std::string& key);
+
 class PluginContext {
 public:
     // `store_file`: where "renkei.store.v1" keeps this instance's data (empty: not offered).

@@ -242,6 +242,16 @@ void SqliteIdentityStore::load(capnp::List<IdentityRecord>::Reader records, int6
     tx.commit();
 }
 
+void SqliteIdentityStore::drop_search_indexes() {
+    if (!options_.search_indexes) return;
+    sql::exec(db_, "DROP INDEX IF EXISTS residents_number; DROP INDEX IF EXISTS residents_name;"
+                   " DROP INDEX IF EXISTS residents_kana; DROP INDEX IF EXISTS residents_municipality;");
+}
+
+void SqliteIdentityStore::build_search_indexes() {
+    if (options_.search_indexes) sql::exec(db_, kSearchIndexes);
+}
+
 std::optional<Resident> SqliteIdentityStore::get(const std::string& code) {
     Stmt q(cached("SELECT code, municipality, my_number, removed, updated_ms, record FROM residents WHERE code = ?1"));
     q.text(1, code);

@@ -10,6 +10,7 @@
 #include "numbers.hpp"
 #include "pg_store.hpp"
 #include "records.hpp"
+#include "settings.hpp"
 
 #include <juki.capnp.h>
 
@@ -18,8 +19,6 @@
 
 #include <algorithm>
 #include <condition_variable>
-#include <fstream>
-#include <iterator>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -111,7 +110,14 @@ public:
         if (role_ != "cs" && role_ != "pref" && role_ != "national")
             throw Error(RENKEI_ERR_INVALID, "settings.role: '" + role_ + "' must be cs, pref or national",
                         "settings.role", "juki.role");
-        auto where = store_location();
+        const Settings settings = [this](const char* key) { return host().config(key); };
+        StoreLocation where;
+        try {
+            where = store_location(settings);
+            if (role_ == "national") numbers_ = open_numbers(settings, where);
+        } catch (const SettingError& e) {
+            throw Error(RENKEI_ERR_INVALID, e.what(), e.field, e.rule);
+        }
         Retention r;
         r.history_ms = years("retention_history_years", 150);
         r.removed_ms = years("retention_removed_years", 150);
@@ -137,36 +143,6 @@ public:
                             "settings.prefecture");
         } else if (role_ == "pref") {
             upstream_ = host().config_or("national", "jlis:juki");
-        } else {
-            auto secret_file = host().config("number_secret_file");
-            if (!secret_file)
-                throw Error(RENKEI_ERR_INVALID, "settings.number_secret_file: required for role national",
-                            "settings.number_secret_file");
-            std::ifstream in(*secret_file, std::ios::binary);
-            if (!in)
-                throw Error(RENKEI_ERR_INVALID, "settings.number_secret_file: cannot read " + *secret_file,
-                            "settings.number_secret_file");
-            std::vector<uint8_t> secret((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-            // The 個人番号 registry: a SQLite file beside a SQLite store (number_store), a schema of
-            // its own (number_schema) on the PostgreSQL store's server, or a postgresql:// URI.
-            auto numbers = host().config_or("number_store", "");
-            bool numbers_uri = numbers.rfind("postgresql://", 0) == 0 || numbers.rfind("postgres://", 0) == 0;
-            if (numbers_uri || (numbers.empty() && where.backend == StoreLocation::Backend::Postgres)) {
-                auto schema = host().config_or("number_schema", "juki_numbers");
-                if (!valid_schema_name(schema))
-                    throw Error(RENKEI_ERR_INVALID,
-                                "settings.number_schema: '" + schema +
-                                    "' must be lower-case letters, digits and _ (not starting with a digit), at most 63",
-                                "settings.number_schema", "juki.store_schema");
-                if (schema == where.schema && where.backend == StoreLocation::Backend::Postgres)
-                    throw Error(RENKEI_ERR_INVALID,
-                                "settings.number_schema: '" + schema + "' is the store's schema; the registry needs its own",
-                                "settings.number_schema", "juki.store_schema");
-                numbers_ = std::make_unique<PgNumberRegistry>(numbers_uri ? numbers : where.dsn, schema, std::move(secret));
-            } else {
-                if (numbers.empty()) numbers = where.file.string() + ".numbers";
-                numbers_ = std::make_unique<NumberRegistry>(numbers, std::move(secret));
-            }
         }
         erase_interval_ms_ = static_cast<int64_t>(number("erase_interval_hours", 24, 1, 24 * 365)) * 3600 * 1000;
         eraser_ = std::thread([this] { erase_loop(); });
@@ -218,41 +194,6 @@ public:
     }
 
 private:
-    // settings.store: a SQLite file, or a postgresql:// URI; or store_backend = "postgresql" with
-    // store_dsn (a libpq connection string); store_schema names the PostgreSQL schema (juki).
-    StoreLocation store_location() {
-        StoreLocation w;
-        auto store = host().config_or("store", "");
-        auto backend = host().config_or("store_backend", "");
-        bool uri = store.rfind("postgresql://", 0) == 0 || store.rfind("postgres://", 0) == 0;
-        if (backend.empty()) backend = uri ? "postgresql" : "sqlite";
-        if (backend == "sqlite") {
-            if (store.empty())
-                throw Error(RENKEI_ERR_INVALID, "settings.store: required (the SQLite file)", "settings.store");
-            if (uri)
-                throw Error(RENKEI_ERR_INVALID, "settings.store: a PostgreSQL URI with store_backend sqlite",
-                            "settings.store", "juki.store_backend");
-            w.file = store;
-            return w;
-        }
-        if (backend != "postgresql")
-            throw Error(RENKEI_ERR_INVALID, "settings.store_backend: '" + backend + "' must be sqlite or postgresql",
-                        "settings.store_backend", "juki.store_backend");
-        w.backend = StoreLocation::Backend::Postgres;
-        w.dsn = host().config_or("store_dsn", uri ? store : "");
-        if (w.dsn.empty())
-            throw Error(RENKEI_ERR_INVALID,
-                        "settings.store_dsn: required for store_backend postgresql (or store = \"postgresql://...\")",
-                        "settings.store_dsn");
-        w.schema = host().config_or("store_schema", "juki");
-        if (!valid_schema_name(w.schema))
-            throw Error(RENKEI_ERR_INVALID,
-                        "settings.store_schema: '" + w.schema +
-                            "' must be lower-case letters, digits and _ (not starting with a digit), at most 63",
-                        "settings.store_schema", "juki.store_schema");
-        return w;
-    }
-
     int64_t years(const char* key, int def) { return static_cast<int64_t>(number(key, def, 0, 1000) * kYearMs); }
 
     // A numeric setting in [min, max]; anything else stops the start with the setting's name.
@@ -315,7 +256,7 @@ private:
                     codes.emplace_back(r.getPreviousResidentCode().cStr());
             }
             store_->prefetch(codes);
-            if (numbers_) numbers_->prefetch(codes); // national_number_check reads the same codes
+            if (numbers_) numbers_->prefetch(codes); // number_check reads the same codes
         }
         for (uint32_t i = 0; i < records.size(); ++i) {
             auto r = records[i];
@@ -331,7 +272,7 @@ private:
                     previous = store_->get(r.getPreviousResidentCode());
                 why = check_against(r, current, previous);
             }
-            if (!why && numbers_) why = national_number_check(r);
+            if (!why && numbers_) why = number_check(*numbers_, r);
             if (why) {
                 refused.push_back({i, code, *why});
                 skip.push_back(i);
@@ -359,27 +300,6 @@ private:
         if (numbers_tx) numbers_tx->commit();
         tx.commit();
         return answer;
-    }
-
-    // J-LIS: the 個人番号 must be the one generated for the latest 住民票コード (seed-004b L1006).
-    std::optional<Refusal> national_number_check(IdentityRecord::Reader r) {
-        std::string code = r.getReason() == ChangeReason::RESIDENT_CODE_CHANGE
-                               ? std::string(r.getPreviousResidentCode())
-                               : std::string(r.getPerson().getResidentCode());
-        std::string number = r.getPerson().getMyNumber();
-        auto current = numbers_->current(code);
-        if (!current) {
-            // After a 住民票コード change the registry knows the new code already (a redelivery).
-            if (r.getReason() == ChangeReason::RESIDENT_CODE_CHANGE)
-                current = numbers_->current(r.getPerson().getResidentCode());
-            if (!current)
-                return Refusal{"person.myNumber", "juki.pia.number_not_generated",
-                               "person.myNumber: J-LIS generated no 個人番号 for 住民票コード " + code + " (番号法8条)"};
-        }
-        if (*current != number)
-            return Refusal{"person.myNumber", "juki.pia.number_mismatch",
-                           "person.myNumber: " + number + " is not the 個人番号 of the latest 住民票コード " + code};
-        return std::nullopt;
     }
 
     void update(const renkei::sdk::Message& m) {

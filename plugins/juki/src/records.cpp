@@ -139,4 +139,22 @@ std::optional<Refusal> check_against(IdentityRecord::Reader r, const std::option
     return std::nullopt;
 }
 
+std::optional<Refusal> number_check(Numbers& numbers, IdentityRecord::Reader r) {
+    std::string code = r.getReason() == ChangeReason::RESIDENT_CODE_CHANGE ? std::string(r.getPreviousResidentCode())
+                                                                           : std::string(r.getPerson().getResidentCode());
+    std::string number = r.getPerson().getMyNumber();
+    auto current = numbers.current(code);
+    if (!current) {
+        // After a 住民票コード change the registry knows the new code already (a redelivery).
+        if (r.getReason() == ChangeReason::RESIDENT_CODE_CHANGE) current = numbers.current(r.getPerson().getResidentCode());
+        if (!current)
+            return Refusal{"person.myNumber", "juki.pia.number_not_generated",
+                           "person.myNumber: J-LIS generated no 個人番号 for 住民票コード " + code + " (番号法8条)"};
+    }
+    if (*current != number)
+        return Refusal{"person.myNumber", "juki.pia.number_mismatch",
+                       "person.myNumber: " + number + " is not the 個人番号 of the latest 住民票コード " + code};
+    return std::nullopt;
+}
+
 } // namespace renkei::juki

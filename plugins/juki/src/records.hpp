@@ -4,6 +4,7 @@
 #pragma once
 
 #include "identity_store.hpp"
+#include "numbers.hpp"
 
 #include <optional>
 #include <string>
@@ -22,6 +23,9 @@ std::optional<Refusal> validate_record(IdentityRecord::Reader r, const std::stri
 // `previous` (住民票コード変更 only) what it holds for previousResidentCode.
 std::optional<Refusal> check_against(IdentityRecord::Reader r, const std::optional<Resident>& current,
                                      const std::optional<Resident>& previous);
+
+// J-LIS: the 個人番号 must be the one `numbers` generated for the latest 住民票コード (seed-004b L1006).
+std::optional<Refusal> number_check(Numbers& numbers, IdentityRecord::Reader r);
 
 // Whether this 異動事由 deletes the record from the municipality (転出, 死亡, 職権消除).
 bool removes(ChangeReason reason);

@@ -6,6 +6,7 @@
 
 #include "profile.hpp"
 
+#include <functional>
 #include <set>
 
 namespace renkei::legacy_file {
@@ -43,6 +44,13 @@ struct FileFailure {
 struct ParseOptions {
     std::set<std::string> municipalities; // codes this node may notify (empty: any valid code)
     const GaijiTable* gaiji = nullptr;    // nullptr: every private-use character is unmapped
+    // Called on parse()'s thread each time `every` more records were taken: records[0, n) are
+    // final and another thread may read them while parse() goes on (their vector has its whole
+    // capacity reserved before the first record, so it never moves, not even when the result is
+    // returned). A consumer must still wait for parse() to return before it trusts the file: a
+    // file-level failure found later (too many records) empties the result.
+    std::function<void(const Record* records, size_t n)> on_records;
+    size_t every = 1000;
 };
 
 struct ParseResult {

@@ -1,0 +1,480 @@
+#include <renkei/legacy_file/load.hpp>
+
+#include <renkei/legacy_file/parser.hpp>
+#include <renkei/legacy_file/to_juki.hpp>
+
+#include <renkei/audit_log.hpp>
+#include <renkei/config.hpp>
+#include <renkei/crypto.hpp>
+#include <renkei/plugin_context.hpp>
+#include <renkei/validate.hpp>
+
+#include "records.hpp"
+#include "settings.hpp"
+
+#include <capnp/message.h>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <deque>
+#include <exception>
+#include <mutex>
+#include <thread>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <optional>
+#include <ostream>
+#include <sstream>
+
+namespace renkei::legacy_file {
+
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+int64_t wall_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+std::string clean(std::string s) { // one TSV cell
+    for (auto& c : s)
+        if (c == '\t' || c == '\n' || c == '\r') c = ' ';
+    return s;
+}
+
+// Why nothing of the file was loaded.
+struct Failed {
+    std::string field, rule, message;
+};
+
+struct Row {
+    size_t line = 0;
+    std::string code, by, field, rule, message; // by: "load" (the profile's rules) or the node (juki's)
+};
+
+// The whole file, or why it cannot be read: a file over `max_bytes` is refused unread.
+std::string read_whole(const fs::path& file, uint64_t max_bytes, std::optional<Failed>& why) {
+    int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        why = Failed{"file", "file.unreadable", "file: cannot open " + file.string() + ": " + std::strerror(errno)};
+        return {};
+    }
+    struct stat st {};
+    std::string bytes;
+    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        why = Failed{"file", "file.unreadable", "file: " + file.string() + " is not a regular file"};
+    } else if (static_cast<uint64_t>(st.st_size) > max_bytes) {
+        why = Failed{"file", "file.too_big",
+                     "file: " + std::to_string(st.st_size) + " bytes, more than --max-bytes (" + std::to_string(max_bytes) +
+                         "); nothing of it was loaded: split it"};
+    } else {
+        bytes.resize(static_cast<size_t>(st.st_size));
+        size_t done = 0;
+        while (done < bytes.size()) {
+            ssize_t n = ::read(fd, bytes.data() + done, bytes.size() - done);
+            if (n <= 0) break;
+            done += static_cast<size_t>(n);
+        }
+        struct stat after {};
+        if (done != bytes.size() || ::fstat(fd, &after) != 0 || after.st_size != st.st_size ||
+            after.st_mtim.tv_sec != st.st_mtim.tv_sec || after.st_mtim.tv_nsec != st.st_mtim.tv_nsec)
+            why = Failed{"file", "file.replaced",
+                         "file: changed while it was being read; nothing of it was loaded: load it once it is complete"};
+    }
+    ::close(fd);
+    return bytes;
+}
+
+// Writes `text` to `to` (new, 0600, synced) by way of a temporary file: `to` appears whole or not
+// at all, and an existing `to` is never replaced.
+void write_new(const fs::path& to, const std::string& text) {
+    auto tmp = to.parent_path() / ("." + to.filename().string() + ".tmp");
+    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) throw std::runtime_error("cannot create " + tmp.string() + ": " + std::strerror(errno));
+    size_t done = 0;
+    while (done < text.size()) {
+        ssize_t n = ::write(fd, text.data() + done, text.size() - done);
+        if (n <= 0) break;
+        done += static_cast<size_t>(n);
+    }
+    bool ok = done == text.size() && ::fsync(fd) == 0;
+    ::close(fd);
+    if (!ok || ::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE) != 0) {
+        auto e = errno;
+        ::unlink(tmp.c_str());
+        throw std::runtime_error("cannot write " + to.string() + ": " + std::strerror(ok ? e : EIO));
+    }
+}
+
+// Records handed from the parser's thread to the writer's.
+class Feed {
+public:
+    void publish(const Record* records, size_t n, bool done) {
+        {
+            std::lock_guard lock(m_);
+            records_ = records;
+            n_ = n;
+            done_ = done;
+        }
+        cv_.notify_one();
+    }
+    struct Got {
+        const Record* records;
+        size_t n;
+        bool done;
+    };
+    // Waits until `want` records are there or the parser is done.
+    Got wait(size_t want) {
+        std::unique_lock lock(m_);
+        cv_.wait(lock, [&] { return done_ || n_ >= want; });
+        return {records_, n_, done_};
+    }
+
+private:
+    std::mutex m_;
+    std::condition_variable cv_;
+    const Record* records_ = nullptr;
+    size_t n_ = 0;
+    bool done_ = false;
+};
+
+// A chunk of checked records, those that passed, on its way from the checker's thread to the
+// writer's.
+struct Chunk {
+    std::unique_ptr<capnp::MallocMessageBuilder> message; // root: juki.IdentityUpdate, records only
+    size_t checked = 0, passed = 0;
+};
+
+class Checked {
+public:
+    // Waits for room; false when the writer gave up.
+    bool push(Chunk c) {
+        std::unique_lock lock(m_);
+        cv_.wait(lock, [&] { return q_.size() < kDepth || closed_; });
+        if (closed_) return false;
+        q_.push_back(std::move(c));
+        cv_.notify_all();
+        return true;
+    }
+    // The next chunk; nullopt when the checker finished (see error()) or the writer gave up.
+    std::optional<Chunk> pop() {
+        std::unique_lock lock(m_);
+        cv_.wait(lock, [&] { return !q_.empty() || finished_ || closed_; });
+        if (q_.empty() || closed_) return std::nullopt;
+        auto c = std::move(q_.front());
+        q_.pop_front();
+        cv_.notify_all();
+        return c;
+    }
+    void finish(std::exception_ptr error = nullptr) {
+        std::lock_guard lock(m_);
+        finished_ = true;
+        error_ = error;
+        cv_.notify_all();
+    }
+    void close() {
+        std::lock_guard lock(m_);
+        closed_ = true;
+        cv_.notify_all();
+    }
+    std::exception_ptr error() {
+        std::lock_guard lock(m_);
+        return error_;
+    }
+
+private:
+    static constexpr size_t kDepth = 4;
+    std::mutex m_;
+    std::condition_variable cv_;
+    std::deque<Chunk> q_;
+    bool finished_ = false, closed_ = false;
+    std::exception_ptr error_;
+};
+
+// Checks `n` records as the juki plugin checks a notified batch, plus the load's own rules (first
+// versions only), against `store` (a connection of its own: the store as it was before the load;
+// the parser has refused a second record of the same resident in the file). Those that fail join
+// `rejected`.
+Chunk check_chunk(juki::Store& store, juki::Numbers* numbers, const Record* records, size_t n, const LoadOptions& o,
+                  const std::string& node, std::vector<Row>& rejected) {
+    std::vector<std::string> codes;
+    codes.reserve(n);
+    for (size_t i = 0; i < n; ++i) codes.push_back(records[i].resident_code);
+    store.prefetch(codes);
+    if (numbers) numbers->prefetch(codes);
+    std::vector<size_t> take;
+    take.reserve(n);
+    capnp::MallocMessageBuilder scratch(128);
+    for (size_t i = 0; i < n; ++i) {
+        auto& rec = records[i];
+        auto r = scratch.initRoot<juki::IdentityRecord>();
+        fill(r, rec, o.operator_id);
+        auto reader = r.asReader();
+        auto why = juki::validate_record(reader, o.municipality);
+        if (!why && reader.getReason() == juki::ChangeReason::RESIDENT_CODE_CHANGE)
+            why = juki::Refusal{"reason", "juki.load.code_change",
+                                "reason: 住民票コード変更 in a load; a load records first versions, a code change goes "
+                                "online (juki.IdentityUpdate)"};
+        std::optional<juki::Resident> current;
+        if (!why) {
+            current = store.get(rec.resident_code);
+            why = juki::check_against(reader, current, std::nullopt);
+        }
+        if (!why && current)
+            why = juki::Refusal{"person.residentCode", "juki.load.exists",
+                                "person.residentCode: " + rec.resident_code +
+                                    " is in the store already; a load records first versions, a change goes online "
+                                    "(juki.IdentityUpdate)"};
+        if (!why && numbers) why = juki::number_check(*numbers, reader);
+        if (why) {
+            rejected.push_back({rec.line, rec.resident_code, node, why->field, why->rule, why->message});
+            continue;
+        }
+        take.push_back(i);
+    }
+    Chunk c;
+    c.checked = n;
+    c.passed = take.size();
+    c.message = std::make_unique<capnp::MallocMessageBuilder>(static_cast<unsigned>(std::max<size_t>(take.size(), 1) * 64));
+    auto list = c.message->initRoot<juki::IdentityUpdate>().initRecords(static_cast<unsigned>(take.size()));
+    for (size_t k = 0; k < take.size(); ++k) fill(list[static_cast<unsigned>(k)], records[take[k]], o.operator_id);
+    return c;
+}
+
+} // namespace
+
+int run_load(const LoadOptions& o, std::ostream& out, std::ostream& err) {
+    auto cannot = [&](const std::string& why) {
+        err << "renkei load: " << why << "\n";
+        return kLoadCannotStart;
+    };
+    if (o.operator_id.empty()) return cannot("--operator is required: who loads the file (it goes into the audit trail)");
+    if (o.purpose.empty()) return cannot("--purpose is required: the legal basis of the load (it goes into the audit trail)");
+    if (auto v = renkei::validate::local_gov_code("--municipality", o.municipality); !v) return cannot(v.message);
+    if (o.chunk == 0) return cannot("--chunk: at least 1");
+    fs::path result = o.result.empty() ? fs::path(o.file.string() + ".result") : o.result;
+    if (fs::exists(fs::symlink_status(result)))
+        return cannot("the result " + result.string() + " exists; a load never overwrites a result (name another with --result)");
+    auto result_dir = result.parent_path().empty() ? fs::path(".") : result.parent_path();
+    if (::access(result_dir.c_str(), W_OK) != 0)
+        return cannot("cannot write the result into " + result_dir.string() + ": " + std::strerror(errno));
+
+    HostConfig config;
+    try {
+        config = load_config(o.config_file, o.plugin_dirs);
+    } catch (const ConfigError& e) {
+        std::string all;
+        for (auto& issue : e.issues()) all += "\n  " + issue.to_string();
+        return cannot(o.config_file.string() + ":" + all);
+    }
+    const PluginConfig* plugin = nullptr;
+    for (auto& p : config.plugins)
+        if (p.name == o.plugin) plugin = &p;
+    if (!plugin) return cannot(o.config_file.string() + " has no plugin named '" + o.plugin + "' (--plugin)");
+    const juki::Settings settings = [plugin](const char* key) { return setting_text(plugin->settings, key); };
+    std::string role = settings("role").value_or("");
+    if (role != "cs" && role != "pref" && role != "national")
+        return cannot("plugin '" + o.plugin + "': settings.role '" + role + "' is not a juki role (cs, pref, national)");
+    if (role == "cs" && settings("municipality").value_or("") != o.municipality)
+        return cannot("--municipality " + o.municipality + ": this CS keeps the residents of " +
+                      settings("municipality").value_or("?") + " only");
+    if (role == "pref" && config.node_id != "pref:" + o.municipality.substr(0, 2))
+        return cannot("--municipality " + o.municipality + ": not a municipality of " + config.node_id);
+
+    Profile profile;
+    std::optional<GaijiTable> gaiji;
+    try {
+        profile = load_profile(o.profile);
+        auto table = o.gaiji_table.empty() ? profile.gaiji_table : o.gaiji_table;
+        if (!table.empty()) gaiji = load_gaiji_table(table);
+    } catch (const ProfileError& e) {
+        return cannot(e.what());
+    }
+
+    std::unique_ptr<juki::Store> store, reader;
+    std::unique_ptr<juki::Numbers> numbers;
+    std::unique_ptr<AuditLog> audit;
+    try {
+        auto where = juki::store_location(settings);
+        juki::StoreOptions so;
+        so.search_indexes = role != "cs"; // as the plugin opens it
+        so.cache_kib = (role == "national" ? 512 : 32) * 1024;
+        store = juki::open_store(where, {}, so);
+        so.search_indexes = false; // the checker's connection: it reads by 住民票コード only
+        reader = juki::open_store(where, {}, so);
+        if (role == "national") numbers = juki::open_numbers(settings, where);
+        audit = std::make_unique<AuditLog>(config.data_dir / "audit");
+    } catch (const juki::SettingError& e) {
+        return cannot("plugin '" + o.plugin + "': " + e.what());
+    } catch (const std::exception& e) {
+        return cannot(e.what());
+    }
+
+    const std::string name = o.file.filename().string();
+    const auto t0 = Clock::now();
+    std::optional<Failed> failed;
+    std::vector<Row> rejected;
+    size_t records = 0, loaded = 0;
+    std::string bytes = read_whole(o.file, o.max_bytes, failed);
+    std::string digest;
+    if (!failed) {
+        crypto::Sha256 sha;
+        sha.update(bytes.data(), bytes.size());
+        digest = crypto::to_hex(sha.peek());
+    }
+
+    if (!failed) {
+        // Three threads: the parser, the checker (reads the store through a connection of its own
+        // and J-LIS's 個人番号 registry) and this one, which writes what passed, in one transaction.
+        Feed feed;
+        Checked checked;
+        ParseResult parsed;
+        ParseOptions po;
+        po.municipalities = {o.municipality};
+        po.gaiji = gaiji ? &*gaiji : nullptr;
+        po.every = std::max<size_t>(1, o.chunk / 4);
+        po.on_records = [&feed](const Record* records, size_t n) { feed.publish(records, n, false); };
+        const size_t expected = static_cast<size_t>(std::count(bytes.begin(), bytes.end(), '\n'));
+        std::vector<Row> refused; // by the checker; joins `rejected` after it finished
+        std::thread parser([&] {
+            parsed = parse(bytes, profile, po);
+            feed.publish(parsed.records.data(), parsed.records.size(), true);
+        });
+        std::thread checker([&] {
+            try {
+                // One snapshot of the store and the registry for the whole file.
+                juki::Transactional::Transaction read_tx(*reader, juki::Transactional::TxKind::Read);
+                std::optional<juki::Transactional::Transaction> numbers_tx;
+                if (numbers) numbers_tx.emplace(*numbers, juki::Transactional::TxKind::Read);
+                for (size_t start = 0;;) {
+                    auto got = feed.wait(start + o.chunk);
+                    if (start == got.n && got.done) break;
+                    size_t n = std::min(o.chunk, got.n - start);
+                    if (!checked.push(check_chunk(*reader, numbers.get(), got.records + start, n, o, config.node_id, refused))) break;
+                    start += n;
+                }
+                if (numbers_tx) numbers_tx->commit();
+                read_tx.commit();
+                checked.finish();
+            } catch (...) {
+                checked.finish(std::current_exception());
+            }
+        });
+        auto join = [&] {
+            checked.close();
+            if (checker.joinable()) checker.join();
+            if (parser.joinable()) parser.join();
+        };
+        try {
+            const int64_t now = wall_ms();
+            juki::Store::Transaction tx(*store);
+            // A file that brings at least as many residents as the store holds: the search indexes
+            // are built after the rows, not row by row.
+            bool rebuild = expected >= o.rebuild_from && expected >= store->count();
+            if (rebuild) store->drop_search_indexes();
+            auto last_report = Clock::now();
+            size_t done = 0;
+            while (auto c = checked.pop()) {
+                store->load(c->message->getRoot<juki::IdentityUpdate>().getRecords().asReader(), now);
+                loaded += c->passed;
+                done += c->checked;
+                if (std::chrono::duration<double>(Clock::now() - last_report).count() >= o.progress_interval_s) {
+                    last_report = Clock::now();
+                    double s = std::chrono::duration<double>(last_report - t0).count();
+                    char line[200];
+                    std::snprintf(line, sizeof line, "%s: %zu of about %zu records (%.0f%%), %.0f records/s, about %.0f s left\n",
+                                  name.c_str(), done, expected, 100.0 * done / std::max<size_t>(expected, 1), done / s,
+                                  (std::max(expected, done) - done) / (done / s));
+                    err << line << std::flush;
+                }
+            }
+            join();
+            if (auto e = checked.error()) std::rethrow_exception(e);
+            if (parsed.failure) {
+                auto& f = *parsed.failure;
+                std::string at = f.line ? " (line " + std::to_string(f.line) + (f.byte ? ", byte " + std::to_string(f.byte) : "") + ")" : "";
+                failed = Failed{f.field, f.rule, f.message + at};
+            } else {
+                records = parsed.records.size() + parsed.rejected.size();
+                for (auto& r : parsed.rejected) rejected.push_back({r.line, r.resident_code, "load", r.field, r.rule, r.message});
+                rejected.insert(rejected.end(), refused.begin(), refused.end());
+                if (rebuild) store->build_search_indexes();
+                tx.commit();
+            }
+        } catch (const std::exception& e) {
+            join();
+            failed = Failed{"store", "store.write", std::string("store: ") + e.what() + "; nothing of the file was loaded"};
+        }
+    }
+    if (failed) {
+        rejected.clear();
+        loaded = 0;
+    }
+    std::sort(rejected.begin(), rejected.end(), [](const Row& a, const Row& b) { return a.line < b.line; });
+    const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
+
+    std::string counts = "records: " + std::to_string(records) + "; loaded: " + std::to_string(loaded) +
+                         "; rejected: " + std::to_string(failed ? 0 : rejected.size());
+    // The legacy-file adapter's result layout (README.md); only the rejected records have a line.
+    std::string text = "# legacy-file load (renkei load)\n# file: " + clean(name) + "\n# sha256: " +
+                       (digest.empty() ? "-" : digest) + "\n# profile: " + profile.name + "\n# municipality: " +
+                       o.municipality + "\n# into: " + config.node_id + " (" + store->describe() + ")\n# status: " +
+                       (failed ? "failed" : "loaded") + "\n# " + counts + "\n";
+    if (failed) text += "# error: " + clean(failed->field) + "\t" + clean(failed->rule) + "\t" + clean(failed->message) + "\n";
+    text += "line\tresidentCode\toutcome\tby\tfield\trule\tmessage\tjlis\n";
+    for (auto& r : rejected)
+        text += std::to_string(r.line) + "\t" + clean(r.code) + "\trejected\t" + clean(r.by) + "\t" + clean(r.field) + "\t" +
+                clean(r.rule) + "\t" + clean(r.message) + "\t-\n";
+    std::string result_error;
+    try {
+        write_new(result, text);
+    } catch (const std::exception& e) {
+        result_error = e.what();
+    }
+
+    AuditRecord a;
+    a.time_ms = wall_ms();
+    a.event = "admin";
+    a.type = "juki.load";
+    a.from = "muni:" + o.municipality;
+    a.to = config.node_id;
+    a.purpose = o.purpose;
+    a.operator_id = o.operator_id;
+    a.outcome = failed ? "failed" : "ok";
+    a.detail = "file " + name + " (SHA-256 " + (digest.empty() ? "-" : digest) + ", profile " + profile.name + "): " + counts +
+               (failed ? "; " + failed->field + " (" + failed->rule + ")" : "") +
+               (result_error.empty() ? "" : "; result not written: " + result_error);
+    audit->append(std::move(a));
+    audit->flush();
+
+    char rate[64];
+    std::snprintf(rate, sizeof rate, "%.2f s, %.0f records/s", seconds, seconds > 0 ? loaded / seconds : 0.0);
+    if (failed) {
+        err << "renkei load: " << name << ": nothing loaded: " << failed->field << " (" << failed->rule << ") "
+            << failed->message << "\n";
+    } else {
+        out << name << ": loaded into " << config.node_id << " (" << store->describe() << ") in " << rate << "\n  " << counts
+            << "\n";
+        size_t shown = 0;
+        for (auto& r : rejected) {
+            if (++shown > 10) break;
+            out << "  line " << r.line << " " << r.code << ": " << r.field << " (" << r.rule << ") " << r.message << "\n";
+        }
+    }
+    if (!result_error.empty()) {
+        err << "renkei load: " << result_error << "\n";
+        return kLoadFailed;
+    }
+    out << "  result: " << result.string() << "\n";
+    return failed ? kLoadFailed : kLoadDone;
+}
+
+} // namespace renkei::legacy_file
