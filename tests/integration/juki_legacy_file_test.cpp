@@ -766,5 +766,45 @@ TEST_P(LegacyLoad, AFileThatCannotBeUsedLoadsNothingAndSaysWhy) {
     EXPECT_EQ(verify_audit(tmp / "data" / "audit").records, 2u);
 }
 
+// A store that fails in the middle of the file (here a trigger refuses one resident's row, as a
+// full disk or a constraint would) keeps nothing of it: the rows written before the failure go too.
+TEST_P(LegacyLoad, AStoreFailureInTheMiddleKeepsNothingOfTheFile) {
+    Writer w{"csv-utf8"};
+    auto rs = residents(600, 40);
+    numbers(rs);
+    store(); // creates the tables
+    const std::string refuse = "NEW.code = '" + rs[30].code + "'";
+    if (backend.pg()) {
+        backend.rows("jlis", "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF " + refuse +
+                                 " THEN RAISE EXCEPTION 'disk full (injected)'; END IF; RETURN NEW; END $$;"
+                                 " CREATE TRIGGER refuse BEFORE INSERT ON residents FOR EACH ROW EXECUTE FUNCTION refuse();"
+                                 " SELECT 1");
+    } else {
+        sqlite3* db = nullptr;
+        ASSERT_EQ(sqlite3_open((tmp / "jlis" / "juki.db").c_str(), &db), SQLITE_OK);
+        std::string trigger = "CREATE TRIGGER refuse BEFORE INSERT ON residents WHEN " + refuse +
+                              " BEGIN SELECT RAISE(ABORT, 'disk full (injected)'); END;";
+        int rc = sqlite3_exec(db, trigger.c_str(), nullptr, nullptr, nullptr);
+        std::string why = sqlite3_errmsg(db);
+        sqlite3_close(db);
+        ASSERT_EQ(rc, SQLITE_OK) << why;
+    }
+    write_file(tmp / "all.csv", w.file(rs));
+    auto run = load("all.csv", " --index-rebuild-from 1");
+    EXPECT_EQ(run.code, 1) << run.output;
+    EXPECT_NE(run.output.find("disk full (injected)"), std::string::npos) << run.output;
+    auto r = parse_result(read_file(tmp / "all.csv.result"));
+    EXPECT_EQ(r.header["status"], "failed");
+    EXPECT_EQ(r.header["error"].rfind("store\tstore.write\t", 0), 0u) << r.header["error"];
+    EXPECT_EQ(backend.rows("jlis", "SELECT count(*) FROM residents")[0][0], "0");
+    EXPECT_EQ(backend.rows("jlis", backend.pg() ? "SELECT count(*) FROM pg_indexes WHERE schemaname = current_schema()"
+                                                  " AND indexname = 'residents_number'"
+                                                : "SELECT count(*) FROM sqlite_master WHERE type = 'index'"
+                                                  " AND name = 'residents_number'")[0][0],
+              "1")
+        << "a dropped search index comes back with the rollback";
+    EXPECT_NE(audit_text().find("\tfailed\t"), std::string::npos);
+}
+
 INSTANTIATE_TEST_SUITE_P(LegacyLoad, LegacyLoad, ::testing::Values("sqlite", "postgresql"),
                          [](const auto& info) { return camel(info.param); });
