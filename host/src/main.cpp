@@ -151,7 +151,7 @@ int main(int argc, char** argv) {
         ->check(CLI::Range(0.2, 3600.0));
 
     renkei::legacy_file::LoadOptions load;
-    std::string load_config_file, load_profile, load_gaiji, load_file, load_result;
+    std::string load_config_file, load_profile, load_gaiji, load_file, load_result, load_metrics;
     std::vector<std::string> load_plugin_dirs;
     auto* load_cmd = app.add_subcommand(
         "load", "load a municipality's record file (from media) straight into this node's juki store: one "
@@ -167,6 +167,7 @@ int main(int argc, char** argv) {
     load_cmd->add_option("--gaiji", load_gaiji, "the municipality's 外字 table (default: the profile's)");
     load_cmd->add_option("--municipality", load.municipality, "whose file it is (全国地方公共団体コード, 6 digits)")->required();
     load_cmd->add_option("--result", load_result, "the result file (default FILE.result; never overwritten)");
+    load_cmd->add_option("--metrics", load_metrics, "a Prometheus text file kept up to date with the progress");
     load_cmd->add_option("--max-bytes", load.max_bytes, "a bigger file is refused unread (default 1 GiB)");
     load_cmd->add_option("--index-rebuild-from", load.rebuild_from,
                          "build the search indexes after the rows for a file of at least this many lines that brings "
@@ -302,6 +303,7 @@ int main(int argc, char** argv) {
             load.gaiji_table = load_gaiji;
             load.file = load_file;
             load.result = load_result;
+            load.metrics_file = load_metrics;
             return renkei::legacy_file::run_load(load, std::cout, std::cerr);
         }
         if (*plugin_check_cmd) return renkei::plugin_check(plugin_file, std::cout);

@@ -684,8 +684,11 @@ TEST_P(LegacyLoad, LoadsFirstRecordsOnceAndListsEveryRejectionWithFieldAndRule) 
     numbers(fresh);
     second.push_back(fresh[0]);
     write_file(tmp / "second.csv", w.file(second));
-    run = load("second.csv");
+    run = load("second.csv", " --metrics " + (tmp / "load.prom").string());
     ASSERT_EQ(run.code, 0) << run.output;
+    auto metrics = read_file(tmp / "load.prom");
+    EXPECT_NE(metrics.find("renkei_load_records{file=\"second.csv\",state=\"done\"} 6\n"), std::string::npos) << metrics;
+    EXPECT_NE(metrics.find("renkei_load_status{file=\"second.csv\",status=\"loaded\"} 1\n"), std::string::npos) << metrics;
     auto r = parse_result(read_file(tmp / "second.csv.result"));
     EXPECT_EQ(r.header["status"], "loaded");
     EXPECT_EQ(r.header["records"], "6; loaded: 2; rejected: 4");

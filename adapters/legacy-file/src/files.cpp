@@ -138,7 +138,7 @@ StableRead read_stable(const std::filesystem::path& path, uint64_t max_bytes, in
     return r;
 }
 
-void write_atomic(const std::filesystem::path& path, const std::string& content) {
+void write_atomic(const std::filesystem::path& path, const std::string& content, bool replace) {
     auto dir = path.parent_path();
     std::filesystem::create_directories(dir);
     auto tmp = dir / ("." + path.filename().string() + ".tmp-" + std::to_string(::getpid()));
@@ -157,8 +157,26 @@ void write_atomic(const std::filesystem::path& path, const std::string& content)
         }
         if (::fsync(f.fd) != 0) io_error("cannot fsync", tmp);
     }
-    if (::rename(tmp.c_str(), path.c_str()) != 0) io_error("cannot rename into", path);
+    if (::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, path.c_str(), replace ? 0 : RENAME_NOREPLACE) != 0) {
+        int e = errno;
+        ::unlink(tmp.c_str());
+        errno = e;
+        io_error(e == EEXIST ? "will not replace" : "cannot rename into", path);
+    }
     fsync_dir(dir);
+}
+
+std::string prom_label(const std::string& s) {
+    std::string out;
+    for (char c : s) {
+        if (c == '\\' || c == '"') out += '\\';
+        if (c == '\n') {
+            out += "\\n";
+            continue;
+        }
+        out += c;
+    }
+    return out;
 }
 
 std::filesystem::path move_into(const std::filesystem::path& from, const std::filesystem::path& dir,

@@ -34,7 +34,11 @@ StableRead read_stable(const std::filesystem::path& path, uint64_t max_bytes, in
 std::string sha256_hex(const void* data, size_t size);
 
 // Writes `content` to `path` so that a reader sees the old file or the new one, never a part.
-void write_atomic(const std::filesystem::path& path, const std::string& content);
+// Without `replace`, an existing `path` is kept and the call throws.
+void write_atomic(const std::filesystem::path& path, const std::string& content, bool replace = true);
+
+// `s` as a Prometheus label value (backslash, quote and line end escaped).
+std::string prom_label(const std::string& s);
 
 // Moves `from` into `dir` as `name` (or `name.<suffix>` / `name.<suffix>.<n>` when taken), never
 // replacing a file; fsyncs both directories. Returns the new path.

@@ -42,19 +42,6 @@ std::string clean(std::string s) { // one TSV cell
     return s;
 }
 
-std::string prom_label(const std::string& s) {
-    std::string out;
-    for (char c : s) {
-        if (c == '\\' || c == '"') out += '\\';
-        if (c == '\n') {
-            out += "\\n";
-            continue;
-        }
-        out += c;
-    }
-    return out;
-}
-
 class LegacyFile : public renkei::sdk::Plugin {
 public:
     using Plugin::Plugin;
@@ -512,7 +499,7 @@ private:
                 double secs = std::max<int64_t>(1, now - started_ms_) / 1000.0;
                 double rate = done > done_at_start_ ? (done - done_at_start_) / secs : 0.0;
                 double left = rate > 0 ? pending / rate : -1;
-                std::string label = "file=\"" + prom_label(f->name) + "\"";
+                std::string label = "file=\"" + lf::prom_label(f->name) + "\"";
                 m << "renkei_legacy_file_records{" << label << ",state=\"total\"} " << total << "\n"
                   << "renkei_legacy_file_records{" << label << ",state=\"done\"} " << done << "\n"
                   << "# TYPE renkei_legacy_file_records_per_second gauge\nrenkei_legacy_file_records_per_second{" << label
@@ -527,7 +514,7 @@ private:
             }
         }
         if (!reading_.empty())
-            m << "# TYPE renkei_legacy_file_reading gauge\nrenkei_legacy_file_reading{file=\"" << prom_label(reading_)
+            m << "# TYPE renkei_legacy_file_reading gauge\nrenkei_legacy_file_reading{file=\"" << lf::prom_label(reading_)
               << "\"} 1\n";
         m << "# TYPE renkei_legacy_file_files_total counter\n"
           << "renkei_legacy_file_files_total{outcome=\"processed\"} " << processed_files_ << "\n"

@@ -3,9 +3,10 @@
 #include <renkei/legacy_file/parser.hpp>
 #include <renkei/legacy_file/to_juki.hpp>
 
+#include "files.hpp"
+
 #include <renkei/audit_log.hpp>
 #include <renkei/config.hpp>
-#include <renkei/crypto.hpp>
 #include <renkei/plugin_context.hpp>
 #include <renkei/validate.hpp>
 
@@ -14,8 +15,6 @@
 
 #include <capnp/message.h>
 
-#include <fcntl.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -59,60 +58,6 @@ struct Row {
     size_t line = 0;
     std::string code, by, field, rule, message; // by: "load" (the profile's rules) or the node (juki's)
 };
-
-// The whole file, or why it cannot be read: a file over `max_bytes` is refused unread.
-std::string read_whole(const fs::path& file, uint64_t max_bytes, std::optional<Failed>& why) {
-    int fd = ::open(file.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        why = Failed{"file", "file.unreadable", "file: cannot open " + file.string() + ": " + std::strerror(errno)};
-        return {};
-    }
-    struct stat st {};
-    std::string bytes;
-    if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        why = Failed{"file", "file.unreadable", "file: " + file.string() + " is not a regular file"};
-    } else if (static_cast<uint64_t>(st.st_size) > max_bytes) {
-        why = Failed{"file", "file.too_big",
-                     "file: " + std::to_string(st.st_size) + " bytes, more than --max-bytes (" + std::to_string(max_bytes) +
-                         "); nothing of it was loaded: split it"};
-    } else {
-        bytes.resize(static_cast<size_t>(st.st_size));
-        size_t done = 0;
-        while (done < bytes.size()) {
-            ssize_t n = ::read(fd, bytes.data() + done, bytes.size() - done);
-            if (n <= 0) break;
-            done += static_cast<size_t>(n);
-        }
-        struct stat after {};
-        if (done != bytes.size() || ::fstat(fd, &after) != 0 || after.st_size != st.st_size ||
-            after.st_mtim.tv_sec != st.st_mtim.tv_sec || after.st_mtim.tv_nsec != st.st_mtim.tv_nsec)
-            why = Failed{"file", "file.replaced",
-                         "file: changed while it was being read; nothing of it was loaded: load it once it is complete"};
-    }
-    ::close(fd);
-    return bytes;
-}
-
-// Writes `text` to `to` (new, 0600, synced) by way of a temporary file: `to` appears whole or not
-// at all, and an existing `to` is never replaced.
-void write_new(const fs::path& to, const std::string& text) {
-    auto tmp = to.parent_path() / ("." + to.filename().string() + ".tmp");
-    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (fd < 0) throw std::runtime_error("cannot create " + tmp.string() + ": " + std::strerror(errno));
-    size_t done = 0;
-    while (done < text.size()) {
-        ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-        if (n <= 0) break;
-        done += static_cast<size_t>(n);
-    }
-    bool ok = done == text.size() && ::fsync(fd) == 0;
-    ::close(fd);
-    if (!ok || ::renameat2(AT_FDCWD, tmp.c_str(), AT_FDCWD, to.c_str(), RENAME_NOREPLACE) != 0) {
-        auto e = errno;
-        ::unlink(tmp.c_str());
-        throw std::runtime_error("cannot write " + to.string() + ": " + std::strerror(ok ? e : EIO));
-    }
-}
 
 // Records handed from the parser's thread to the writer's.
 class Feed {
@@ -320,15 +265,52 @@ int run_load(const LoadOptions& o, std::ostream& out, std::ostream& err) {
 
     const std::string name = o.file.filename().string();
     const auto t0 = Clock::now();
+    // Records done, the rate and the time left: a line on `err` while it runs, and the metrics
+    // file (if asked for) then and at the end.
+    auto progress = [&](size_t done, size_t total, const char* status) {
+        double s = std::chrono::duration<double>(Clock::now() - t0).count();
+        double rate = s > 0 ? done / s : 0, left = rate > 0 ? (std::max(total, done) - done) / rate : 0;
+        if (std::string(status) == "running") {
+            char line[200];
+            std::snprintf(line, sizeof line, "%s: %zu of about %zu records (%.0f%%), %.0f records/s, about %.0f s left\n",
+                          name.c_str(), done, total, 100.0 * done / std::max<size_t>(total, 1), rate, left);
+            err << line << std::flush;
+        }
+        if (o.metrics_file.empty()) return;
+        std::string label = "file=\"" + prom_label(name) + "\"";
+        std::ostringstream m;
+        m << "# HELP renkei_load_records Records of the file renkei load is loading.\n# TYPE renkei_load_records gauge\n"
+          << "renkei_load_records{" << label << ",state=\"total\"} " << total << "\n"
+          << "renkei_load_records{" << label << ",state=\"done\"} " << done << "\n"
+          << "# TYPE renkei_load_records_per_second gauge\nrenkei_load_records_per_second{" << label << "} " << rate << "\n"
+          << "# TYPE renkei_load_seconds_left gauge\nrenkei_load_seconds_left{" << label << "} " << left << "\n"
+          << "# TYPE renkei_load_status gauge\nrenkei_load_status{" << label << ",status=\"" << status << "\"} 1\n";
+        try {
+            write_atomic(o.metrics_file, m.str());
+        } catch (const std::exception& e) {
+            err << "renkei load: metrics: " << e.what() << "\n";
+        }
+    };
     std::optional<Failed> failed;
     std::vector<Row> rejected;
     size_t records = 0, loaded = 0;
-    std::string bytes = read_whole(o.file, o.max_bytes, failed);
-    std::string digest;
-    if (!failed) {
-        crypto::Sha256 sha;
-        sha.update(bytes.data(), bytes.size());
-        digest = crypto::to_hex(sha.peek());
+    std::string bytes, digest;
+    try {
+        auto sr = read_stable(o.file, o.max_bytes, 0, [](int64_t) { return true; });
+        if (sr.outcome == StableRead::vanished)
+            failed = Failed{"file", "file.unreadable", "file: " + o.file.string() + " does not exist"};
+        else if (sr.outcome == StableRead::too_big)
+            failed = Failed{"file", "file.too_big",
+                            "file: " + sr.detail + ", more than --max-bytes (" + std::to_string(o.max_bytes) +
+                                "); nothing of it was loaded: split it"};
+        else if (sr.outcome == StableRead::replaced)
+            failed = Failed{"file", "file.replaced",
+                            "file: replaced while it was being read (" + sr.detail +
+                                "); nothing of it was loaded: load it once it is complete"};
+        bytes = std::move(sr.bytes);
+        digest = std::move(sr.digest);
+    } catch (const std::exception& e) {
+        failed = Failed{"file", "file.unreadable", std::string("file: ") + e.what()};
     }
 
     if (!failed) {
@@ -388,12 +370,7 @@ int run_load(const LoadOptions& o, std::ostream& out, std::ostream& err) {
                 done += c->checked;
                 if (std::chrono::duration<double>(Clock::now() - last_report).count() >= o.progress_interval_s) {
                     last_report = Clock::now();
-                    double s = std::chrono::duration<double>(last_report - t0).count();
-                    char line[200];
-                    std::snprintf(line, sizeof line, "%s: %zu of about %zu records (%.0f%%), %.0f records/s, about %.0f s left\n",
-                                  name.c_str(), done, expected, 100.0 * done / std::max<size_t>(expected, 1), done / s,
-                                  (std::max(expected, done) - done) / (done / s));
-                    err << line << std::flush;
+                    progress(done, expected, "running");
                 }
             }
             join();
@@ -433,9 +410,10 @@ int run_load(const LoadOptions& o, std::ostream& out, std::ostream& err) {
     for (auto& r : rejected)
         text += std::to_string(r.line) + "\t" + clean(r.code) + "\trejected\t" + clean(r.by) + "\t" + clean(r.field) + "\t" +
                 clean(r.rule) + "\t" + clean(r.message) + "\t-\n";
+    progress(failed ? 0 : records, records, failed ? "failed" : "loaded");
     std::string result_error;
     try {
-        write_new(result, text);
+        write_atomic(result, text, false);
     } catch (const std::exception& e) {
         result_error = e.what();
     }

@@ -30,6 +30,7 @@ struct LoadOptions {
     // the store's search indexes built after its rows rather than row by row.
     size_t rebuild_from = 10000;
     double progress_interval_s = 1;                 // between progress lines on `err`
+    std::filesystem::path metrics_file;             // Prometheus text, rewritten with each line and at the end
 };
 
 // Exit codes of `renkei load`.
