@@ -638,6 +638,19 @@ protected:
                           "csv-utf8.toml" + extra);
     }
     std::unique_ptr<juki::Store> store() { return juki::open_store(juki::store_location(get())); }
+    // Loads `file` holding `text`, which must load nothing: exit 1, `says` in the output, a result
+    // with status failed whose error line starts with `error` (field TAB rule TAB).
+    Result expect_nothing_loaded(const std::string& file, const std::string& text, const std::string& extra,
+                                 const std::string& says, const std::string& error) {
+        write_file(tmp / file, text);
+        auto run = load(file, extra);
+        EXPECT_EQ(run.code, 1) << run.output;
+        EXPECT_NE(run.output.find(says), std::string::npos) << run.output;
+        auto r = parse_result(read_file(tmp / (file + ".result")));
+        EXPECT_EQ(r.header["status"], "failed");
+        EXPECT_EQ(r.header["error"].rfind(error, 0), 0u) << r.header["error"];
+        return r;
+    }
     std::string audit_text() {
         std::string all;
         for (auto& e : fs::directory_iterator(tmp / "data" / "audit"))
@@ -737,21 +750,13 @@ TEST_P(LegacyLoad, AFileThatCannotBeUsedLoadsNothingAndSaysWhy) {
     auto rs = residents(500, 5);
     numbers(rs);
     // Too big: refused unread.
-    write_file(tmp / "big.csv", w.file(rs));
-    auto run = load("big.csv", " --max-bytes 100");
-    EXPECT_EQ(run.code, 1) << run.output;
-    EXPECT_NE(run.output.find("nothing loaded: file (file.too_big)"), std::string::npos) << run.output;
-    auto r = parse_result(read_file(tmp / "big.csv.result"));
-    EXPECT_EQ(r.header["status"], "failed");
-    EXPECT_EQ(r.header["error"].rfind("file\tfile.too_big\tfile: ", 0), 0u) << r.header["error"];
+    expect_nothing_loaded("big.csv", w.file(rs), " --max-bytes 100", "nothing loaded: file (file.too_big)",
+                          "file\tfile.too_big\tfile: ");
     // A header that lacks a column the profile maps: refused whole, nothing of it in the store.
     auto text = w.file(rs);
     text.replace(text.find("氏名フリガナ"), std::string("氏名フリガナ").size(), "ふりがな");
-    write_file(tmp / "header.csv", text);
-    run = load("header.csv");
-    EXPECT_EQ(run.code, 1) << run.output;
-    EXPECT_NE(run.output.find("csv.header"), std::string::npos) << run.output;
-    EXPECT_EQ(parse_result(read_file(tmp / "header.csv.result")).header["records"], "0; loaded: 0; rejected: 0");
+    auto r = expect_nothing_loaded("header.csv", text, "", "csv.header", "person.name.kana\tcsv.header\t");
+    EXPECT_EQ(r.header["records"], "0; loaded: 0; rejected: 0");
     EXPECT_EQ(store()->count(), 0u);
     auto audit = audit_text();
     EXPECT_NE(audit.find("\tjuki.load\tmuni:131016\tjlis:juki\tjuki-30-7\tops:sato\tfailed\t"), std::string::npos) << audit;
@@ -792,13 +797,7 @@ TEST_P(LegacyLoad, AStoreFailureInTheMiddleKeepsNothingOfTheFile) {
         sqlite3_close(db);
         ASSERT_EQ(rc, SQLITE_OK) << why;
     }
-    write_file(tmp / "all.csv", w.file(rs));
-    auto run = load("all.csv", " --index-rebuild-from 1");
-    EXPECT_EQ(run.code, 1) << run.output;
-    EXPECT_NE(run.output.find("disk full (injected)"), std::string::npos) << run.output;
-    auto r = parse_result(read_file(tmp / "all.csv.result"));
-    EXPECT_EQ(r.header["status"], "failed");
-    EXPECT_EQ(r.header["error"].rfind("store\tstore.write\t", 0), 0u) << r.header["error"];
+    expect_nothing_loaded("all.csv", w.file(rs), " --index-rebuild-from 1", "disk full (injected)", "store\tstore.write\t");
     EXPECT_EQ(backend.rows("jlis", "SELECT count(*) FROM residents")[0][0], "0");
     EXPECT_EQ(backend.rows("jlis", backend.pg() ? "SELECT count(*) FROM pg_indexes WHERE schemaname = current_schema()"
                                                   " AND indexname = 'residents_number'"
