@@ -775,6 +775,11 @@ struct Links::Impl {
     }
 };
 
+namespace {
+constexpr const char* kOutboxLabel = "where=\"outbox\"";
+constexpr const char* kMemoryLabel = "where=\"memory\"";
+} // namespace
+
 Links::Links(const HostConfig& config, std::shared_ptr<const NodeKeys> keys, Router& router, Metrics& metrics,
              std::function<int64_t()> clock)
     : impl_(std::make_unique<Impl>(config, keys, router, metrics, std::move(clock))) {}
@@ -797,6 +802,10 @@ void Links::start() {
     // incoming message needs takes no file lock.
     m.dedup = std::make_unique<InboxDedup>(m.config.data_dir / "inbox.db", sqlite::OpenOptions{.exclusive = true});
     m.unacked = m.outbox->size();
+    // What waits for a next hop's acknowledgement, on /metrics: in the outbox (durable links, held
+    // messages, memory links past their limits) and in memory (delivery = "memory").
+    m.metrics.gauge("renkei_links_unacknowledged", kOutboxLabel, [&m] { return static_cast<double>(m.outbox->size()); });
+    m.metrics.gauge("renkei_links_unacknowledged", kMemoryLabel, [&m] { return static_cast<double>(m.in_flight_count()); });
 
     TransportOptions to;
     to.node_id = m.config.node_id;
@@ -849,6 +858,8 @@ void Links::start() {
 
 void Links::stop() {
     auto& m = *impl_;
+    m.metrics.remove_gauges_with_label(kOutboxLabel);
+    m.metrics.remove_gauges_with_label(kMemoryLabel);
     {
         std::lock_guard lock(m.mutex);
         if (m.stopping) return;

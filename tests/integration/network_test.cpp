@@ -370,6 +370,9 @@ TEST(Network, MemoryDeliveryResendsFromMemoryAndDeadLettersAfterTheLastAttempt) 
     EXPECT_EQ(muni.links_pending(), 3u);
     const auto outbox = tmp / "data-muni_131016" / "outbox.db";
     EXPECT_EQ(sqlite_scalar(outbox, "SELECT count(*) FROM outbox"), 0) << "waiting in memory, not in the outbox";
+    auto metrics = muni.metrics().render();
+    EXPECT_NE(metrics.find("renkei_links_unacknowledged{where=\"memory\"} 3\n"), std::string::npos) << metrics;
+    EXPECT_NE(metrics.find("renkei_links_unacknowledged{where=\"outbox\"} 0\n"), std::string::npos) << metrics;
 
     // Each of the 20 sends is followed by a wait of 5-10 s on the host's clock.
     for (int i = 0; i < 200 && muni.links_pending() > 0; ++i) {
@@ -465,11 +468,15 @@ TEST(Network, MemoryDeliveryPastItsLimitsWaitsInTheOutbox) {
     forward(5);
     wait_pending(5);
     EXPECT_EQ(sqlite_scalar(outbox, "SELECT count(*) FROM outbox"), 3) << "two in memory, three past the limit of two messages";
+    auto shown = metrics.render();
+    EXPECT_NE(shown.find("renkei_links_unacknowledged{where=\"memory\"} 2\n"), std::string::npos) << shown;
+    EXPECT_NE(shown.find("renkei_links_unacknowledged{where=\"outbox\"} 3\n"), std::string::npos) << shown;
     links.set_in_flight_limits(100, 0); // no bytes left
     forward(1);
     wait_pending(6);
     EXPECT_EQ(sqlite_scalar(outbox, "SELECT count(*) FROM outbox"), 4) << "past the limit of bytes";
     links.stop();
+    EXPECT_EQ(metrics.render().find("renkei_links_unacknowledged"), std::string::npos) << "gauges outlived the links";
 }
 
 namespace {
