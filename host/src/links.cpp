@@ -178,12 +178,12 @@ struct Links::Impl {
     std::mutex flight_mutex;
     std::unordered_map<MessageId, InFlight, IdHash> in_flight;
     std::multimap<int64_t, Round> flight_rounds; // by when they are due again
-    size_t in_flight_bytes = 0, max_in_flight = 65536, max_in_flight_bytes = size_t(256) << 20;
+    size_t in_flight_bytes = 0, max_in_flight, max_in_flight_bytes; // [links] in_flight_messages, in_flight_mib
     uint64_t rounds_made = 0;
     std::mt19937_64 flight_rng{std::random_device{}()};
-    // The newest 2^20 ids taken from memory peers (under `mutex`): a copy sent again later than
-    // that many others is taken again.
-    RecentSet<MessageId, IdHash> memory_seen{size_t(1) << 20};
+    // The newest ids taken from memory peers ([links] memory_dedup_ids, 2^20; under `mutex`): a
+    // copy sent again later than that many others is taken again.
+    RecentSet<MessageId, IdHash> memory_seen;
 
     bool trust_set = false;
     void apply_trust(const std::map<std::string, PeerKeys>& keys, int64_t expires_ms) {
@@ -208,7 +208,9 @@ struct Links::Impl {
     }
 
     Impl(const HostConfig& c, std::shared_ptr<const NodeKeys> k, Router& r, Metrics& m, std::function<int64_t()> clk)
-        : config(c), keys_now(std::move(k)), router(r), metrics(m), clock(std::move(clk)), calendar(c.calendar) {}
+        : config(c), keys_now(std::move(k)), router(r), metrics(m), clock(std::move(clk)), calendar(c.calendar),
+          max_in_flight(c.links.in_flight_messages), max_in_flight_bytes(c.links.in_flight_bytes),
+          memory_seen(c.links.memory_dedup_ids) {}
 
     // The [[hours]] rule governing `type`, if any.
     const HoursRule* hours_rule(const std::string& type) const {

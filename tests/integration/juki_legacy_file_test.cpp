@@ -672,10 +672,11 @@ TEST_P(LegacyLoad, LoadsFirstRecordsOnceAndListsEveryRejectionWithFieldAndRule) 
     EXPECT_EQ(first.header["status"], "loaded");
     EXPECT_EQ(first.header["records"], "8; loaded: 8; rejected: 0");
     EXPECT_TRUE(first.lines.empty());
-    if (!backend.pg()) // rebuilt by the load (before store() below could create them)
+    if (!backend.pg()) { // rebuilt by the load (before store() below could create them)
         EXPECT_EQ(backend.rows("jlis", "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name IN "
                                        "('residents_number', 'residents_name', 'residents_kana', 'residents_municipality')")[0][0],
                   "4");
+    }
     {
         auto s = store();
         EXPECT_EQ(s->count(), 8u);

@@ -444,12 +444,12 @@ TEST(Network, MemoryDeliveryPastItsLimitsWaitsInTheOutbox) {
     Network net(tmp);
     net.keys_for("pref:13");
     auto cfg = net.config({"muni:131016", false, {}, {{"pref:13", {"*"}}}, {}, false, true}); // pref:13 never runs
+    cfg.links.in_flight_messages = 2; // [links] in_flight_messages
     Metrics metrics;
     Router router("muni:131016", metrics);
     Links links(cfg, std::make_shared<const NodeKeys>(load_node_keys(cfg.keys_dir)), router, metrics,
                 [] { return std::chrono::duration_cast<std::chrono::milliseconds>(
                                 std::chrono::system_clock::now().time_since_epoch()).count(); });
-    links.set_in_flight_limits(2, size_t(1) << 20);
     links.start();
     auto forward = [&](int n) {
         for (int i = 0; i < n; ++i) {

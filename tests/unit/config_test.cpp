@@ -565,3 +565,25 @@ TEST(Config, CalendarHoursTrustSigningAndDeliverySettings) {
     EXPECT_EQ(issues_for(issues, "node.trust_store").size(), 1u) << dump(issues);
     EXPECT_EQ(issues_for(issues, "node.trust_root").size(), 1u) << dump(issues);
 }
+
+TEST(Config, LinksMemoryLimits) {
+    TempDir tmp;
+    write_file(tmp / "node.toml", "[node]\nid = \"muni:131016\"\n");
+    auto defaults = load_config(tmp / "node.toml");
+    EXPECT_EQ(defaults.links.in_flight_messages, 65536u);
+    EXPECT_EQ(defaults.links.in_flight_bytes, size_t(256) << 20);
+    EXPECT_EQ(defaults.links.memory_dedup_ids, size_t(1) << 20);
+    write_file(tmp / "node.toml",
+               "[node]\nid = \"muni:131016\"\n[links]\nin_flight_messages = 1000\nin_flight_mib = 8\nmemory_dedup_ids = 5000\n");
+    auto cfg = load_config(tmp / "node.toml");
+    EXPECT_EQ(cfg.links.in_flight_messages, 1000u);
+    EXPECT_EQ(cfg.links.in_flight_bytes, size_t(8) << 20);
+    EXPECT_EQ(cfg.links.memory_dedup_ids, 5000u);
+    auto issues = check_with_node(tmp, "[links]\nin_flight_messages = 0\nin_flight_mib = \"lots\"\nmemory_dedup_ids = 1.5\n"
+                                       "in_flight = 3\n");
+    auto file = tmp / "node.toml";
+    expect_issue(issues, file, "links.in_flight_messages", 4, "must be a whole number from 1 to 16777216");
+    expect_issue(issues, file, "links.in_flight_mib", 5, "must be a whole number from 1 to 65536");
+    expect_issue(issues, file, "links.memory_dedup_ids", 6, "must be a whole number from 1 to 268435456");
+    expect_issue(issues, file, "links.in_flight", 7, "unknown key");
+}

@@ -35,6 +35,13 @@ struct PeerConfig {
     bool memory_delivery = false;
 };
 
+// [links]: what the links keep in memory for peers with delivery = "memory".
+struct LinksConfig {
+    size_t in_flight_messages = 65536;          // sent, unacknowledged, held in memory; past it: the outbox
+    size_t in_flight_bytes = size_t(256) << 20; // the same in bytes (in_flight_mib)
+    size_t memory_dedup_ids = size_t(1) << 20;  // ids taken from memory peers remembered (the newest)
+};
+
 struct HostConfig {
     std::filesystem::path source;        // the file it came from
     std::string node_id;                 // e.g. "muni:131016"
@@ -51,6 +58,7 @@ struct HostConfig {
     std::vector<PeerConfig> peers;
     CalendarConfig calendar;       // [calendar]: operating days and the common operating window
     std::vector<HoursRule> hours;  // [[hours]]: message types that keep to the window
+    LinksConfig links;             // [links]
 };
 
 struct ConfigIssue {
