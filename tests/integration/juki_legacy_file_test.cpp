@@ -730,6 +730,19 @@ TEST_P(LegacyLoad, LoadsFirstRecordsOnceAndListsEveryRejectionWithFieldAndRule) 
         EXPECT_FALSE(s->get(other_number.code));
     }
 
+    // A file named without a folder, as an operator types it in the media's folder: the result
+    // goes beside it.
+    auto third = residents(410, 1);
+    numbers(third);
+    write_file(tmp / "third.csv", w.file(third));
+    auto cwd = fs::current_path();
+    fs::current_path(tmp.path());
+    run = run_renkei("load third.csv --config " + config.string() + " --operator ops:sato --purpose juki-30-7"
+                     " --municipality 131016 --profile " + kProfiles + "csv-utf8.toml");
+    fs::current_path(cwd);
+    EXPECT_EQ(run.code, 0) << run.output;
+    EXPECT_EQ(parse_result(read_file(tmp / "third.csv.result")).header["records"], "1; loaded: 1; rejected: 0");
+
     // A result is never overwritten: the same file again does not start.
     run = load("second.csv");
     EXPECT_EQ(run.code, 2) << run.output;
@@ -743,7 +756,7 @@ TEST_P(LegacyLoad, LoadsFirstRecordsOnceAndListsEveryRejectionWithFieldAndRule) 
     EXPECT_EQ(audit.find(rs[10].number), std::string::npos) << "a 個人番号 in the audit trail";
     auto verified = verify_audit(tmp / "data" / "audit");
     EXPECT_TRUE(verified.ok) << verified.error;
-    EXPECT_EQ(verified.records, 2u);
+    EXPECT_EQ(verified.records, 3u);
 }
 
 TEST_P(LegacyLoad, AFileThatCannotBeUsedLoadsNothingAndSaysWhy) {

@@ -139,7 +139,7 @@ StableRead read_stable(const std::filesystem::path& path, uint64_t max_bytes, in
 }
 
 void write_atomic(const std::filesystem::path& path, const std::string& content, bool replace) {
-    auto dir = path.parent_path();
+    auto dir = path.parent_path().empty() ? std::filesystem::path(".") : path.parent_path(); // "name": here
     std::filesystem::create_directories(dir);
     auto tmp = dir / ("." + path.filename().string() + ".tmp-" + std::to_string(::getpid()));
     {

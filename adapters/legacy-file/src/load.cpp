@@ -449,7 +449,7 @@ int run_load(const LoadOptions& o, std::ostream& out, std::ostream& err) {
     }
     if (!result_error.empty()) {
         err << "renkei load: " << result_error << "\n";
-        return kLoadFailed;
+        return failed ? kLoadFailed : kLoadNoResult;
     }
     out << "  result: " << result.string() << "\n";
     return failed ? kLoadFailed : kLoadDone;

@@ -37,6 +37,7 @@ struct LoadOptions {
 constexpr int kLoadDone = 0;        // loaded; rejected records (if any) are in the result file
 constexpr int kLoadFailed = 1;      // nothing loaded: why is in the result file, on `err` and audited
 constexpr int kLoadCannotStart = 2; // bad options, configuration or store; nothing loaded or audited
+constexpr int kLoadNoResult = 3;    // loaded, but the result file could not be written (the audit record says so)
 
 int run_load(const LoadOptions& options, std::ostream& out, std::ostream& err);
 
