@@ -324,7 +324,10 @@ int run_load(const LoadOptions& o, std::ostream& out, std::ostream& err) {
         po.gaiji = gaiji ? &*gaiji : nullptr;
         po.every = std::max<size_t>(1, o.chunk / 4);
         po.on_records = [&feed](const Record* records, size_t n) { feed.publish(records, n, false); };
-        const size_t expected = static_cast<size_t>(std::count(bytes.begin(), bytes.end(), '\n'));
+        // Records to expect (for the progress and the index decision): lines, or fixed records back to back.
+        const size_t expected = profile.format == Format::fixed && profile.line_end == LineEnd::none
+                                    ? bytes.size() / std::max<size_t>(profile.record_bytes, 1)
+                                    : static_cast<size_t>(std::count(bytes.begin(), bytes.end(), '\n'));
         std::vector<Row> refused; // by the checker; joins `rejected` after it finished
         std::thread parser([&] {
             parsed = parse(bytes, profile, po);
