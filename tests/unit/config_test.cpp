@@ -581,9 +581,10 @@ TEST(Config, LinksMemoryLimits) {
     EXPECT_EQ(cfg.links.memory_dedup_ids, 5000u);
     auto issues = check_with_node(tmp, "[links]\nin_flight_messages = 0\nin_flight_mib = \"lots\"\nmemory_dedup_ids = 1.5\n"
                                        "in_flight = 3\n");
-    auto file = tmp / "node.toml";
-    expect_issue(issues, file, "links.in_flight_messages", 4, "must be a whole number from 1 to 16777216");
-    expect_issue(issues, file, "links.in_flight_mib", 5, "must be a whole number from 1 to 65536");
-    expect_issue(issues, file, "links.memory_dedup_ids", 6, "must be a whole number from 1 to 268435456");
-    expect_issue(issues, file, "links.in_flight", 7, "unknown key");
+    const std::tuple<const char*, int, const char*> expected[] = {
+        {"links.in_flight_messages", 4, "must be a whole number from 1 to 16777216"},
+        {"links.in_flight_mib", 5, "must be a whole number from 1 to 65536"},
+        {"links.memory_dedup_ids", 6, "must be a whole number from 1 to 268435456"},
+        {"links.in_flight", 7, "unknown key"}};
+    for (auto& [key, line, says] : expected) expect_issue(issues, tmp / "node.toml", key, line, says);
 }
