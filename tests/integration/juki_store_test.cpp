@@ -404,8 +404,12 @@ TEST_P(JukiStore, LoadRecordsFirstVersionsAndRefusesAResidentAlreadyThereAsAWhol
         return mb;
     };
     auto a = list(0, 1000);
+    EXPECT_EQ(s->count_up_to(10), 0u);
     s->load(a->getRoot<IdentityUpdate>().getRecords().asReader(), 42);
     EXPECT_EQ(s->count(), 1000u);
+    EXPECT_EQ(s->count_up_to(10), 10u);
+    EXPECT_EQ(s->count_up_to(1000), 1000u);
+    EXPECT_EQ(s->count_up_to(5000), 1000u);
     auto r = s->get("00040000999");
     ASSERT_TRUE(r);
     EXPECT_EQ(r->updated_ms, 42);

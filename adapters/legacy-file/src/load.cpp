@@ -363,7 +363,7 @@ int run_load(const LoadOptions& o, std::ostream& out, std::ostream& err) {
             juki::Store::Transaction tx(*store);
             // A file that brings at least as many residents as the store holds: the search indexes
             // are built after the rows, not row by row.
-            bool rebuild = expected >= o.rebuild_from && expected >= store->count();
+            bool rebuild = expected >= o.rebuild_from && store->count_up_to(expected + 1) <= expected;
             if (rebuild) store->drop_search_indexes();
             auto last_report = Clock::now();
             size_t done = 0;

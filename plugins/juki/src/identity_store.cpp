@@ -334,6 +334,13 @@ uint64_t SqliteIdentityStore::count() {
     return static_cast<uint64_t>(q.num(0));
 }
 
+uint64_t SqliteIdentityStore::count_up_to(uint64_t limit) {
+    Stmt q(db_, "SELECT count(*) FROM (SELECT 1 FROM residents LIMIT ?1)");
+    q.integer(1, static_cast<int64_t>(std::min<uint64_t>(limit, INT64_MAX)));
+    q.row();
+    return static_cast<uint64_t>(q.num(0));
+}
+
 std::optional<std::vector<uint8_t>> SqliteIdentityStore::answer(const std::string& sender, const std::string& batch) {
     Stmt q(db_, "SELECT answer FROM answers WHERE sender = ?1 AND batch = ?2");
     q.text(1, sender).text(2, batch);

@@ -128,6 +128,9 @@ public:
     virtual std::vector<Resident> residents_of(const std::string& municipality, const std::string& after_code,
                                                size_t limit) = 0;
     virtual uint64_t count() = 0;
+    // min(count(), limit), reading at most `limit` rows: whether a store of 125 million residents
+    // holds more than a file brings costs the file's size, not the store's.
+    virtual uint64_t count_up_to(uint64_t limit) = 0;
 
     // Answers already given to (sender, batch).
     virtual std::optional<std::vector<uint8_t>> answer(const std::string& sender, const std::string& batch) = 0;
@@ -202,6 +205,7 @@ public:
     std::vector<Resident> residents_of(const std::string& municipality, const std::string& after_code,
                                        size_t limit) override;
     uint64_t count() override;
+    uint64_t count_up_to(uint64_t limit) override;
 
     std::optional<std::vector<uint8_t>> answer(const std::string& sender, const std::string& batch) override;
     void save_answer(const std::string& sender, const std::string& batch, const std::vector<uint8_t>& answer,

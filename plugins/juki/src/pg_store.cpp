@@ -403,6 +403,12 @@ uint64_t PgIdentityStore::count() {
     return static_cast<uint64_t>(c_->run("SELECT count(*) FROM residents").num(0, 0));
 }
 
+uint64_t PgIdentityStore::count_up_to(uint64_t limit) {
+    return static_cast<uint64_t>(c_->run("SELECT count(*) FROM (SELECT 1 FROM residents LIMIT $1) AS r",
+                                         Params().integer(static_cast<int64_t>(std::min<uint64_t>(limit, INT64_MAX))))
+                                     .num(0, 0));
+}
+
 std::optional<std::vector<uint8_t>> PgIdentityStore::answer(const std::string& sender, const std::string& batch) {
     auto r = c_->run("SELECT answer FROM answers WHERE sender = $1 AND batch = $2", Params().text(sender).text(batch));
     if (r.rows() == 0) return std::nullopt;

@@ -56,6 +56,7 @@ public:
     std::vector<Resident> residents_of(const std::string& municipality, const std::string& after_code,
                                        size_t limit) override;
     uint64_t count() override;
+    uint64_t count_up_to(uint64_t limit) override;
 
     std::optional<std::vector<uint8_t>> answer(const std::string& sender, const std::string& batch) override;
     void save_answer(const std::string& sender, const std::string& batch, const std::vector<uint8_t>& answer,
