@@ -167,6 +167,8 @@ int main(int argc, char** argv) {
     load_cmd->add_option("--gaiji", load_gaiji, "the municipality's 外字 table (default: the profile's)");
     load_cmd->add_option("--municipality", load.municipality, "whose file it is (全国地方公共団体コード, 6 digits)")->required();
     load_cmd->add_option("--result", load_result, "the result file (default FILE.result; never overwritten)");
+    load_cmd->add_flag("--dry-run", load.dry_run,
+                       "check every record against the store and write the result (status checked), but record nothing");
     load_cmd->add_option("--metrics", load_metrics, "a Prometheus text file kept up to date with the progress");
     load_cmd->add_option("--max-bytes", load.max_bytes, "a bigger file is refused unread (default 1 GiB)");
     load_cmd->add_option("--index-rebuild-from", load.rebuild_from,

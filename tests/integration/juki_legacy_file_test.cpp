@@ -698,6 +698,15 @@ TEST_P(LegacyLoad, LoadsFirstRecordsOnceAndListsEveryRejectionWithFieldAndRule) 
     numbers(fresh);
     second.push_back(fresh[0]);
     write_file(tmp / "second.csv", w.file(second));
+    // A dry run first: the same checks and counts, a result, an audit record; nothing recorded.
+    run = load("second.csv", " --dry-run --result " + (tmp / "second.check").string());
+    ASSERT_EQ(run.code, 0) << run.output;
+    EXPECT_NE(run.output.find("second.csv: checked against jlis:juki"), std::string::npos) << run.output;
+    auto check = parse_result(read_file(tmp / "second.check"));
+    EXPECT_EQ(check.header["status"], "checked (dry run: nothing recorded)");
+    EXPECT_EQ(check.header["records"], "6; would load: 2; rejected: 4");
+    EXPECT_EQ(check.lines.size(), 4u);
+    EXPECT_EQ(store()->count(), 8u);
     run = load("second.csv", " --metrics " + (tmp / "load.prom").string());
     ASSERT_EQ(run.code, 0) << run.output;
     auto metrics = read_file(tmp / "load.prom");
@@ -756,7 +765,9 @@ TEST_P(LegacyLoad, LoadsFirstRecordsOnceAndListsEveryRejectionWithFieldAndRule) 
     EXPECT_EQ(audit.find(rs[10].number), std::string::npos) << "a 個人番号 in the audit trail";
     auto verified = verify_audit(tmp / "data" / "audit");
     EXPECT_TRUE(verified.ok) << verified.error;
-    EXPECT_EQ(verified.records, 3u);
+    EXPECT_EQ(verified.records, 4u);
+    EXPECT_NE(audit.find("\tjuki.load.dry_run\tmuni:131016\tjlis:juki\tjuki-30-7\tops:sato\tok\t"), std::string::npos)
+        << audit;
 }
 
 TEST_P(LegacyLoad, AFileThatCannotBeUsedLoadsNothingAndSaysWhy) {

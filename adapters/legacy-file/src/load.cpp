@@ -360,15 +360,17 @@ int run_load(const LoadOptions& o, std::ostream& out, std::ostream& err) {
         };
         try {
             const int64_t now = wall_ms();
-            juki::Store::Transaction tx(*store);
+            // A dry run takes no write lock and writes nothing: it counts what would be recorded.
+            std::optional<juki::Store::Transaction> tx;
+            if (!o.dry_run) tx.emplace(*store);
             // A file that brings at least as many residents as the store holds: the search indexes
             // are built after the rows, not row by row.
-            bool rebuild = expected >= o.rebuild_from && store->count_up_to(expected + 1) <= expected;
+            bool rebuild = !o.dry_run && expected >= o.rebuild_from && store->count_up_to(expected + 1) <= expected;
             if (rebuild) store->drop_search_indexes();
             auto last_report = Clock::now();
             size_t done = 0;
             while (auto c = checked.pop()) {
-                store->load(c->message->getRoot<juki::IdentityUpdate>().getRecords().asReader(), now);
+                if (tx) store->load(c->message->getRoot<juki::IdentityUpdate>().getRecords().asReader(), now);
                 loaded += c->passed;
                 done += c->checked;
                 if (std::chrono::duration<double>(Clock::now() - last_report).count() >= o.progress_interval_s) {
@@ -387,7 +389,7 @@ int run_load(const LoadOptions& o, std::ostream& out, std::ostream& err) {
                 for (auto& r : parsed.rejected) rejected.push_back({r.line, r.resident_code, "load", r.field, r.rule, r.message});
                 rejected.insert(rejected.end(), refused.begin(), refused.end());
                 if (rebuild) store->build_search_indexes();
-                tx.commit();
+                if (tx) tx->commit();
             }
         } catch (const std::exception& e) {
             join();
@@ -401,19 +403,21 @@ int run_load(const LoadOptions& o, std::ostream& out, std::ostream& err) {
     std::sort(rejected.begin(), rejected.end(), [](const Row& a, const Row& b) { return a.line < b.line; });
     const double seconds = std::chrono::duration<double>(Clock::now() - t0).count();
 
-    std::string counts = "records: " + std::to_string(records) + "; loaded: " + std::to_string(loaded) +
+    const char* status = failed ? "failed" : o.dry_run ? "checked" : "loaded";
+    std::string counts = "records: " + std::to_string(records) + (o.dry_run ? "; would load: " : "; loaded: ") +
+                         std::to_string(loaded) +
                          "; rejected: " + std::to_string(failed ? 0 : rejected.size());
     // The legacy-file adapter's result layout (README.md); only the rejected records have a line.
     std::string text = "# legacy-file load (renkei load)\n# file: " + clean(name) + "\n# sha256: " +
                        (digest.empty() ? "-" : digest) + "\n# profile: " + profile.name + "\n# municipality: " +
                        o.municipality + "\n# into: " + config.node_id + " (" + store->describe() + ")\n# status: " +
-                       (failed ? "failed" : "loaded") + "\n# " + counts + "\n";
+                       status + (o.dry_run ? " (dry run: nothing recorded)" : "") + "\n# " + counts + "\n";
     if (failed) text += "# error: " + clean(failed->field) + "\t" + clean(failed->rule) + "\t" + clean(failed->message) + "\n";
     text += "line\tresidentCode\toutcome\tby\tfield\trule\tmessage\tjlis\n";
     for (auto& r : rejected)
         text += std::to_string(r.line) + "\t" + clean(r.code) + "\trejected\t" + clean(r.by) + "\t" + clean(r.field) + "\t" +
                 clean(r.rule) + "\t" + clean(r.message) + "\t-\n";
-    progress(failed ? 0 : records, records, failed ? "failed" : "loaded");
+    progress(failed ? 0 : records, records, status);
     std::string result_error;
     try {
         write_atomic(result, text, false);
@@ -424,7 +428,7 @@ int run_load(const LoadOptions& o, std::ostream& out, std::ostream& err) {
     AuditRecord a;
     a.time_ms = wall_ms();
     a.event = "admin";
-    a.type = "juki.load";
+    a.type = o.dry_run ? "juki.load.dry_run" : "juki.load";
     a.from = "muni:" + o.municipality;
     a.to = config.node_id;
     a.purpose = o.purpose;
@@ -442,7 +446,7 @@ int run_load(const LoadOptions& o, std::ostream& out, std::ostream& err) {
         err << "renkei load: " << name << ": nothing loaded: " << failed->field << " (" << failed->rule << ") "
             << failed->message << "\n";
     } else {
-        out << name << ": loaded into " << config.node_id << " (" << store->describe() << ") in " << rate << "\n  " << counts
+        out << name << (o.dry_run ? ": checked against " : ": loaded into ") << config.node_id << " (" << store->describe() << ") in " << rate << (o.dry_run ? " (dry run: nothing recorded)" : "") << "\n  " << counts
             << "\n";
         size_t shown = 0;
         for (auto& r : rejected) {

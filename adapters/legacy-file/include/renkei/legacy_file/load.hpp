@@ -25,6 +25,7 @@ struct LoadOptions {
     std::filesystem::path file;                     // the record file
     std::filesystem::path result;                   // default <file>.result; never overwritten
     uint64_t max_bytes = 1ull << 30;                // a bigger file is refused unread
+    bool dry_run = false;                           // check every record and write the result; record nothing
     size_t chunk = 10000;                           // records checked and written together
     // A file of at least this many lines, and at least as many as the store holds residents, has
     // the store's search indexes built after its rows rather than row by row.
