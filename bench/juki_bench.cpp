@@ -92,9 +92,10 @@ void fill(juki::IdentityRecord::Builder r, const std::string& code, const std::s
     c.setDay(2);
 }
 
-double cpu_seconds() {
+// CPU seconds of this process (RUSAGE_SELF) or of its finished children (RUSAGE_CHILDREN).
+double cpu_seconds(int who = RUSAGE_SELF) {
     rusage u{};
-    getrusage(RUSAGE_SELF, &u);
+    getrusage(who, &u);
     return u.ru_utime.tv_sec + u.ru_stime.tv_sec + (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
 }
 
@@ -442,7 +443,6 @@ double import(const std::filesystem::path& build_dir, bool pg, const std::filesy
     return total / s;
 }
 
-
 // 4. The same file on media, loaded at J-LIS straight into the national store with `renkei load`
 //    (the renkei binary, as an operator runs it: configuration, profile, parse, the juki checks
 //    with the 個人番号 registry, one transaction, the result file, the audit record). Records/s
@@ -474,16 +474,11 @@ double load(const std::filesystem::path& build_dir, bool pg, const std::filesyst
                       (tmp / "node.toml").string() + "' --operator bench --purpose juki-30-7 --profile '" +
                       RENKEI_SOURCE_DIR + "/adapters/legacy-file/profiles/csv-utf8.toml' --municipality 131016";
     std::fflush(stdout);
-    rusage before{}, after{};
-    getrusage(RUSAGE_CHILDREN, &before);
+    double cpu0 = cpu_seconds(RUSAGE_CHILDREN);
     auto t0 = Clock::now();
     int rc = std::system(cmd.c_str());
     double s = std::chrono::duration<double>(Clock::now() - t0).count();
-    getrusage(RUSAGE_CHILDREN, &after);
-    auto secs = [](const rusage& u) {
-        return u.ru_utime.tv_sec + u.ru_stime.tv_sec + (u.ru_utime.tv_usec + u.ru_stime.tv_usec) / 1e6;
-    };
-    double cpu = secs(after) - secs(before);
+    double cpu = cpu_seconds(RUSAGE_CHILDREN) - cpu0;
     auto text = read_file(file.string() + ".result");
     auto at = text.find("# records: ");
     std::string counts = at == std::string::npos ? "?" : text.substr(at + 11, text.find('\n', at) - at - 11);

@@ -166,6 +166,12 @@ void write_atomic(const std::filesystem::path& path, const std::string& content,
     fsync_dir(dir);
 }
 
+std::string tsv_cell(std::string s) {
+    for (auto& c : s)
+        if (c == '\t' || c == '\n' || c == '\r') c = ' ';
+    return s;
+}
+
 std::string prom_label(const std::string& s) {
     std::string out;
     for (char c : s) {

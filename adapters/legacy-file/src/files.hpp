@@ -37,6 +37,9 @@ std::string sha256_hex(const void* data, size_t size);
 // Without `replace`, an existing `path` is kept and the call throws.
 void write_atomic(const std::filesystem::path& path, const std::string& content, bool replace = true);
 
+// `s` as one cell of a tab-separated result line (tabs and line ends become spaces).
+std::string tsv_cell(std::string s);
+
 // `s` as a Prometheus label value (backslash, quote and line end escaped).
 std::string prom_label(const std::string& s);
 

@@ -36,12 +36,6 @@ using renkei::sdk::Error;
 
 constexpr uint32_t kMaxBatch = 10000; // juki's limit per IdentityUpdate
 
-std::string clean(std::string s) { // one TSV cell
-    for (auto& c : s)
-        if (c == '\t' || c == '\n' || c == '\r') c = ' ';
-    return s;
-}
-
 class LegacyFile : public renkei::sdk::Plugin {
 public:
     using Plugin::Plugin;
@@ -342,8 +336,8 @@ private:
         auto target = predict(failed_, name, suffix);
         std::ostringstream out;
         out << "# legacy-file result (renkei)\n# file: " << name << "\n# sha256: " << (digest.empty() ? "-" : digest)
-            << "\n# profile: " << profile_.name << "\n# status: failed\n# error: " << clean(why.field) << "\t"
-            << clean(why.rule) << "\t" << clean(why.message) << "\n";
+            << "\n# profile: " << profile_.name << "\n# status: failed\n# error: " << lf::tsv_cell(why.field) << "\t"
+            << lf::tsv_cell(why.rule) << "\t" << lf::tsv_cell(why.message) << "\n";
         if (why.line) out << "# at: line " << why.line << ", byte " << why.byte << "\n";
         out << "# records: 0; accepted: 0; rejected: 0\n";
         lf::write_atomic(results_ / (target.filename().string() + ".result"), out.str());
@@ -419,8 +413,9 @@ private:
             std::string jlis = r.jlis;
             if (jlis.empty()) jlis = r.by == "adapter" || r.by == node_ || r.outcome == "pending" ? "-" : "pending";
             if (jlis == "-" && r.outcome == "accepted") jlis = "pending";
-            out << r.line << "\t" << clean(r.code) << "\t" << r.outcome << "\t" << clean(r.by) << "\t" << clean(r.field) << "\t"
-                << clean(r.rule) << "\t" << clean(r.message) << "\t" << jlis << "\n";
+            out << r.line << "\t" << lf::tsv_cell(r.code) << "\t" << r.outcome << "\t" << lf::tsv_cell(r.by) << "\t"
+                << lf::tsv_cell(r.field) << "\t" << lf::tsv_cell(r.rule) << "\t" << lf::tsv_cell(r.message) << "\t" << jlis
+                << "\n";
         }
         return out.str();
     }

@@ -26,7 +26,6 @@
 #include <thread>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <optional>
 #include <ostream>
 #include <sstream>
@@ -43,12 +42,6 @@ int64_t wall_ms() {
         .count();
 }
 
-std::string clean(std::string s) { // one TSV cell
-    for (auto& c : s)
-        if (c == '\t' || c == '\n' || c == '\r') c = ' ';
-    return s;
-}
-
 // Why nothing of the file was loaded.
 struct Failed {
     std::string field, rule, message;
@@ -59,7 +52,7 @@ struct Row {
     std::string code, by, field, rule, message; // by: "load" (the profile's rules) or the node (juki's)
 };
 
-// Records handed from the parser's thread to the writer's.
+// Records handed from the parser's thread to the checker's.
 class Feed {
 public:
     void publish(const Record* records, size_t n, bool done) {
@@ -249,9 +242,7 @@ int run_load(const LoadOptions& o, std::ostream& out, std::ostream& err) {
     std::unique_ptr<AuditLog> audit;
     try {
         auto where = juki::store_location(settings);
-        juki::StoreOptions so;
-        so.search_indexes = role != "cs"; // as the plugin opens it
-        so.cache_kib = (role == "national" ? 512 : 32) * 1024;
+        auto so = juki::store_options(settings, role); // as the plugin opens it
         store = juki::open_store(where, {}, so);
         so.search_indexes = false; // the checker's connection: it reads by 住民票コード only
         reader = juki::open_store(where, {}, so);
@@ -408,15 +399,15 @@ int run_load(const LoadOptions& o, std::ostream& out, std::ostream& err) {
                          std::to_string(loaded) +
                          "; rejected: " + std::to_string(failed ? 0 : rejected.size());
     // The legacy-file adapter's result layout (README.md); only the rejected records have a line.
-    std::string text = "# legacy-file load (renkei load)\n# file: " + clean(name) + "\n# sha256: " +
+    std::string text = "# legacy-file load (renkei load)\n# file: " + tsv_cell(name) + "\n# sha256: " +
                        (digest.empty() ? "-" : digest) + "\n# profile: " + profile.name + "\n# municipality: " +
                        o.municipality + "\n# into: " + config.node_id + " (" + store->describe() + ")\n# status: " +
                        status + (o.dry_run ? " (dry run: nothing recorded)" : "") + "\n# " + counts + "\n";
-    if (failed) text += "# error: " + clean(failed->field) + "\t" + clean(failed->rule) + "\t" + clean(failed->message) + "\n";
+    if (failed) text += "# error: " + tsv_cell(failed->field) + "\t" + tsv_cell(failed->rule) + "\t" + tsv_cell(failed->message) + "\n";
     text += "line\tresidentCode\toutcome\tby\tfield\trule\tmessage\tjlis\n";
     for (auto& r : rejected)
-        text += std::to_string(r.line) + "\t" + clean(r.code) + "\trejected\t" + clean(r.by) + "\t" + clean(r.field) + "\t" +
-                clean(r.rule) + "\t" + clean(r.message) + "\t-\n";
+        text += std::to_string(r.line) + "\t" + tsv_cell(r.code) + "\trejected\t" + tsv_cell(r.by) + "\t" + tsv_cell(r.field) + "\t" +
+                tsv_cell(r.rule) + "\t" + tsv_cell(r.message) + "\t-\n";
     progress(failed ? 0 : records, records, status);
     std::string result_error;
     try {

@@ -8,7 +8,6 @@
 // ../README.md lists every message type with its sender, receiver and legal basis.
 #include "identity_store.hpp"
 #include "numbers.hpp"
-#include "pg_store.hpp"
 #include "records.hpp"
 #include "settings.hpp"
 
@@ -112,8 +111,10 @@ public:
                         "settings.role", "juki.role");
         const Settings settings = [this](const char* key) { return host().config(key); };
         StoreLocation where;
+        StoreOptions o;
         try {
             where = store_location(settings);
+            o = store_options(settings, role_);
             if (role_ == "national") numbers_ = open_numbers(settings, where);
         } catch (const SettingError& e) {
             throw Error(RENKEI_ERR_INVALID, e.what(), e.field, e.rule);
@@ -122,9 +123,6 @@ public:
         r.history_ms = years("retention_history_years", 150);
         r.removed_ms = years("retention_removed_years", 150);
         r.provisions_ms = years("retention_provision_years", 7);
-        StoreOptions o;
-        o.search_indexes = role_ != "cs"; // a CS answers no queries
-        o.cache_kib = static_cast<int64_t>(number("store_cache_mib", role_ == "national" ? 512 : 32, 1, 1 << 20)) * 1024;
         store_ = open_store(where, r, o);
         if (role_ != "cs") {
             // Batch queries by 個人番号 read through one connection per core (setting query_threads).
@@ -198,16 +196,11 @@ private:
 
     // A numeric setting in [min, max]; anything else stops the start with the setting's name.
     double number(const char* key, double def, double min, double max) {
-        auto text = host().config(key);
-        if (!text) return def;
-        char* end = nullptr;
-        double v = std::strtod(text->c_str(), &end);
-        if (text->empty() || *end != '\0' || !(v >= min && v <= max))
-            throw Error(RENKEI_ERR_INVALID,
-                        std::string("settings.") + key + ": '" + *text + "' must be a number from " +
-                            std::to_string(static_cast<long long>(min)) + " to " + std::to_string(static_cast<long long>(max)),
-                        std::string("settings.") + key, "juki.setting_range");
-        return v;
+        try {
+            return setting_number([this](const char* k) { return host().config(k); }, key, def, min, max);
+        } catch (const SettingError& e) {
+            throw Error(RENKEI_ERR_INVALID, e.what(), e.field, e.rule);
+        }
     }
 
     void send(const std::string& type, const std::string& to, capnp::MallocMessageBuilder& mb,

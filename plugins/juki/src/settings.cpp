@@ -2,6 +2,7 @@
 
 #include "pg_store.hpp"
 
+#include <cstdlib>
 #include <fstream>
 #include <iterator>
 
@@ -24,6 +25,26 @@ void check_schema(const std::string& key, const std::string& schema) {
 }
 
 } // namespace
+
+double setting_number(const Settings& settings, const char* key, double fallback, double min, double max) {
+    auto text = settings(key);
+    if (!text) return fallback;
+    char* end = nullptr;
+    double v = std::strtod(text->c_str(), &end);
+    if (text->empty() || *end != '\0' || !(v >= min && v <= max))
+        throw SettingError(std::string("settings.") + key, "juki.setting_range",
+                           std::string("settings.") + key + ": '" + *text + "' must be a number from " +
+                               std::to_string(static_cast<long long>(min)) + " to " +
+                               std::to_string(static_cast<long long>(max)));
+    return v;
+}
+
+StoreOptions store_options(const Settings& settings, const std::string& role) {
+    StoreOptions o;
+    o.search_indexes = role != "cs";
+    o.cache_kib = static_cast<int64_t>(setting_number(settings, "store_cache_mib", role == "national" ? 512 : 32, 1, 1 << 20)) * 1024;
+    return o;
+}
 
 StoreLocation store_location(const Settings& settings) {
     StoreLocation w;

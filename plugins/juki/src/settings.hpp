@@ -28,6 +28,13 @@ using Settings = std::function<std::optional<std::string>(const char* key)>;
 // store_dsn (a libpq connection string); store_schema names the PostgreSQL schema (juki).
 StoreLocation store_location(const Settings& settings);
 
+// A numeric setting in [min, max], `fallback` when unset; anything else is a SettingError naming it.
+double setting_number(const Settings& settings, const char* key, double fallback, double min, double max);
+
+// How a role opens its store: search indexes unless it is a CS (a CS answers no queries), and
+// store_cache_mib of page cache (512 at J-LIS, 32 elsewhere).
+StoreOptions store_options(const Settings& settings, const std::string& role);
+
 // J-LIS's 個人番号 registry: number_secret_file (required) and number_store, a SQLite file (default
 // <store>.numbers beside a SQLite store), a postgresql:// URI, or with a PostgreSQL store a schema
 // of its own on the same server (number_schema, default juki_numbers).
