@@ -427,6 +427,60 @@ TEST_P(JukiStore, LoadRecordsFirstVersionsAndRefusesAResidentAlreadyThereAsAWhol
     EXPECT_EQ(s->scalar("SELECT count(*) FROM history"), 1);
 }
 
+// Records are kept packed, by put and by load alike, and read back canonical. A row written before
+// records were packed (canonical bytes as they are) still reads; bytes that are neither are an
+// error naming the resident.
+TEST_P(JukiStore, KeepsRecordsPackedAndStillReadsRowsWrittenBeforePacking) {
+    auto s = open("juki");
+    capnp::MallocMessageBuilder mb;
+    auto one = mb.initRoot<IdentityRecord>();
+    fill_record(one, person("10000000001", "詰め　一"), ChangeReason::BIRTH);
+    auto canonical = canonical_bytes(one.asReader());
+    s->put(one.asReader(), canonical, false, kDay, false);
+    capnp::MallocMessageBuilder lb;
+    auto two = lb.initRoot<IdentityUpdate>().initRecords(1)[0];
+    fill_record(two, person("10000000002", "詰め　二", "234567890123"), ChangeReason::BIRTH);
+    s->load(lb.getRoot<IdentityUpdate>().getRecords().asReader(), kDay);
+
+    const auto size = static_cast<int64_t>(canonical.size());
+    for (auto code : {"10000000001", "10000000002"}) {
+        auto stored = s->scalar(std::string("SELECT length(record) FROM residents WHERE code = '") + code + "'");
+        EXPECT_GT(stored, 0) << code;
+        EXPECT_LT(stored, size * 3 / 4) << code << ": " << stored << " bytes stored for " << size << " canonical";
+    }
+    EXPECT_EQ(s->get("10000000001")->record, canonical);
+    EXPECT_EQ(canonical_bytes(RecordReader(s->get("10000000002")->record).get()), s->get("10000000002")->record);
+    EXPECT_EQ(kanji_of(*s->get("10000000002")), "詰め　二");
+
+    auto set_record = [&](const std::vector<uint8_t>& bytes) {
+        std::string hex;
+        for (auto b : bytes) {
+            char h[3];
+            std::snprintf(h, sizeof h, "%02x", b);
+            hex += h;
+        }
+        std::string value = pg() ? "'\\x" + hex + "'::bytea" : "x'" + hex + "'";
+        EXPECT_EQ(s->scalar("UPDATE residents SET record = " + value + " WHERE code = '10000000001' RETURNING 1"), 1);
+    };
+    set_record(canonical); // as a store written before packing holds it
+    EXPECT_EQ(s->scalar("SELECT length(record) FROM residents WHERE code = '10000000001'"), size);
+    auto old = s->get("10000000001");
+    ASSERT_TRUE(old);
+    EXPECT_EQ(old->record, canonical);
+    EXPECT_EQ(s->by_number("123456789018").at(0).record, canonical);
+
+    set_record({0x50, 0xff}); // a packed word cut short
+    try {
+        s->get("10000000001");
+        ADD_FAILURE() << "a damaged record was read";
+    } catch (const std::runtime_error& e) {
+        std::string what = e.what();
+        EXPECT_NE(what.find("resident 10000000001"), std::string::npos) << what;
+        EXPECT_NE(what.find("damaged"), std::string::npos) << what;
+    }
+    EXPECT_EQ(kanji_of(*s->get("10000000002")), "詰め　二"); // the others read as before
+}
+
 TEST_P(JukiStore, RecordsItsSchemaVersionAndReopensWithoutMigratingAgain) {
     {
         auto s = open("juki");
@@ -569,6 +623,9 @@ TEST(JukiSqliteStore, MigratesAStoreWrittenInTheFirstLayout) {
     }
     IdentityStore s(tmp / "old.db");
     EXPECT_EQ(scalar(s.db(), "PRAGMA user_version"), 2);
+    // It keeps the 4 KiB pages it was made with, and checkpoints every 64 MiB of WAL all the same.
+    EXPECT_EQ(scalar(s.db(), "PRAGMA page_size"), 4096);
+    EXPECT_EQ(scalar(s.db(), "PRAGMA wal_autocheckpoint"), 16384);
     // The current version (recorded at 300) left history; the others say when they were superseded.
     EXPECT_EQ(scalar(s.db(), "SELECT count(*) FROM history"), 3);
     EXPECT_EQ(scalar(s.db(), "SELECT superseded_ms FROM history WHERE recorded_ms = 100"), 200);
@@ -580,6 +637,16 @@ TEST(JukiSqliteStore, MigratesAStoreWrittenInTheFirstLayout) {
     ASSERT_TRUE(q.row());
     EXPECT_NE(q.col(0).find("WITHOUT ROWID"), std::string::npos) << q.col(0);
     EXPECT_EQ(s.by_number("123456789018").size(), 1u);
+}
+
+TEST(JukiSqliteStore, ANewStoreHas16KiBPagesAndCheckpointsEvery64MiB) {
+    test::TempDir tmp;
+    IdentityStore s(tmp / "new.db");
+    EXPECT_EQ(scalar(s.db(), "PRAGMA page_size"), 16384);
+    EXPECT_EQ(scalar(s.db(), "PRAGMA wal_autocheckpoint"), 4096);
+    sql::Stmt q(s.db(), "PRAGMA journal_mode");
+    ASSERT_TRUE(q.row());
+    EXPECT_EQ(q.col(0), "wal");
 }
 
 // ------------------------------------------------------------------ PostgreSQL only

@@ -295,6 +295,17 @@ std::vector<uint8_t> sha256(const void* data, size_t size);
 // SHA-256 over the concatenation of the 32-byte hashes in `hashes` at positions not in `skip`.
 std::vector<uint8_t> digest_of(const std::vector<uint8_t>& hashes, const std::vector<uint32_t>& skip);
 std::vector<uint8_t> canonical_bytes(IdentityRecord::Reader record);
+// How a record is kept in a store's `record` column: its canonical bytes packed (Cap'n Proto's
+// packing, with the one-segment table in front). Packing drops the zero bytes of the pointers and
+// the short texts' padding: a typical record takes about 256 bytes instead of 440, so a row and
+// everything that copies it (the WAL, the checkpoint, the page cache) is a third smaller.
+// `out` is overwritten; a loop passes the same buffer for every record.
+void pack_record(const void* canonical, size_t size, std::vector<uint8_t>& out);
+// A `record` column's bytes back as canonical bytes. A row written before records were packed
+// holds them canonical, and is returned as it is: canonical bytes start with a zero byte (the root
+// pointer's offset is 0), packed ones never do (their first tag byte marks the segment's size).
+// Throws std::runtime_error naming `code` when the bytes cannot be unpacked.
+std::vector<uint8_t> unpack_record(std::vector<uint8_t> stored, const std::string& code);
 // Reads canonical bytes written by canonical_bytes (copies into aligned words).
 class RecordReader {
 public:

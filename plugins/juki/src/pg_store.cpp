@@ -18,7 +18,7 @@ Resident resident_from(const Result& r, int row) {
     x.my_number = r.col(row, 2);
     x.removed = r.num(row, 3) != 0;
     x.updated_ms = r.num(row, 4);
-    x.record = r.bytes(row, 5);
+    x.record = unpack_record(r.bytes(row, 5), x.code);
     return x;
 }
 
@@ -288,6 +288,8 @@ void PgIdentityStore::put(IdentityRecord::Reader record, const std::vector<uint8
     auto p = record.getPerson();
     prefetched_.erase(p.getResidentCode().cStr());
     std::string birth = date_text(p.getDateOfBirth());
+    std::vector<uint8_t> packed;
+    pack_record(canonical.data(), canonical.size(), packed);
     Params a;
     a.text(p.getResidentCode().cStr())
         .text(p.getAddress().getLocalGovCode().cStr())
@@ -299,7 +301,7 @@ void PgIdentityStore::put(IdentityRecord::Reader record, const std::vector<uint8
         .text(birth)
         .integer(static_cast<int>(p.getSex()))
         .text(p.getAddress().getText().cStr())
-        .bytes(canonical.data(), canonical.size());
+        .bytes(packed.data(), packed.size());
 #define UPSERT                                                                                                      \
     "INSERT INTO residents (code, municipality, my_number, removed, updated_ms, name, kana, birth, sex, address,"   \
     " record) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (code) DO UPDATE SET"             \
@@ -334,9 +336,11 @@ void PgIdentityStore::load(capnp::List<IdentityRecord>::Reader records, int64_t 
             buf.clear();
         }
     };
+    std::vector<uint8_t> packed;
     for (auto r : records) {
         auto p = r.getPerson();
-        auto canonical = canonical_bytes(r);
+        auto canonical = capnp::canonicalize(r);
+        pack_record(canonical.begin(), canonical.asBytes().size(), packed);
         put_u16(buf, 11);
         put_text(buf, p.getResidentCode().cStr());
         put_text(buf, p.getAddress().getLocalGovCode().cStr());
@@ -348,7 +352,7 @@ void PgIdentityStore::load(capnp::List<IdentityRecord>::Reader records, int64_t 
         put_text(buf, date_text(p.getDateOfBirth()));
         put_i16(buf, static_cast<int>(p.getSex()));
         put_text(buf, p.getAddress().getText().cStr());
-        put_bytes(buf, canonical.data(), canonical.size());
+        put_bytes(buf, packed.data(), packed.size());
         flush(false);
     }
     put_u16(buf, 0xffff); // trailer
