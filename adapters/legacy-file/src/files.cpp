@@ -93,6 +93,7 @@ StableRead read_stable(const std::filesystem::path& path, uint64_t max_bytes, in
         return r;
     }
     std::string bytes;
+    bytes.reserve(static_cast<size_t>(before.size) + 4096); // the read that proves the end grows it in place
     bytes.resize(static_cast<size_t>(before.size));
     size_t got = 0;
     while (true) {

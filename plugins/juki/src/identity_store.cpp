@@ -255,23 +255,26 @@ std::unique_ptr<ReaderPool> SqliteIdentityStore::readers(size_t connections) {
 void SqliteIdentityStore::load(capnp::List<IdentityRecord>::Reader records, int64_t now_ms) {
     Transaction tx(*this);
     std::vector<uint8_t> packed;
+    auto view = [](capnp::Text::Reader t) { return std::string_view(t.begin(), t.size()); };
     for (auto r : records) {
         auto p = r.getPerson();
         auto canonical = capnp::canonicalize(r);
         pack_record(canonical.begin(), canonical.asBytes().size(), packed);
-        // A plain INSERT: a resident already there fails the load (and the transaction).
+        const std::string birth = date_text(p.getDateOfBirth());
+        // A plain INSERT: a resident already there fails the load (and the transaction). The values
+        // are bound in place: the records, `birth` and `packed` outlive the statement's run.
         Stmt u(cached("INSERT INTO residents (code, municipality, my_number, removed, updated_ms, name, kana, birth,"
                       " sex, address, record) VALUES (?1, ?2, ?3, 0, ?4, ?5, ?6, ?7, ?8, ?9, ?10)"));
-        u.text(1, p.getResidentCode().cStr())
-            .text(2, p.getAddress().getLocalGovCode().cStr())
-            .text(3, p.getMyNumber().cStr())
+        u.text_ref(1, view(p.getResidentCode()))
+            .text_ref(2, view(p.getAddress().getLocalGovCode()))
+            .text_ref(3, view(p.getMyNumber()))
             .integer(4, now_ms)
-            .text(5, p.getName().getKanji().cStr())
-            .text(6, p.getName().getKana().cStr())
-            .text(7, date_text(p.getDateOfBirth()))
+            .text_ref(5, view(p.getName().getKanji()))
+            .text_ref(6, view(p.getName().getKana()))
+            .text_ref(7, birth)
             .integer(8, static_cast<int>(p.getSex()))
-            .text(9, p.getAddress().getText().cStr())
-            .blob(10, packed.data(), packed.size());
+            .text_ref(9, view(p.getAddress().getText()))
+            .blob_ref(10, packed.data(), packed.size());
         u.run();
     }
     tx.commit();

@@ -68,6 +68,15 @@ public:
         sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
         return *this;
     }
+    // Bound without a copy: the bytes must stay as they are until the statement has run.
+    Stmt& text_ref(int i, std::string_view v) {
+        sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
+        return *this;
+    }
+    Stmt& blob_ref(int i, const void* data, size_t size) {
+        sqlite3_bind_blob(s_, i, size ? data : "", static_cast<int>(size), SQLITE_STATIC);
+        return *this;
+    }
     Stmt& integer(int i, int64_t v) {
         sqlite3_bind_int64(s_, i, v);
         return *this;
