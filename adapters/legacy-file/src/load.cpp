@@ -202,7 +202,7 @@ int run_load(const LoadOptions& o, std::ostream& out, std::ostream& err) {
     if (o.operator_id.empty()) return cannot("--operator is required: who loads the file (it goes into the audit trail)");
     if (o.purpose.empty()) return cannot("--purpose is required: the legal basis of the load (it goes into the audit trail)");
     if (auto v = renkei::validate::local_gov_code("--municipality", o.municipality); !v) return cannot(v.message);
-    if (o.chunk == 0) return cannot("--chunk: at least 1");
+    if (o.chunk == 0) return cannot("LoadOptions::chunk (records checked and written together) must be at least 1");
     fs::path result = o.result.empty() ? fs::path(o.file.string() + ".result") : o.result;
     if (fs::exists(fs::symlink_status(result)))
         return cannot("the result " + result.string() + " exists; a load never overwrites a result (name another with --result)");
