@@ -80,7 +80,7 @@ void pack_record(const void* canonical, size_t size, std::vector<uint8_t>& out) 
 
 std::vector<uint8_t> unpack_record(std::vector<uint8_t> stored, const std::string& code) {
     if (stored.empty() || stored[0] == 0) return stored; // canonical: written before packing
-    std::string why = "one segment and nothing after it";
+    std::string why = "a packed record is one segment with nothing after it";
     try {
         kj::ArrayInputStream stream(kj::arrayPtr(stored.data(), stored.size()));
         capnp::PackedMessageReader message(stream);
