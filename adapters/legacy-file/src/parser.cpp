@@ -119,10 +119,17 @@ std::vector<Line> split_lines(std::string_view data) {
 
 // Splits one CSV line (UTF-8). Returns false with `why` on a malformed quote.
 bool split_csv(std::string_view line, char delimiter, char quote, std::vector<std::string>& out, std::string& why) {
-    out.clear();
+    // The cells of the previous line are overwritten in place: their buffers are reused.
+    size_t n = 0;
+    auto next = [&]() -> std::string& {
+        if (n == out.size()) out.emplace_back();
+        auto& field = out[n++];
+        field.clear();
+        return field;
+    };
     size_t i = 0;
     while (true) {
-        std::string field;
+        std::string& field = next();
         if (i < line.size() && line[i] == quote) {
             ++i;
             bool closed = false;
@@ -140,11 +147,13 @@ bool split_csv(std::string_view line, char delimiter, char quote, std::vector<st
                 field += line[i++];
             }
             if (!closed) {
-                why = "column " + std::to_string(out.size() + 1) + ": a quoted field is not closed on its line";
+                why = "column " + std::to_string(n) + ": a quoted field is not closed on its line";
+                out.resize(n);
                 return false;
             }
             if (i < line.size() && line[i] != delimiter) {
-                why = "column " + std::to_string(out.size() + 1) + ": text after the closing quote";
+                why = "column " + std::to_string(n) + ": text after the closing quote";
+                out.resize(n);
                 return false;
             }
         } else {
@@ -152,14 +161,14 @@ bool split_csv(std::string_view line, char delimiter, char quote, std::vector<st
             field.assign(line.substr(i, end - i));
             i = end;
         }
-        out.push_back(std::move(field));
         if (i >= line.size()) break;
         ++i; // the delimiter
         if (i == line.size()) {
-            out.emplace_back(); // a trailing delimiter: one more empty field
+            next(); // a trailing delimiter: one more empty field
             break;
         }
     }
+    out.resize(n);
     return true;
 }
 
@@ -248,13 +257,13 @@ public:
     RecordParser(const Profile& p, const ParseOptions& o, size_t expected) : p_(p), o_(o) { seen_.reserve(expected); }
 
     // Raw (UTF-8, not yet trimmed) value of each mapped item of one record, in profile order.
-    std::variant<Record, Rejection> convert(size_t line, const std::vector<std::string>& raw) {
+    std::variant<Record, Rejection> convert(size_t line, const std::vector<std::string_view>& raw) {
         Record r;
         r.line = line;
         std::array<std::string, kItemCount> val; // an item the profile does not map stays empty
         for (size_t i = 0; i < p_.fields.size(); ++i) {
             auto& f = p_.fields[i];
-            std::string_view in = f.value ? std::string_view(*f.value) : std::string_view(raw[i]);
+            std::string_view in = f.value ? std::string_view(*f.value) : raw[i];
             std::string s = f.trim ? trim(in) : std::string(in);
             if (f.halfwidth_kana) s = fullwidth_kana(s);
             val[static_cast<size_t>(f.item)] = std::move(s);
@@ -636,7 +645,9 @@ ParseResult parse(std::string_view data, const Profile& p, const ParseOptions& o
     result.records.reserve(expected);
     RecordParser rp(p, o, expected);
     size_t skipped = 0;
-    std::vector<std::string> raw(p.fields.size());
+    // Each mapped item's text, viewed in `cells` (CSV) or in `texts` (fixed width, decoded per field).
+    std::vector<std::string_view> raw(p.fields.size());
+    std::vector<std::string> texts(p.fields.size());
     for (size_t li = first; li < lines.size(); ++li) {
         auto& l = lines[li];
         if (blank_skipped && l.bytes.empty()) continue;
@@ -679,7 +690,8 @@ ParseResult parse(std::string_view data, const Profile& p, const ParseOptions& o
                     ok = false;
                     break;
                 }
-                raw[i] = std::move(*text);
+                texts[i] = std::move(*text);
+                raw[i] = texts[i];
             }
             if (!ok) continue;
         } else {
@@ -701,7 +713,7 @@ ParseResult parse(std::string_view data, const Profile& p, const ParseOptions& o
                 continue;
             }
             for (size_t i = 0; i < p.fields.size(); ++i)
-                raw[i] = column_of[i] ? cells[column_of[i] - 1] : std::string();
+                raw[i] = column_of[i] ? std::string_view(cells[column_of[i] - 1]) : std::string_view();
         }
         auto out = rp.convert(l.number, raw);
         if (auto* rec = std::get_if<Record>(&out)) {
