@@ -279,21 +279,37 @@ LookupFigures lookups(const std::filesystem::path& dir) {
     return f;
 }
 
-// A cluster of tests/support/pg_cluster.sh for the benchmark (fsync on, as in production), removed at the end.
+// The PostgreSQL server of a benchmark: JUKI_BENCH_PG_DSN when set, otherwise a cluster of
+// tests/support/pg_cluster.sh in `dir` (fsync on, as in production), removed at the end.
 struct BenchCluster {
     std::filesystem::path dir, script = std::filesystem::path(RENKEI_SOURCE_DIR) / "tests/support/pg_cluster.sh";
     std::string dsn;
+    bool started = false;
     explicit BenchCluster(std::filesystem::path d) : dir(std::move(d)) {
+        if (auto* given = std::getenv("JUKI_BENCH_PG_DSN"); given && *given) {
+            dsn = given;
+            return;
+        }
         std::string cmd = "PG_CLUSTER_FSYNC=on PG_CLUSTER_SHARED_BUFFERS=${PG_CLUSTER_SHARED_BUFFERS:-2GB} '" +
                           script.string() + "' start '" + dir.string() + "'";
         std::fflush(stdout);
         if (std::system(cmd.c_str()) != 0) throw std::runtime_error("could not start a PostgreSQL cluster: " + cmd);
+        started = true;
         dsn = read_file(dir / "dsn");
         while (!dsn.empty() && dsn.back() == '\n') dsn.pop_back();
     }
     ~BenchCluster() {
+        if (!started) return;
         std::fflush(stdout);
-        (void)std::system(("'" + script.string() + "' stop '" + dir.string() + "'").c_str()); }
+        (void)std::system(("'" + script.string() + "' stop '" + dir.string() + "'").c_str());
+    }
+    // Drops a scratch `schema` and everything in it (the server may be one the benchmark did not start).
+    void drop_schema(const std::string& schema) const {
+        PGconn* c = PQconnectdb(dsn.c_str());
+        PQsetNoticeProcessor(c, [](void*, const char*) {}, nullptr); // "drop cascades to ..."
+        PQclear(PQexec(c, ("DROP SCHEMA IF EXISTS " + schema + " CASCADE").c_str()));
+        PQfinish(c);
+    }
 };
 
 // The same on PostgreSQL: JUKI_BENCH_PG_DSN names a server (its schema JUKI_BENCH_PG_SCHEMA,
@@ -301,12 +317,8 @@ struct BenchCluster {
 // in the bench directory and the residents are loaded with COPY.
 LookupFigures pg_lookups(const std::filesystem::path& dir) {
     size_t records = env_or("JUKI_BENCH_RECORDS", 10000000), n = env_or("JUKI_BENCH_LOOKUPS", 1000000);
-    std::unique_ptr<BenchCluster> cluster;
-    std::string dsn = std::getenv("JUKI_BENCH_PG_DSN") ? std::getenv("JUKI_BENCH_PG_DSN") : "";
-    if (dsn.empty()) {
-        cluster = std::make_unique<BenchCluster>(dir / "pg-cluster");
-        dsn = cluster->dsn;
-    }
+    BenchCluster server(dir / "pg-cluster");
+    const std::string& dsn = server.dsn;
     std::string schema = std::getenv("JUKI_BENCH_PG_SCHEMA") ? std::getenv("JUKI_BENCH_PG_SCHEMA") : "juki_bench";
     juki::PgIdentityStore store(dsn, schema);
     auto have = store.count();
@@ -364,15 +376,9 @@ void import_file(const std::filesystem::path& file, const std::filesystem::path&
 double import(const std::filesystem::path& build_dir, bool pg, const std::filesystem::path& data) {
     size_t total = env_or("JUKI_BENCH_IMPORT", 200000), batch = env_or("JUKI_BENCH_IMPORT_BATCH", 5000);
     TempDir tmp;
-    std::unique_ptr<BenchCluster> cluster;
-    std::string dsn;
-    if (pg) {
-        dsn = std::getenv("JUKI_BENCH_PG_DSN") ? std::getenv("JUKI_BENCH_PG_DSN") : "";
-        if (dsn.empty()) {
-            cluster = std::make_unique<BenchCluster>(data / "pg-cluster-import");
-            dsn = cluster->dsn;
-        }
-    }
+    std::optional<BenchCluster> server;
+    if (pg) server.emplace(data / "pg-cluster-import");
+    const std::string dsn = server ? server->dsn : "";
     std::string schema = "juki_import_" + std::to_string(::getpid());
     Network net{tmp};
     write_file(tmp / "secret", std::string(64, 's'));
@@ -434,12 +440,7 @@ double import(const std::filesystem::path& build_dir, bool pg, const std::filesy
     net.remove("muni:131016");
     net.remove("pref:13");
     net.remove("jlis:juki");
-    if (pg) {
-        PGconn* c = PQconnectdb(dsn.c_str());
-        PQsetNoticeProcessor(c, [](void*, const char*) {}, nullptr); // "drop cascades to ..."
-        PQclear(PQexec(c, ("DROP SCHEMA IF EXISTS " + schema + " CASCADE").c_str()));
-        PQfinish(c);
-    }
+    if (server) server->drop_schema(schema);
     return total / s;
 }
 
@@ -450,15 +451,9 @@ double import(const std::filesystem::path& build_dir, bool pg, const std::filesy
 double load(const std::filesystem::path& build_dir, bool pg, const std::filesystem::path& data) {
     size_t total = env_or("JUKI_BENCH_IMPORT", 200000);
     TempDir tmp;
-    std::unique_ptr<BenchCluster> cluster;
-    std::string dsn, schema = "juki_load_" + std::to_string(::getpid());
-    if (pg) {
-        dsn = std::getenv("JUKI_BENCH_PG_DSN") ? std::getenv("JUKI_BENCH_PG_DSN") : "";
-        if (dsn.empty()) {
-            cluster = std::make_unique<BenchCluster>(data / "pg-cluster-load");
-            dsn = cluster->dsn;
-        }
-    }
+    std::optional<BenchCluster> server;
+    if (pg) server.emplace(data / "pg-cluster-load");
+    const std::string dsn = server ? server->dsn : "", schema = "juki_load_" + std::to_string(::getpid());
     auto file = tmp / "住民記録-移行.csv";
     import_file(file, tmp / "numbers.db", total);
     write_file(tmp / "secret", std::string(64, 's'));
@@ -487,12 +482,7 @@ double load(const std::filesystem::path& build_dir, bool pg, const std::filesyst
                 total, pg ? "PostgreSQL 15" : "SQLite", rc == 0 ? "" : " [FAILED]");
     std::printf("  result: %s\n  %.2f s = %.0f records/s end to end; CPU %.2f s = %.1f us per record%s\n", counts.c_str(), s,
                 total / s, cpu, cpu * 1e6 / total, pg ? " (not the PostgreSQL server)" : "");
-    if (pg) {
-        PGconn* c = PQconnectdb(dsn.c_str());
-        PQsetNoticeProcessor(c, [](void*, const char*) {}, nullptr);
-        PQclear(PQexec(c, ("DROP SCHEMA IF EXISTS " + schema + " CASCADE").c_str()));
-        PQfinish(c);
-    }
+    if (server) server->drop_schema(schema);
     return rc == 0 ? total / s : 0;
 }
 

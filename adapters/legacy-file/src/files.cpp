@@ -173,6 +173,13 @@ std::string tsv_cell(std::string s) {
     return s;
 }
 
+std::string result_line(size_t line, const std::string& code, const std::string& outcome, const std::string& by,
+                        const std::string& field, const std::string& rule, const std::string& message,
+                        const std::string& jlis) {
+    return std::to_string(line) + "\t" + tsv_cell(code) + "\t" + tsv_cell(outcome) + "\t" + tsv_cell(by) + "\t" +
+           tsv_cell(field) + "\t" + tsv_cell(rule) + "\t" + tsv_cell(message) + "\t" + tsv_cell(jlis) + "\n";
+}
+
 std::string prom_label(const std::string& s) {
     std::string out;
     for (char c : s) {

@@ -40,6 +40,13 @@ void write_atomic(const std::filesystem::path& path, const std::string& content,
 // `s` as one cell of a tab-separated result line (tabs and line ends become spaces).
 std::string tsv_cell(std::string s);
 
+// A result file's column line, and one record's line under it (the layout in README.md), as the
+// adapter and `renkei load` write them.
+constexpr const char* kResultColumns = "line\tresidentCode\toutcome\tby\tfield\trule\tmessage\tjlis\n";
+std::string result_line(size_t line, const std::string& code, const std::string& outcome, const std::string& by,
+                        const std::string& field, const std::string& rule, const std::string& message,
+                        const std::string& jlis);
+
 // `s` as a Prometheus label value (backslash, quote and line end escaped).
 std::string prom_label(const std::string& s);
 

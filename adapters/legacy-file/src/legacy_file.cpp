@@ -408,14 +408,12 @@ private:
         out << "# legacy-file result (renkei)\n# file: " << shown_name << "\n# sha256: " << f.digest
             << "\n# profile: " << profile_.name << "\n# status: " << status << "\n# records: " << c.total
             << "; accepted: " << c.accepted << "; rejected: " << c.rejected << "; J-LIS recorded: " << c.jlis_recorded
-            << "; J-LIS rejected: " << c.jlis_rejected << "\nline\tresidentCode\toutcome\tby\tfield\trule\tmessage\tjlis\n";
+            << "; J-LIS rejected: " << c.jlis_rejected << "\n" << lf::kResultColumns;
         for (auto& r : state_->records(f.digest)) {
             std::string jlis = r.jlis;
             if (jlis.empty()) jlis = r.by == "adapter" || r.by == node_ || r.outcome == "pending" ? "-" : "pending";
             if (jlis == "-" && r.outcome == "accepted") jlis = "pending";
-            out << r.line << "\t" << lf::tsv_cell(r.code) << "\t" << r.outcome << "\t" << lf::tsv_cell(r.by) << "\t"
-                << lf::tsv_cell(r.field) << "\t" << lf::tsv_cell(r.rule) << "\t" << lf::tsv_cell(r.message) << "\t" << jlis
-                << "\n";
+            out << lf::result_line(r.line, r.code, r.outcome, r.by, r.field, r.rule, r.message, jlis);
         }
         return out.str();
     }

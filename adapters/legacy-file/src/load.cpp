@@ -87,8 +87,8 @@ private:
 // A chunk of checked records, those that passed, on its way from the checker's thread to the
 // writer's.
 struct Chunk {
-    std::unique_ptr<capnp::MallocMessageBuilder> message; // root: juki.IdentityUpdate, records only
-    size_t checked = 0, passed = 0;
+    std::unique_ptr<capnp::MallocMessageBuilder> message; // root: juki.IdentityUpdate, records only: those that passed
+    size_t checked = 0;
 };
 
 class Checked {
@@ -182,7 +182,6 @@ Chunk check_chunk(juki::Store& store, juki::Numbers* numbers, const Record* reco
         }
         take.push_back(i);
     }
-    c.passed = take.size();
     if (take.size() < n) {
         auto passed = std::make_unique<capnp::MallocMessageBuilder>(static_cast<unsigned>(std::max<size_t>(take.size(), 1) * 64));
         auto list = passed->initRoot<juki::IdentityUpdate>().initRecords(static_cast<unsigned>(take.size()));
@@ -366,8 +365,9 @@ int run_load(const LoadOptions& o, std::ostream& out, std::ostream& err) {
             auto last_report = Clock::now();
             size_t done = 0;
             while (auto c = checked.pop()) {
-                if (tx) store->load(c->message->getRoot<juki::IdentityUpdate>().getRecords().asReader(), now);
-                loaded += c->passed;
+                auto passed = c->message->getRoot<juki::IdentityUpdate>().getRecords().asReader();
+                if (tx) store->load(passed, now);
+                loaded += passed.size();
                 done += c->checked;
                 if (std::chrono::duration<double>(Clock::now() - last_report).count() >= o.progress_interval_s) {
                     last_report = Clock::now();
@@ -413,10 +413,8 @@ int run_load(const LoadOptions& o, std::ostream& out, std::ostream& err) {
                        o.municipality + "\n# into: " + config.node_id + " (" + store->describe() + ")\n# status: " +
                        status + (o.dry_run ? " (dry run: nothing recorded)" : "") + "\n# " + counts + "\n";
     if (failed) text += "# error: " + tsv_cell(failed->field) + "\t" + tsv_cell(failed->rule) + "\t" + tsv_cell(failed->message) + "\n";
-    text += "line\tresidentCode\toutcome\tby\tfield\trule\tmessage\tjlis\n";
-    for (auto& r : rejected)
-        text += std::to_string(r.line) + "\t" + tsv_cell(r.code) + "\trejected\t" + tsv_cell(r.by) + "\t" + tsv_cell(r.field) + "\t" +
-                tsv_cell(r.rule) + "\t" + tsv_cell(r.message) + "\t-\n";
+    text += kResultColumns;
+    for (auto& r : rejected) text += result_line(r.line, r.code, "rejected", r.by, r.field, r.rule, r.message, "-");
     progress(failed ? 0 : records, records, status);
     std::string result_error;
     try {

@@ -78,6 +78,11 @@ void pack_record(const void* canonical, size_t size, std::vector<uint8_t>& out) 
     out.resize(stream.getArray().size());
 }
 
+void pack_record(IdentityRecord::Reader record, std::vector<uint8_t>& out) {
+    auto words = capnp::canonicalize(record);
+    pack_record(words.begin(), words.asBytes().size(), out);
+}
+
 std::vector<uint8_t> unpack_record(std::vector<uint8_t> stored, const std::string& code) {
     if (stored.empty() || stored[0] == 0) return stored; // canonical: written before packing
     std::string why = "a packed record is one segment with nothing after it";
@@ -258,8 +263,7 @@ void SqliteIdentityStore::load(capnp::List<IdentityRecord>::Reader records, int6
     auto view = [](capnp::Text::Reader t) { return std::string_view(t.begin(), t.size()); };
     for (auto r : records) {
         auto p = r.getPerson();
-        auto canonical = capnp::canonicalize(r);
-        pack_record(canonical.begin(), canonical.asBytes().size(), packed);
+        pack_record(r, packed);
         const std::string birth = date_text(p.getDateOfBirth());
         // A plain INSERT: a resident already there fails the load (and the transaction). The values
         // are bound in place: the records, `birth` and `packed` outlive the statement's run.

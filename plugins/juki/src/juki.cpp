@@ -109,13 +109,12 @@ public:
         if (role_ != "cs" && role_ != "pref" && role_ != "national")
             throw Error(RENKEI_ERR_INVALID, "settings.role: '" + role_ + "' must be cs, pref or national",
                         "settings.role", "juki.role");
-        const Settings settings = [this](const char* key) { return host().config(key); };
         StoreLocation where;
         StoreOptions o;
         try {
-            where = store_location(settings);
-            o = store_options(settings, role_);
-            if (role_ == "national") numbers_ = open_numbers(settings, where);
+            where = store_location(settings());
+            o = store_options(settings(), role_);
+            if (role_ == "national") numbers_ = open_numbers(settings(), where);
         } catch (const SettingError& e) {
             throw Error(RENKEI_ERR_INVALID, e.what(), e.field, e.rule);
         }
@@ -192,12 +191,17 @@ public:
     }
 
 private:
+    // This instance's [plugin.settings], as settings.hpp reads them.
+    Settings settings() {
+        return [this](const char* key) { return host().config(key); };
+    }
+
     int64_t years(const char* key, int def) { return static_cast<int64_t>(number(key, def, 0, 1000) * kYearMs); }
 
     // A numeric setting in [min, max]; anything else stops the start with the setting's name.
     double number(const char* key, double def, double min, double max) {
         try {
-            return setting_number([this](const char* k) { return host().config(k); }, key, def, min, max);
+            return setting_number(settings(), key, def, min, max);
         } catch (const SettingError& e) {
             throw Error(RENKEI_ERR_INVALID, e.what(), e.field, e.rule);
         }

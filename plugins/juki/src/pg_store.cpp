@@ -339,8 +339,7 @@ void PgIdentityStore::load(capnp::List<IdentityRecord>::Reader records, int64_t 
     std::vector<uint8_t> packed;
     for (auto r : records) {
         auto p = r.getPerson();
-        auto canonical = capnp::canonicalize(r);
-        pack_record(canonical.begin(), canonical.asBytes().size(), packed);
+        pack_record(r, packed);
         put_u16(buf, 11);
         put_text(buf, p.getResidentCode().cStr());
         put_text(buf, p.getAddress().getLocalGovCode().cStr());

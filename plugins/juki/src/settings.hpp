@@ -1,5 +1,5 @@
 // Where a juki role keeps its stores, as its settings ([plugin.settings]) say: read by the plugin
-// and by tools that open the same stores (adapters/legacy-file's renkei-legacy-load).
+// and by tools that open the same stores (`renkei load`, adapters/legacy-file).
 #pragma once
 
 #include "identity_store.hpp"

@@ -1,5 +1,5 @@
 // A parsed record as the juki schema carries it (juki.IdentityRecord): shared by the adapter's
-// notifications and by renkei-legacy-load, so both send exactly the same record.
+// notifications and by `renkei load`, so both record exactly the same record.
 #pragma once
 
 #include "parser.hpp"
