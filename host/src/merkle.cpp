@@ -46,8 +46,16 @@ std::vector<Hash> Tree::proof(uint32_t index) const {
     return out;
 }
 
-bool root_from_proof(const Hash& leaf, uint32_t index, uint32_t size, std::span<const Hash> siblings,
-                     Hash& out, std::string& why) {
+namespace {
+
+constexpr uint64_t at(uint64_t level, uint64_t position) { return level << 32 | position; }
+
+using Learned = std::vector<std::pair<uint64_t, Hash>>;
+
+// root_from_proof, also telling `learned` (when given) every node on the path and every sibling,
+// and counting the inner-node hashes in `hashes`.
+bool walk(const Hash& leaf, uint32_t index, uint32_t size, std::span<const Hash> siblings, Hash& out,
+          std::string& why, Learned* learned, uint64_t& hashes) {
     if (size == 0 || size > kMaxLeaves) {
         why = "batchSize " + std::to_string(size) + " is outside 1.." + std::to_string(kMaxLeaves);
         return false;
@@ -58,27 +66,100 @@ bool root_from_proof(const Hash& leaf, uint32_t index, uint32_t size, std::span<
     }
     Hash h = leaf;
     size_t used = 0;
-    uint64_t i = index, width = size;
-    while (width > 1) {
+    uint64_t i = index, width = size, level = 0;
+    for (; width > 1; i /= 2, width = (width + 1) / 2, ++level) {
+        if (learned) learned->emplace_back(at(level, i), h);
         uint64_t sibling = i ^ 1;
-        if (sibling < width) {
-            if (used == siblings.size()) {
-                why = "merkleProof is shorter than a batch of " + std::to_string(size) + " needs";
-                return false;
-            }
-            h = (i & 1) ? node(siblings[used], h) : node(h, siblings[used]);
-            ++used;
+        if (sibling >= width) continue;
+        if (used == siblings.size()) {
+            why = "merkleProof is shorter than a batch of " + std::to_string(size) + " needs";
+            return false;
         }
-        i /= 2;
-        width = (width + 1) / 2;
+        if (learned) learned->emplace_back(at(level, sibling), siblings[used]);
+        h = (i & 1) ? node(siblings[used], h) : node(h, siblings[used]);
+        ++hashes;
+        ++used;
     }
     if (used != siblings.size()) {
         why = "merkleProof is longer than a batch of " + std::to_string(size) + " needs";
         return false;
     }
+    if (learned) learned->emplace_back(at(level, 0), h);
     out = h;
     return true;
 }
+
+} // namespace
+
+bool root_from_proof(const Hash& leaf, uint32_t index, uint32_t size, std::span<const Hash> siblings,
+                     Hash& out, std::string& why) {
+    uint64_t hashes = 0;
+    return walk(leaf, index, size, siblings, out, why, nullptr, hashes);
+}
+
+BatchVerifier::Batch* BatchVerifier::find(std::string_view key, uint32_t size) {
+    for (auto& b : batches_)
+        if (b.size == size && b.key == key) return &b;
+    return nullptr;
+}
+
+std::string BatchVerifier::check(std::string_view key, const Hash& leaf, uint32_t index, uint32_t size,
+                                 std::span<const Hash> siblings,
+                                 const std::function<bool(const Hash&)>& root_verifies) {
+    Batch* b = index < size ? find(key, size) : nullptr;
+    if (b) {
+        // Up from the leaf until a remembered node: it must be the hash reached, and the proof from
+        // there on exactly the remembered siblings. Anything else gets the full check below.
+        Learned learned;
+        Hash h = leaf;
+        size_t used = 0;
+        uint64_t i = index, width = size, level = 0;
+        for (;;) {
+            if (auto met = b->nodes.find(at(level, i)); met != b->nodes.end()) {
+                if (met->second != h) break;
+                for (; width > 1; i /= 2, width = (width + 1) / 2, ++level) {
+                    if ((i ^ 1) >= width) continue;
+                    auto s = b->nodes.find(at(level, i ^ 1));
+                    if (used == siblings.size() || s == b->nodes.end() || s->second != siblings[used]) break;
+                    ++used;
+                }
+                if (width == 1 && used == siblings.size()) {
+                    for (auto& [where, hash] : learned) b->nodes.emplace(where, hash);
+                    return {};
+                }
+                break;
+            }
+            if (width == 1) break;
+            learned.emplace_back(at(level, i), h);
+            if ((i ^ 1) < width) {
+                if (used == siblings.size()) break;
+                learned.emplace_back(at(level, i ^ 1), siblings[used]);
+                h = (i & 1) ? node(siblings[used], h) : node(h, siblings[used]);
+                ++node_hashes_;
+                ++used;
+            }
+            i /= 2;
+            width = (width + 1) / 2;
+            ++level;
+        }
+    }
+    Learned learned;
+    Hash root;
+    std::string why;
+    if (!walk(leaf, index, size, siblings, root, why, &learned, node_hashes_)) return "batch signature: " + why;
+    if (!root_verifies(root)) return "batch signature does not verify (tampered, wrong proof or wrong key)";
+    if (!b) b = find(key, size);
+    if (!b) {
+        if (batches_.size() >= max_batches_) batches_.pop_front();
+        batches_.push_back(Batch{std::string(key), size, {}});
+        b = &batches_.back();
+        b->nodes.reserve(2 * size_t(size));
+    }
+    for (auto& [where, hash] : learned) b->nodes.emplace(where, hash);
+    return {};
+}
+
+void BatchVerifier::clear() { batches_.clear(); }
 
 std::vector<uint8_t> signed_message(const Hash& root) {
     static constexpr char kContext[] = "renkei-merkle-v1";

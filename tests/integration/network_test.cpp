@@ -670,6 +670,20 @@ TEST(Network, BatchFramesWithABadLeafProofOrSignerAreRefused) {
     }
     for (int i = 0; i < 100 && echo->status().handled < 5; ++i) std::this_thread::sleep_for(20ms);
     EXPECT_EQ(echo->status().handled, 5u);
+
+    // The tampered frames carry the genuine batch's signature: now that its nodes are remembered,
+    // each is still refused, once (the link is up, so each is sent once), and none is acknowledged
+    // (a frame taken for a duplicate of its genuine leaf would be).
+    const auto before = refused.load();
+    const size_t acks_before = raw.size();
+    raw.send(frames_tampered[1]);
+    raw.send(frames_tampered[2]);
+    raw.send(frames_tampered[3]);
+    for (int i = 0; i < 250 && refused.load() < before + 3; ++i) std::this_thread::sleep_for(20ms);
+    std::this_thread::sleep_for(100ms);
+    EXPECT_EQ(refused.load(), before + 3);
+    EXPECT_EQ(raw.size(), acks_before);
+    EXPECT_EQ(echo->status().handled, 5u);
     raw.transport->stop();
 
     std::string trail = audit_trail(t.net["pref:13"]);

@@ -10,8 +10,12 @@
 
 #include <array>
 #include <cstdint>
+#include <deque>
+#include <functional>
 #include <span>
 #include <string>
+#include <string_view>
+#include <unordered_map>
 #include <vector>
 
 namespace renkei::merkle {
@@ -40,5 +44,35 @@ bool root_from_proof(const Hash& leaf, uint32_t index, uint32_t size, std::span<
                      Hash& out, std::string& why);
 // The bytes a batch signature covers.
 std::vector<uint8_t> signed_message(const Hash& root);
+
+// Checks the leaves of signed batches as they arrive, remembering for the newest batches every node
+// a proof has authenticated (its path and its siblings, once the root verified). A later leaf of the
+// same batch hashes its way up only until it meets such a node, then must bring exactly the siblings
+// remembered above it: about one inner-node hash per leaf instead of log2(batch size), with the
+// same verdict as root_from_proof and a signature check. Not thread-safe: one per receiver.
+class BatchVerifier {
+public:
+    explicit BatchVerifier(size_t batches = 8) : max_batches_(batches > 0 ? batches : 1) {}
+    // "" when `leaf` is leaf `index` of the batch of `size` signed as `batch` (for example the
+    // sender and its signature: any bytes that differ between batches whose roots differ). Only
+    // when no remembered node is met is the root computed and `root_verifies(root)` asked.
+    std::string check(std::string_view batch, const Hash& leaf, uint32_t index, uint32_t size,
+                      std::span<const Hash> siblings, const std::function<bool(const Hash&)>& root_verifies);
+    // Forgets every batch (keys rotated or revoked: their roots must be checked again).
+    void clear();
+    // Inner-node hashes computed so far (the cost the memory saves).
+    uint64_t node_hashes() const { return node_hashes_; }
+
+private:
+    struct Batch {
+        std::string key;
+        uint32_t size;
+        std::unordered_map<uint64_t, Hash> nodes; // (level << 32 | position) -> authenticated hash
+    };
+    Batch* find(std::string_view key, uint32_t size);
+    size_t max_batches_;
+    std::deque<Batch> batches_; // newest last
+    uint64_t node_hashes_ = 0;
+};
 
 } // namespace renkei::merkle
