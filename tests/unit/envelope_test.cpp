@@ -5,10 +5,17 @@
 
 #include <gtest/gtest.h>
 
+#include <array>
 #include <cstring>
+#include <mutex>
 #include <random>
+#include <set>
 #include <string>
+#include <thread>
 #include <vector>
+
+#include <sys/wait.h>
+#include <unistd.h>
 
 using namespace renkei;
 
@@ -430,6 +437,54 @@ TEST(Envelope, IdHelpers) {
     // A wrong-sized id maps to all zeros rather than reading past it.
     EXPECT_EQ(to_message_id(kj::ArrayPtr<const kj::byte>(raw.data(), raw.size())), MessageId{});
     EXPECT_NE(new_message_id(), new_message_id());
+}
+
+TEST(Envelope, IdsAreUniqueAcrossThreadsAndAForkedChildNeverRepeatsItsParent) {
+    // Ids draw their random bits from a per-thread buffer: threads must not share bytes, and a
+    // child forked with its parent's buffer must not hand out what the parent hands out next.
+    std::set<MessageId> seen;
+    std::mutex m;
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 4; ++t)
+        threads.emplace_back([&] {
+            std::vector<MessageId> mine;
+            for (int i = 0; i < 2000; ++i) mine.push_back(new_message_id());
+            std::lock_guard lock(m);
+            seen.insert(mine.begin(), mine.end());
+        });
+    for (auto& t : threads) t.join();
+    EXPECT_EQ(seen.size(), 8000u);
+
+    (void)new_message_id(); // this thread's buffer holds bytes now
+    int fds[2];
+    ASSERT_EQ(pipe(fds), 0);
+    pid_t child = fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+        std::array<MessageId, 50> ids;
+        for (auto& id : ids) id = new_message_id();
+        ssize_t n = write(fds[1], ids.data(), sizeof ids);
+        _exit(n == static_cast<ssize_t>(sizeof ids) ? 0 : 1);
+    }
+    close(fds[1]);
+    std::array<MessageId, 50> parent, from_child;
+    for (auto& id : parent) id = new_message_id();
+    size_t got = 0;
+    while (got < sizeof from_child) {
+        ssize_t n = read(fds[0], reinterpret_cast<char*>(from_child.data()) + got, sizeof from_child - got);
+        if (n <= 0) break;
+        got += static_cast<size_t>(n);
+    }
+    close(fds[0]);
+    int status = 0;
+    waitpid(child, &status, 0);
+    ASSERT_EQ(got, sizeof from_child);
+    ASSERT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+    // Compare the random bits only: the two processes may well share a millisecond.
+    auto random_part = [](const MessageId& id) { return std::vector<uint8_t>(id.begin() + 6, id.end()); };
+    std::set<std::vector<uint8_t>> in_parent;
+    for (auto& id : parent) in_parent.insert(random_part(id));
+    for (auto& id : from_child) EXPECT_EQ(in_parent.count(random_part(id)), 0u) << "the child repeated its parent's id";
 }
 
 TEST(Envelope, CopyWithEditsACopy) {
