@@ -1,5 +1,7 @@
 #include <renkei/audit_log.hpp>
 
+#include <charconv>
+
 #include <renkei/crypto.hpp>
 #include <renkei/log.hpp>
 
@@ -53,13 +55,14 @@ std::vector<std::string> split(const std::string& line) {
 }
 
 // SHA-256(prev || "\t" || body) in hex; `h` is reused across records.
-std::string chain_hash(crypto::Sha256& h, const std::string& prev, std::string_view body) {
+// A record's hash, in hex: SHA-256 over the previous record's hash, a tab and this record's body.
+void chain_hash(crypto::Sha256& h, std::string_view prev, std::string_view body, char hex[64]) {
     h.update(prev.data(), prev.size());
     h.update("\t", 1);
     h.update(body.data(), body.size());
     uint8_t d[32];
     h.finish(d);
-    return crypto::to_hex({d, sizeof d});
+    crypto::to_hex({d, sizeof d}, hex);
 }
 
 std::string file_name(uint64_t first_seq) {
@@ -262,9 +265,10 @@ void AuditLog::write_batch(const std::vector<AuditRecord>& batch, std::string& o
     crypto::Sha256 h;
     for (auto& r : batch) {
         const size_t start = out.size();
-        out += std::to_string(next_seq_);
+        char number[24];
+        out.append(number, std::to_chars(number, number + sizeof number, next_seq_).ptr);
         out += '\t';
-        out += std::to_string(r.time_ms);
+        out.append(number, std::to_chars(number, number + sizeof number, r.time_ms).ptr);
         for (const std::string* f : {&r.event, &r.message_id, &r.type, &r.from, &r.to, &r.purpose, &r.operator_id,
                                      &r.outcome, &r.detail}) {
             out += '\t';
@@ -274,11 +278,12 @@ void AuditLog::write_batch(const std::vector<AuditRecord>& batch, std::string& o
         out += r.subject;
         out += '\t';
         out += last_hash_;
-        std::string hash = chain_hash(h, last_hash_, std::string_view(out).substr(start));
-        out += '\t';
-        out += hash;
+        const size_t body_end = out.size();
+        out.resize(body_end + 1 + 64);
+        out[body_end] = '\t';
+        chain_hash(h, last_hash_, std::string_view(out.data() + start, body_end - start), out.data() + body_end + 1);
+        last_hash_.assign(out, body_end + 1, 64);
         out += '\n';
-        last_hash_ = std::move(hash);
         ++next_seq_;
     }
     size_t done = 0;
@@ -424,7 +429,9 @@ AuditVerifyResult verify_audit(const fs::path& dir) {
                             " was expected (a record was deleted, inserted or reordered)");
             if (f[12] != prev) return fail("does not chain from the previous record (deleted, inserted or reordered)");
             std::string body = line.substr(0, line.size() - f[13].size() - 1);
-            if (chain_hash(hasher, prev, body) != f[13]) return fail("hash mismatch (the record was edited)");
+            char hash[64];
+            chain_hash(hasher, prev, body, hash);
+            if (std::string_view(hash, sizeof hash) != f[13]) return fail("hash mismatch (the record was edited)");
             prev = f[13];
             ++expect_seq;
             ++r.records;

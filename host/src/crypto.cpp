@@ -262,14 +262,19 @@ Bytes random_bytes(size_t n) {
     return out;
 }
 
-std::string to_hex(View bytes) {
+void to_hex(View bytes, char* out) {
     static const char d[] = "0123456789abcdef";
-    std::string s;
-    s.reserve(bytes.size() * 2);
     for (uint8_t b : bytes) {
-        s.push_back(d[b >> 4]);
-        s.push_back(d[b & 15]);
+        *out++ = d[b >> 4];
+        *out++ = d[b & 15];
     }
+}
+
+std::string to_hex(View bytes) {
+    // Sized once and written in place: a push_back per digit checked the capacity 64 times for a
+    // hash, and ids and hashes are written in hex several times per message.
+    std::string s(bytes.size() * 2, '\0');
+    to_hex(bytes, s.data());
     return s;
 }
 

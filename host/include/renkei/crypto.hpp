@@ -113,6 +113,7 @@ private:
 };
 Bytes random_bytes(size_t n);
 std::string to_hex(View bytes);
+void to_hex(View bytes, char* out); // writes 2 * bytes.size() characters
 Bytes from_hex(std::string_view hex); // throws CryptoError naming the problem
 
 } // namespace renkei::crypto
