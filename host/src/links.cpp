@@ -9,6 +9,7 @@
 #include <renkei/merkle.hpp>
 #include <renkei/non_transit.hpp>
 #include <renkei/outbox.hpp>
+#include <renkei/recent_ids.hpp>
 #include <renkei/plugin_loader.hpp>
 #include <renkei/transport.hpp>
 #include <renkei/trust_store.hpp>
@@ -101,7 +102,7 @@ struct Links::Impl {
     // One condition per waiting thread, so a notification wakes only the thread it is for.
     std::condition_variable commit_cv, inbound_cv, stop_cv;
     std::deque<std::pair<std::string, std::vector<uint8_t>>> inbound;
-    std::set<MessageId> in_progress; // taken, not yet finished: a retransmission waits for them
+    std::unordered_set<MessageId, IdHash> in_progress; // taken, not yet finished: a retransmission waits for them
     bool stopping = false;
     // The inbound gate (Links::set_inbound_open): envelopes held while it is closed, and whether
     // the receiver is in the middle of a batch (closing waits for it).
@@ -185,7 +186,7 @@ struct Links::Impl {
     std::mt19937_64 flight_rng{std::random_device{}()};
     // The newest ids taken from memory peers ([links] memory_dedup_ids, 2^20; under `mutex`): a
     // copy sent again later than that many others is taken again.
-    RecentSet<MessageId, IdHash> memory_seen;
+    RecentIds memory_seen;
 
     bool trust_set = false;
     void apply_trust(const std::map<std::string, PeerKeys>& keys, int64_t expires_ms) {
