@@ -164,7 +164,9 @@ kj::Array<capnp::word> flat_words(capnp::MessageBuilder& builder) {
 
 kj::Array<capnp::word> copy_with(schema::Envelope::Reader in,
                                  const std::function<void(schema::Envelope::Builder)>& edit) {
-    capnp::MallocMessageBuilder mb;
+    // The first segment sized for the copy and what edits usually add (an id, a sender): the
+    // default one is 8 KiB, zeroed for every message.
+    capnp::MallocMessageBuilder mb(static_cast<unsigned>(in.totalSize().wordCount + 16));
     mb.setRoot(in);
     edit(mb.getRoot<schema::Envelope>());
     return capnp::messageToFlatArray(mb);

@@ -144,6 +144,9 @@ struct Links::Impl {
     static constexpr size_t kMaxParked = 65536;
     static constexpr int64_t kParkMs = 10000;
     static constexpr uint32_t kMaxBatchLeaves = 4096;
+    // First-segment words of an acknowledgement frame, plus 3 per id (the MallocMessageBuilder
+    // default is 1,024 words, zeroed for every frame).
+    static constexpr unsigned kAckWords = 8;
     static constexpr size_t kRoundEnough = 256;          // messages and acknowledgements: no need to wait
     static constexpr std::chrono::milliseconds kLinger{2}; // a smaller round waits this long for more
     std::vector<Outgoing> to_commit;
@@ -238,7 +241,7 @@ struct Links::Impl {
     }
 
     void send_ack(const std::string& peer, const MessageId& id) {
-        capnp::MallocMessageBuilder mb;
+        capnp::MallocMessageBuilder mb(kAckWords);
         auto ids = mb.initRoot<wire::Frame>().initAck(1);
         ids.set(0, kj::ArrayPtr<const kj::byte>(id.data(), id.size()));
         transport->send(peer, to_vector(capnp::messageToFlatArray(mb).asBytes()));
@@ -248,7 +251,9 @@ struct Links::Impl {
                                              const std::string& key_id, std::span<const uint8_t> sig,
                                              const std::vector<merkle::Hash>* proof = nullptr,
                                              uint32_t index = 0, uint32_t size = 0) {
-        capnp::MallocMessageBuilder mb;
+        // Room for all of it in the first segment: the default one is 8 KiB, zeroed per frame.
+        capnp::MallocMessageBuilder mb(static_cast<unsigned>(body.size() / 8 + (key_id.size() + sig.size()) / 8 +
+                                                             (proof ? 5 * proof->size() : 0) + 32));
         auto s = mb.initRoot<wire::Frame>().initEnvelope();
         s.setBody(kj::ArrayPtr<const kj::byte>(body.data(), body.size()));
         s.setAlg(alg);
@@ -275,7 +280,7 @@ struct Links::Impl {
         if (auto why = transit_violation(std::string(e.getType()), hop, to); !why.empty())
             return {RENKEI_ERR_DENIED, why};
         // Sign the canonical bytes of the envelope as it leaves this host (one more hop).
-        capnp::MallocMessageBuilder copy;
+        capnp::MallocMessageBuilder copy(static_cast<unsigned>(e.totalSize().wordCount + 8));
         copy.setRoot(e);
         auto root = copy.getRoot<schema::Envelope>();
         root.setHopCount(static_cast<uint8_t>(e.getHopCount() + 1));
@@ -585,7 +590,7 @@ struct Links::Impl {
                 std::map<std::string, std::vector<MessageId>> by_peer;
                 for (auto& [peer, id] : acks) by_peer[peer].push_back(id);
                 for (auto& [peer, list] : by_peer) {
-                    capnp::MallocMessageBuilder mb;
+                    capnp::MallocMessageBuilder mb(static_cast<unsigned>(kAckWords + 3 * list.size()));
                     auto out = mb.initRoot<wire::Frame>().initAck(static_cast<unsigned>(list.size()));
                     for (size_t i = 0; i < list.size(); ++i)
                         out.set(static_cast<unsigned>(i), kj::ArrayPtr<const kj::byte>(list[i].data(), list[i].size()));
