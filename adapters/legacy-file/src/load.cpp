@@ -140,13 +140,14 @@ private:
 // Checks `n` records as the juki plugin checks a notified batch, plus the load's own rules (first
 // versions only), against `store` (a connection of its own: the store as it was before the load;
 // the parser has refused a second record of the same resident in the file). Those that fail join
-// `rejected`.
-Chunk check_chunk(juki::Store& store, juki::Numbers* numbers, const Record* records, size_t n, const LoadOptions& o,
-                  const std::string& node, std::vector<Row>& rejected) {
+// `rejected`. `store_empty`: the snapshot holds no resident (a first migration), so no record is
+// looked up in it.
+Chunk check_chunk(juki::Store& store, bool store_empty, juki::Numbers* numbers, const Record* records, size_t n,
+                  const LoadOptions& o, const std::string& node, std::vector<Row>& rejected) {
     std::vector<std::string> codes;
     codes.reserve(n);
     for (size_t i = 0; i < n; ++i) codes.push_back(records[i].resident_code);
-    store.prefetch(codes);
+    if (!store_empty) store.prefetch(codes);
     if (numbers) numbers->prefetch(codes);
     // Every record is filled once, into the chunk's list, and checked there; a chunk with refused
     // records (rare) is copied into a list of those that passed.
@@ -167,7 +168,7 @@ Chunk check_chunk(juki::Store& store, juki::Numbers* numbers, const Record* reco
                                 "online (juki.IdentityUpdate)"};
         std::optional<juki::Resident> current;
         if (!why) {
-            current = store.get(rec.resident_code);
+            if (!store_empty) current = store.get(rec.resident_code);
             why = juki::check_against(reader, current, std::nullopt);
         }
         if (!why && current)
@@ -332,13 +333,14 @@ int run_load(const LoadOptions& o, std::ostream& out, std::ostream& err) {
             try {
                 // One snapshot of the store and the registry for the whole file.
                 juki::Transactional::Transaction read_tx(*reader, juki::Transactional::TxKind::Read);
+                const bool store_empty = reader->count_up_to(1) == 0;
                 std::optional<juki::Transactional::Transaction> numbers_tx;
                 if (numbers) numbers_tx.emplace(*numbers, juki::Transactional::TxKind::Read);
                 for (size_t start = 0;;) {
                     auto got = feed.wait(start + o.chunk);
                     if (start == got.n && got.done) break;
                     size_t n = std::min(o.chunk, got.n - start);
-                    if (!checked.push(check_chunk(*reader, numbers.get(), got.records + start, n, o, config.node_id, refused))) break;
+                    if (!checked.push(check_chunk(*reader, store_empty, numbers.get(), got.records + start, n, o, config.node_id, refused))) break;
                     start += n;
                 }
                 if (numbers_tx) numbers_tx->commit();
