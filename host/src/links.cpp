@@ -9,8 +9,8 @@
 #include <renkei/merkle.hpp>
 #include <renkei/non_transit.hpp>
 #include <renkei/outbox.hpp>
-#include <renkei/recent_ids.hpp>
 #include <renkei/plugin_loader.hpp>
+#include <renkei/recent_ids.hpp>
 #include <renkei/transport.hpp>
 #include <renkei/trust_store.hpp>
 
