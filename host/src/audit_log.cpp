@@ -54,8 +54,7 @@ std::vector<std::string> split(const std::string& line) {
     return out;
 }
 
-// SHA-256(prev || "\t" || body) in hex; `h` is reused across records.
-// A record's hash, in hex: SHA-256 over the previous record's hash, a tab and this record's body.
+// SHA-256(prev || "\t" || body), written in hex into `hex`; `h` is reused across records.
 void chain_hash(crypto::Sha256& h, std::string_view prev, std::string_view body, char hex[64]) {
     h.update(prev.data(), prev.size());
     h.update("\t", 1);

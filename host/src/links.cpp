@@ -48,12 +48,12 @@ struct IdHash {
     }
 };
 
-// A set that keeps the newest `capacity` keys inserted, forgetting the oldest.
-template <typename Key, typename Hash = std::hash<Key>> class RecentSet {
+// The newest `capacity` strings inserted, forgetting the oldest (the verified Merkle roots).
+class RecentSet {
 public:
     explicit RecentSet(size_t capacity) : capacity_(capacity) {}
-    bool contains(const Key& key) const { return set_.count(key) > 0; }
-    void insert(const Key& key) {
+    bool contains(const std::string& key) const { return set_.count(key) > 0; }
+    void insert(const std::string& key) {
         if (!set_.insert(key).second) return;
         order_.push_back(key);
         if (order_.size() > capacity_) {
@@ -68,8 +68,8 @@ public:
 
 private:
     size_t capacity_;
-    std::unordered_set<Key, Hash> set_;
-    std::deque<Key> order_;
+    std::unordered_set<std::string> set_;
+    std::deque<std::string> order_;
 };
 
 } // namespace
@@ -155,7 +155,7 @@ struct Links::Impl {
     // Merkle roots already verified, per peer: a batch costs one signature check, not one per leaf;
     // and the nodes the newest batches' proofs authenticated, so a leaf costs about one inner hash.
     std::mutex roots_mutex;
-    RecentSet<std::string> verified_roots{1024};
+    RecentSet verified_roots{1024};
     merkle::BatchVerifier batches;
     // Acknowledgements are recorded (dedup) and sent in batches too.
     std::vector<std::pair<std::string, MessageId>> to_ack;

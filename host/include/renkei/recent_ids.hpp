@@ -22,7 +22,6 @@ public:
     void insert(const MessageId& id);
     void clear();
     size_t size() const { return size_; }
-    size_t capacity() const { return capacity_; }
 
 private:
     static constexpr uint32_t kEmpty = UINT32_MAX;
