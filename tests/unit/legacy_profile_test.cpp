@@ -6,6 +6,9 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <cstdio>
+
 using namespace renkei::legacy_file;
 using renkei::test::read_file;
 
@@ -211,6 +214,37 @@ TEST(LegacyProfile, DuplicateRecordIsRefusedNamingTheFirst) {
     EXPECT_EQ(rules(r), "7 record record.duplicate\n");
     EXPECT_NE(r.rejected[0].message.find("line 2"), std::string::npos) << r.rejected[0].message;
     EXPECT_EQ(r.records.size(), 5u);
+}
+
+TEST(LegacyProfile, ManyChangesOfOneResidentAreDistinctUntilOneRepeats) {
+    // One resident's 転入 on 3,000 different days, then a 転出 on the first of those days (another
+    // 異動事由), then the 転入 of day 1,500 again: only the last line is a duplicate.
+    Shipped s;
+    auto text = s.csv_sample;
+    const std::string header = text.substr(0, text.find("\r\n") + 2);
+    auto second = text.find("\r\n", header.size()) + 2;
+    const std::string line = text.substr(second, text.find("\r\n", second) - second); // 13101000029, 転入
+    auto on_day = [&](int day, const std::string& reason) {
+        std::string out = line;
+        auto first = out.find(',', out.find(',') + 1) + 1, second_end = out.find(',', first);
+        out.replace(first, second_end - first, reason);
+        auto date_at = out.find(',', first) + 1;
+        auto ymd = std::chrono::year_month_day(std::chrono::sys_days(std::chrono::year(2001) / 1 / 1) + std::chrono::days(day));
+        char date[16];
+        std::snprintf(date, sizeof date, "%04d-%02u-%02u", static_cast<int>(ymd.year()), static_cast<unsigned>(ymd.month()),
+                      static_cast<unsigned>(ymd.day()));
+        out.replace(date_at, 10, date);
+        return out + "\r\n";
+    };
+    std::string file = header;
+    for (int day = 0; day < 3000; ++day) file += on_day(day, "転入");
+    file += on_day(0, "転出");
+    file += on_day(1499, "転入");
+    auto r = parse(file, s.csv, s.options());
+    EXPECT_EQ(rules(r), "3003 record record.duplicate\n");
+    ASSERT_EQ(r.rejected.size(), 1u);
+    EXPECT_NE(r.rejected[0].message.find("line 1501"), std::string::npos) << r.rejected[0].message;
+    EXPECT_EQ(r.records.size(), 3001u);
 }
 
 TEST(LegacyProfile, HeaderWithoutAMappedColumnFailsTheFile) {

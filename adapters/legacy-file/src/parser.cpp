@@ -6,8 +6,10 @@
 #include <iconv.h>
 #include <algorithm>
 #include <array>
+#include <cstdint>
 #include <map>
-#include <unordered_map>
+#include <random>
+#include <stdexcept>
 #include <variant>
 
 namespace renkei::legacy_file {
@@ -252,9 +254,61 @@ std::optional<Rejection> map_gaiji(size_t line, const std::string& field, std::s
     return std::nullopt;
 }
 
+// The 異動 of a file seen so far, by (住民票コード, 異動事由, 異動年月日), with the line of each: an
+// open-addressing table (linear probing, never more than half full) of two words and a line per
+// entry, so nothing is allocated per record. It is hashed under a random key of this process, so
+// a file cannot be written to pile its records into one run of the table.
+class SeenChanges {
+public:
+    // Room for `expected` changes: parse() counts the file's data lines first.
+    explicit SeenChanges(size_t expected) {
+        std::random_device rd;
+        for (auto& k : key_) k = (uint64_t(rd()) << 32) ^ rd();
+        size_t n = 16;
+        while (n < 2 * expected) n *= 2;
+        slots_.resize(n);
+    }
+    // The line that brought the same 異動 before, or 0 after recording `line` as its first.
+    // `code`: 11 ASCII digits (checked before).
+    size_t first_or_add(std::string_view code, Reason reason, long day, size_t line) {
+        uint64_t a = 0;
+        for (char c : code) a = a * 10 + static_cast<uint64_t>(c - '0');
+        a = (a << 16 | static_cast<uint16_t>(reason)) + 1; // 0: an empty slot
+        const uint64_t b = static_cast<uint64_t>(day);
+        for (size_t i = slot_of(a, b);; i = (i + 1) & (slots_.size() - 1)) {
+            auto& s = slots_[i];
+            if (s.a == a && s.b == b) return s.line;
+            if (s.a != 0) continue;
+            if ((size_ + 1) * 2 > slots_.size()) throw std::logic_error("legacy-file parser: more records than data lines");
+            s = {a, b, line};
+            ++size_;
+            return 0;
+        }
+    }
+
+private:
+    struct Slot {
+        uint64_t a = 0, b = 0;
+        size_t line = 0;
+    };
+    static uint64_t mix(uint64_t x) { // MurmurHash3's 64-bit finaliser
+        x ^= x >> 33;
+        x *= 0xff51afd7ed558ccdULL;
+        x ^= x >> 33;
+        x *= 0xc4ceb9fe1a85ec53ULL;
+        return x ^ (x >> 33);
+    }
+    size_t slot_of(uint64_t a, uint64_t b) const {
+        return static_cast<size_t>(mix(mix(a ^ key_[0]) ^ b ^ key_[1])) & (slots_.size() - 1);
+    }
+    std::vector<Slot> slots_;
+    size_t size_ = 0;
+    uint64_t key_[2];
+};
+
 class RecordParser {
 public:
-    RecordParser(const Profile& p, const ParseOptions& o, size_t expected) : p_(p), o_(o) { seen_.reserve(expected); }
+    RecordParser(const Profile& p, const ParseOptions& o, size_t expected) : p_(p), o_(o), seen_(expected) {}
 
     // Raw (UTF-8, not yet trimmed) value of each mapped item of one record, in profile order.
     std::variant<Record, Rejection> convert(size_t line, const std::vector<std::string_view>& raw) {
@@ -370,19 +424,16 @@ public:
             if (!text->empty())
                 if (auto e = v::name(name(it), *text, 40); !e) return fail(from(line, e));
         // The same 異動 twice in one file.
-        std::string key = r.resident_code + "|" + std::to_string(static_cast<int>(r.reason)) + "|" +
-                          std::to_string(day_number(r.change));
-        auto [pos, fresh] = seen_.emplace(key, line);
-        if (!fresh)
+        if (size_t first = seen_.first_or_add(r.resident_code, r.reason, day_number(r.change), line))
             return fail(reject(line, "record", "record.duplicate",
-                               "the same 住民票コード, 異動事由 and 異動年月日 as line " + std::to_string(pos->second)));
+                               "the same 住民票コード, 異動事由 and 異動年月日 as line " + std::to_string(first)));
         return r;
     }
 
 private:
     const Profile& p_;
     const ParseOptions& o_;
-    std::unordered_map<std::string, size_t> seen_;
+    SeenChanges seen_;
 };
 
 FileFailure file_failure(const std::string& rule, const std::string& message, size_t line = 0, size_t byte = 0) {
