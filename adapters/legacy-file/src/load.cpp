@@ -84,14 +84,48 @@ private:
     bool done_ = false;
 };
 
-// A chunk of checked records, those that passed, on its way from the checker's thread to the
-// writer's.
+// The first segments of the chunks' messages, handed back by the writer once it wrote a chunk, so
+// the checker fills the same few megabytes over and over instead of having fresh zero pages mapped
+// for each chunk (and unmapped after, with a TLB flush on every core).
+class Spaces {
+public:
+    explicit Spaces(size_t words) : words_(std::max<size_t>(words, 1)) {}
+    size_t words() const { return words_; }
+    // Zeroed, as MallocMessageBuilder wants a first segment.
+    std::unique_ptr<capnp::word[]> take() {
+        {
+            std::lock_guard lock(m_);
+            if (!free_.empty()) {
+                auto s = std::move(free_.back());
+                free_.pop_back();
+                return s;
+            }
+        }
+        return std::unique_ptr<capnp::word[]>(new capnp::word[words_]());
+    }
+    // `s` must be zeroed again: the builder that used it has been destroyed.
+    void give(std::unique_ptr<capnp::word[]> s) {
+        std::lock_guard lock(m_);
+        free_.push_back(std::move(s));
+    }
+
+private:
+    const size_t words_;
+    std::mutex m_;
+    std::vector<std::unique_ptr<capnp::word[]>> free_;
+};
+
+// A chunk of checked records, those that passed, on its way from the checker's thread through
+// the packer's to the writer's.
 struct Chunk {
+    std::unique_ptr<capnp::word[]> space; // from Spaces; outlives `message`, which zeroes it when destroyed
     std::unique_ptr<capnp::MallocMessageBuilder> message; // root: juki.IdentityUpdate, records only: those that passed
+    juki::PackedRecords packed;                           // those records as the store keeps them
     size_t checked = 0;
 };
 
-class Checked {
+// Chunks from one thread to the next, a few at most.
+class ChunkQueue {
 public:
     // Waits for room; false when the writer gave up.
     bool push(Chunk c) {
@@ -142,8 +176,8 @@ private:
 // the parser has refused a second record of the same resident in the file). Those that fail join
 // `rejected`. `store_empty`: the snapshot holds no resident (a first migration), so no record is
 // looked up in it.
-Chunk check_chunk(juki::Store& store, bool store_empty, juki::Numbers* numbers, const Record* records, size_t n,
-                  const LoadOptions& o, const std::string& node, std::vector<Row>& rejected) {
+Chunk check_chunk(juki::Store& store, bool store_empty, juki::Numbers* numbers, Spaces& spaces, const Record* records,
+                  size_t n, const LoadOptions& o, const std::string& node, std::vector<Row>& rejected) {
     std::vector<std::string> codes;
     codes.reserve(n);
     for (size_t i = 0; i < n; ++i) codes.push_back(records[i].resident_code);
@@ -153,7 +187,8 @@ Chunk check_chunk(juki::Store& store, bool store_empty, juki::Numbers* numbers, 
     // records (rare) is copied into a list of those that passed.
     Chunk c;
     c.checked = n;
-    c.message = std::make_unique<capnp::MallocMessageBuilder>(static_cast<unsigned>(std::max<size_t>(n, 1) * 64));
+    c.space = spaces.take();
+    c.message = std::make_unique<capnp::MallocMessageBuilder>(kj::arrayPtr(c.space.get(), spaces.words()));
     auto all = c.message->initRoot<juki::IdentityUpdate>().initRecords(static_cast<unsigned>(n));
     std::vector<unsigned> take;
     take.reserve(n);
@@ -310,10 +345,12 @@ int run_load(const LoadOptions& o, std::ostream& out, std::ostream& err) {
     }
 
     if (!failed) {
-        // Three threads: the parser, the checker (reads the store through a connection of its own
-        // and J-LIS's 個人番号 registry) and this one, which writes what passed, in one transaction.
+        // Four threads: the parser, the checker (reads the store through a connection of its own
+        // and J-LIS's 個人番号 registry), the packer and this one, which writes what passed, in one
+        // transaction.
         Feed feed;
-        Checked checked;
+        ChunkQueue checked, packed;
+        Spaces spaces(o.chunk * 64); // about 55 words a record; a chunk that needs more gets another segment
         ParseResult parsed;
         ParseOptions po;
         po.municipalities = {o.municipality};
@@ -340,7 +377,7 @@ int run_load(const LoadOptions& o, std::ostream& out, std::ostream& err) {
                     auto got = feed.wait(start + o.chunk);
                     if (start == got.n && got.done) break;
                     size_t n = std::min(o.chunk, got.n - start);
-                    if (!checked.push(check_chunk(*reader, store_empty, numbers.get(), got.records + start, n, o, config.node_id, refused))) break;
+                    if (!checked.push(check_chunk(*reader, store_empty, numbers.get(), spaces, got.records + start, n, o, config.node_id, refused))) break;
                     start += n;
                 }
                 if (numbers_tx) numbers_tx->commit();
@@ -350,8 +387,27 @@ int run_load(const LoadOptions& o, std::ostream& out, std::ostream& err) {
                 checked.finish(std::current_exception());
             }
         });
+        // Packs each chunk's records as the store keeps them: canonicalising them is about as
+        // much work as checking them, and neither the checker nor the writer has it to spare.
+        std::thread packer([&] {
+            try {
+                while (auto c = checked.pop()) {
+                    if (!o.dry_run) {
+                        auto records = c->message->getRoot<juki::IdentityUpdate>().getRecords().asReader();
+                        c->packed.reserve(records.size(), records.size() * 320); // about 256 bytes a record
+                        for (auto r : records) c->packed.add(r);
+                    }
+                    if (!packed.push(std::move(*c))) break;
+                }
+                packed.finish(checked.error());
+            } catch (...) {
+                packed.finish(std::current_exception());
+            }
+        });
         auto join = [&] {
+            packed.close();
             checked.close();
+            if (packer.joinable()) packer.join();
             if (checker.joinable()) checker.join();
             if (parser.joinable()) parser.join();
         };
@@ -366,18 +422,20 @@ int run_load(const LoadOptions& o, std::ostream& out, std::ostream& err) {
             if (rebuild) store->drop_search_indexes();
             auto last_report = Clock::now();
             size_t done = 0;
-            while (auto c = checked.pop()) {
+            while (auto c = packed.pop()) {
                 auto passed = c->message->getRoot<juki::IdentityUpdate>().getRecords().asReader();
-                if (tx) store->load(passed, now);
+                if (tx) store->load(passed, c->packed, now);
                 loaded += passed.size();
                 done += c->checked;
+                c->message.reset();
+                spaces.give(std::move(c->space));
                 if (std::chrono::duration<double>(Clock::now() - last_report).count() >= o.progress_interval_s) {
                     last_report = Clock::now();
                     progress(done, expected, "running");
                 }
             }
             join();
-            if (auto e = checked.error()) std::rethrow_exception(e);
+            if (auto e = packed.error()) std::rethrow_exception(e);
             if (parsed.failure) {
                 auto& f = *parsed.failure;
                 std::string at = f.line ? " (line " + std::to_string(f.line) + (f.byte ? ", byte " + std::to_string(f.byte) : "") + ")" : "";

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstring>
 #include <memory>
+#include <stdexcept>
 #include <thread>
 
 namespace renkei::juki {
@@ -67,20 +68,42 @@ std::vector<uint8_t> canonical_bytes(IdentityRecord::Reader record) {
     return {bytes.begin(), bytes.end()};
 }
 
-void pack_record(const void* canonical, size_t size, std::vector<uint8_t>& out) {
+namespace {
+
+// pack_record's bytes after what `out` holds.
+void append_packed(const void* canonical, size_t size, std::vector<uint8_t>& out) {
     if (size % sizeof(capnp::word) != 0) throw std::runtime_error("juki store: a record is not word-aligned");
-    const size_t words = size / sizeof(capnp::word);
+    const size_t words = size / sizeof(capnp::word), at = out.size();
     // At most a tag byte, 8 bytes and a run count per word, the segment table's word included.
-    out.resize((words + 1) * 10);
-    kj::ArrayOutputStream stream(kj::arrayPtr(out.data(), out.size()));
+    out.resize(at + (words + 1) * 10);
+    kj::ArrayOutputStream stream(kj::arrayPtr(out.data() + at, out.size() - at));
     kj::ArrayPtr<const capnp::word> segment(static_cast<const capnp::word*>(canonical), words);
     capnp::writePackedMessage(stream, kj::arrayPtr(&segment, 1));
-    out.resize(stream.getArray().size());
+    out.resize(at + stream.getArray().size());
+}
+
+} // namespace
+
+void pack_record(const void* canonical, size_t size, std::vector<uint8_t>& out) {
+    out.clear();
+    append_packed(canonical, size, out);
 }
 
 void pack_record(IdentityRecord::Reader record, std::vector<uint8_t>& out) {
     auto words = capnp::canonicalize(record);
     pack_record(words.begin(), words.asBytes().size(), out);
+}
+
+void PackedRecords::add(IdentityRecord::Reader record) {
+    auto words = capnp::canonicalize(record);
+    append_packed(words.begin(), words.asBytes().size(), bytes_);
+    ends_.push_back(bytes_.size());
+}
+
+void Store::load(capnp::List<IdentityRecord>::Reader records, int64_t now_ms) {
+    PackedRecords packed;
+    for (auto r : records) packed.add(r);
+    load(records, packed, now_ms);
 }
 
 std::vector<uint8_t> unpack_record(std::vector<uint8_t> stored, const std::string& code) {
@@ -257,13 +280,12 @@ std::unique_ptr<ReaderPool> SqliteIdentityStore::readers(size_t connections) {
     return std::make_unique<ReaderPool>(file_, connections, options_);
 }
 
-void SqliteIdentityStore::load(capnp::List<IdentityRecord>::Reader records, int64_t now_ms) {
+void SqliteIdentityStore::load(capnp::List<IdentityRecord>::Reader records, const PackedRecords& packed, int64_t now_ms) {
+    if (packed.size() != records.size()) throw std::invalid_argument("juki store: load: a packed record per record");
     Transaction tx(*this);
-    std::vector<uint8_t> packed;
     auto view = [](capnp::Text::Reader t) { return std::string_view(t.begin(), t.size()); };
-    for (auto r : records) {
-        auto p = r.getPerson();
-        pack_record(r, packed);
+    for (unsigned i = 0; i < records.size(); ++i) {
+        auto p = records[i].getPerson();
         const std::string birth = date_text(p.getDateOfBirth());
         // A plain INSERT: a resident already there fails the load (and the transaction). The values
         // are bound in place: the records, `birth` and `packed` outlive the statement's run.
@@ -278,7 +300,7 @@ void SqliteIdentityStore::load(capnp::List<IdentityRecord>::Reader records, int6
             .text_ref(7, birth)
             .integer(8, static_cast<int>(p.getSex()))
             .text_ref(9, view(p.getAddress().getText()))
-            .blob_ref(10, packed.data(), packed.size());
+            .blob_ref(10, packed[i].begin(), packed[i].size());
         u.run();
     }
     tx.commit();

@@ -33,6 +33,27 @@ struct Retention {
     int64_t provisions_ms = 7 * kYearMs;    // provision records (刑事訴訟法250条2項4号)
 };
 
+// Records as a store keeps them in its `record` column (pack_record), packed back to back: what a
+// load's caller prepares on a thread of its own so the writing thread only binds them.
+class PackedRecords {
+public:
+    // Canonicalises and packs `record` after the others.
+    void add(IdentityRecord::Reader record);
+    size_t size() const { return ends_.size(); }
+    kj::ArrayPtr<const uint8_t> operator[](size_t i) const {
+        size_t begin = i == 0 ? 0 : ends_[i - 1];
+        return kj::arrayPtr(bytes_.data() + begin, ends_[i] - begin);
+    }
+    void reserve(size_t records, size_t bytes) {
+        ends_.reserve(records);
+        bytes_.reserve(bytes);
+    }
+
+private:
+    std::vector<uint8_t> bytes_;
+    std::vector<size_t> ends_;
+};
+
 struct StoreOptions {
     bool search_indexes = true;             // 個人番号 / 4情報 / municipality indexes (query-answering roles)
     int64_t cache_kib = 32768;              // SQLite page cache
@@ -111,7 +132,10 @@ public:
                      int64_t now_ms, bool replaces = true) = 0;
     // An initial load (移行, a benchmark): first versions of residents the store does not hold, in
     // one transaction; refused as a whole (nothing recorded) if any of them is already there.
-    virtual void load(capnp::List<IdentityRecord>::Reader records, int64_t now_ms) = 0;
+    // `packed[i]` is records[i] as PackedRecords::add packs it.
+    virtual void load(capnp::List<IdentityRecord>::Reader records, const PackedRecords& packed, int64_t now_ms) = 0;
+    // The same, packing the records here.
+    void load(capnp::List<IdentityRecord>::Reader records, int64_t now_ms);
     // Around a large load inside one transaction (`renkei load` into a store that holds fewer
     // residents than the file brings): the search indexes go before the rows and are built again
     // after them. A sorted build is several times cheaper than as many random inserts, and readers
@@ -195,7 +219,8 @@ public:
     std::optional<Resident> get(const std::string& code) override;
     void put(IdentityRecord::Reader record, const std::vector<uint8_t>& canonical, bool removed, int64_t now_ms,
              bool replaces = true) override;
-    void load(capnp::List<IdentityRecord>::Reader records, int64_t now_ms) override;
+    using Store::load;
+    void load(capnp::List<IdentityRecord>::Reader records, const PackedRecords& packed, int64_t now_ms) override;
     void drop_search_indexes() override;
     void build_search_indexes() override;
     void retire_code(const std::string& old_code, const std::string& new_code, int64_t now_ms) override;

@@ -3,6 +3,7 @@
 #include "pg.hpp"
 
 #include <algorithm>
+#include <stdexcept>
 #include <unordered_map>
 
 namespace renkei::juki {
@@ -321,7 +322,8 @@ void PgIdentityStore::put(IdentityRecord::Reader record, const std::vector<uint8
 #undef UPSERT
 }
 
-void PgIdentityStore::load(capnp::List<IdentityRecord>::Reader records, int64_t now_ms) {
+void PgIdentityStore::load(capnp::List<IdentityRecord>::Reader records, const PackedRecords& packed, int64_t now_ms) {
+    if (packed.size() != records.size()) throw std::invalid_argument("juki store: load: a packed record per record");
     prefetched_.clear();
     Transaction tx(*this);
     c_->exec("COPY residents (code, municipality, my_number, removed, updated_ms, name, kana, birth, sex, address,"
@@ -336,10 +338,8 @@ void PgIdentityStore::load(capnp::List<IdentityRecord>::Reader records, int64_t 
             buf.clear();
         }
     };
-    std::vector<uint8_t> packed;
-    for (auto r : records) {
-        auto p = r.getPerson();
-        pack_record(r, packed);
+    for (unsigned i = 0; i < records.size(); ++i) {
+        auto p = records[i].getPerson();
         put_u16(buf, 11);
         put_text(buf, p.getResidentCode().cStr());
         put_text(buf, p.getAddress().getLocalGovCode().cStr());
@@ -351,7 +351,7 @@ void PgIdentityStore::load(capnp::List<IdentityRecord>::Reader records, int64_t 
         put_text(buf, date_text(p.getDateOfBirth()));
         put_i16(buf, static_cast<int>(p.getSex()));
         put_text(buf, p.getAddress().getText().cStr());
-        put_bytes(buf, packed.data(), packed.size());
+        put_bytes(buf, packed[i].begin(), packed[i].size());
         flush(false);
     }
     put_u16(buf, 0xffff); // trailer
