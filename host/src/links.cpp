@@ -837,10 +837,9 @@ void Links::start() {
     m.transport->set_trusted_keys(m.curve_keys);
     for (auto& p : m.config.peers)
         if (!p.endpoints.empty()) m.transport->add_peer(p.node, p.endpoints, p.curve_public);
-    m.transport->on_receive([&m](const std::string& peer, const zmq::message_t& f) {
-        auto* d = static_cast<const uint8_t*>(f.data());
+    m.transport->on_receive([&m](const std::string& peer, const uint8_t* d, size_t size) {
         std::lock_guard lock(m.mutex);
-        m.inbound.emplace_back(peer, std::vector<uint8_t>(d, d + f.size()));
+        m.inbound.emplace_back(peer, std::vector<uint8_t>(d, d + size));
         if (m.inbound.size() == 1) m.inbound_cv.notify_one();
     });
     m.transport->on_send_failure([&m](const std::string& peer, const std::string&, std::vector<uint8_t>& frame) {

@@ -5,6 +5,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstring>
 #include <set>
@@ -75,8 +76,9 @@ bool Transport::key_trusted_for(const std::string& key, const std::string& node)
 }
 
 TransportStats Transport::stats() const {
-    return TransportStats{frames_in_.load(), frames_out_.load(), bytes_in_.load(), bytes_out_.load(),
-                          auth_failures_.load(), send_failures_.load()};
+    return TransportStats{frames_in_.load(),     frames_out_.load(),    bytes_in_.load(),
+                          bytes_out_.load(),     auth_failures_.load(), send_failures_.load(),
+                          bundles_out_.load(),   bad_bundles_.load()};
 }
 
 // ZAP (RFC 27): admits a CURVE client only when its long-term key is trusted, and names it.
@@ -365,6 +367,7 @@ void Transport::io_loop() {
     };
 
     std::deque<std::pair<std::string, std::vector<uint8_t>>> batch;
+    std::vector<uint8_t> bundle; // reused from batch to batch
     // A listening node can answer a peer that dialled it only once it has the peer's routing id,
     // which it learns from a frame. So each dialled link says hello (an empty frame) as soon as it
     // is up and every second after (a restarted listener learns it again), and a node can send
@@ -410,30 +413,52 @@ void Transport::io_loop() {
             std::lock_guard lock(queue_mutex_);
             batch.swap(queue_);
         }
-        for (auto& [peer, frame] : batch) {
-            bool sent = false;
-            current = &frame;
-            try {
-                if (auto it = peers_.find(peer); it != peers_.end()) {
-                    if (!it->second.dealer) {
-                        fail(peer, "no trusted key for " + peer);
-                        continue;
-                    }
-                    sent = it->second.dealer->send(zmq::buffer(frame), zmq::send_flags::dontwait).has_value();
-                    if (!sent) fail(peer, "no live connection to " + peer + " (or its queue is full)");
-                } else if (auto r = inbound_route.find(peer); r != inbound_route.end() && router_) {
-                    router_->send(zmq::buffer(r->second), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
-                    sent = router_->send(zmq::buffer(frame), zmq::send_flags::dontwait).has_value();
-                    if (!sent) fail(peer, "queue to " + peer + " is full");
-                } else {
-                    fail(peer, "no link to " + peer);
+        // Each peer's frames in the order they were queued, in bundles of up to `cap` bytes; a
+        // frame alone (or too large to share) goes as it is.
+        const size_t cap = std::min<size_t>(options_.bundle_bytes, static_cast<size_t>(options_.max_message_bytes));
+        std::map<std::string, std::vector<std::vector<uint8_t>*>> by_peer;
+        for (auto& [peer, frame] : batch) by_peer[peer].push_back(&frame);
+        for (auto& [peer, frames] : by_peer) {
+            for (size_t i = 0; i < frames.size();) {
+                std::vector<const std::vector<uint8_t>*> group{frames[i]};
+                size_t bytes = frame_bundle::kHeader + frame_bundle::kFrameHeader + frame_bundle::padded(frames[i]->size());
+                while (i + group.size() < frames.size()) {
+                    size_t more = frame_bundle::kFrameHeader + frame_bundle::padded(frames[i + group.size()]->size());
+                    if (bytes + more > cap) break;
+                    bytes += more;
+                    group.push_back(frames[i + group.size()]);
                 }
-            } catch (const zmq::error_t& e) {
-                fail(peer, std::string("link to ") + peer + ": " + e.what()); // EHOSTUNREACH: it went away
-            }
-            if (sent) {
-                frames_out_.fetch_add(1, std::memory_order_relaxed);
-                bytes_out_.fetch_add(frame.size(), std::memory_order_relaxed);
+                bundle.clear();
+                const bool bundled = group.size() > 1;
+                if (bundled) frame_bundle::encode(group, bundle);
+                const std::vector<uint8_t>& wire = bundled ? bundle : *frames[i];
+                std::string why;
+                try {
+                    if (auto it = peers_.find(peer); it != peers_.end()) {
+                        if (!it->second.dealer)
+                            why = "no trusted key for " + peer;
+                        else if (!it->second.dealer->send(zmq::buffer(wire), zmq::send_flags::dontwait).has_value())
+                            why = "no live connection to " + peer + " (or its queue is full)";
+                    } else if (auto r = inbound_route.find(peer); r != inbound_route.end() && router_) {
+                        router_->send(zmq::buffer(r->second), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
+                        if (!router_->send(zmq::buffer(wire), zmq::send_flags::dontwait).has_value()) why = "queue to " + peer + " is full";
+                    } else {
+                        why = "no link to " + peer;
+                    }
+                } catch (const zmq::error_t& e) {
+                    why = std::string("link to ") + peer + ": " + e.what(); // EHOSTUNREACH: it went away
+                }
+                if (bundled && why.empty()) bundles_out_.fetch_add(1, std::memory_order_relaxed);
+                for (size_t k = 0; k < group.size(); ++k) {
+                    if (!why.empty()) {
+                        current = frames[i + k];
+                        fail(peer, why);
+                    } else {
+                        frames_out_.fetch_add(1, std::memory_order_relaxed);
+                        bytes_out_.fetch_add(frames[i + k]->size(), std::memory_order_relaxed);
+                    }
+                }
+                i += group.size();
             }
         }
         batch.clear();
@@ -470,14 +495,22 @@ void Transport::io_loop() {
                     payload.move(first);
                 }
                 if (payload.size() == 0) continue; // a hello: the route is what it was for
-                frames_in_.fetch_add(1, std::memory_order_relaxed);
-                bytes_in_.fetch_add(payload.size(), std::memory_order_relaxed);
-                if (receiver_) {
+                auto hand_on = [&](const uint8_t* frame, size_t size) {
+                    frames_in_.fetch_add(1, std::memory_order_relaxed);
+                    bytes_in_.fetch_add(size, std::memory_order_relaxed);
+                    if (!receiver_) return;
                     try {
-                        receiver_(peer, payload);
+                        receiver_(peer, frame, size);
                     } catch (const std::exception& e) {
                         log->error("frame from {} dropped: {}", peer, e.what());
                     }
+                };
+                auto* data = static_cast<const uint8_t*>(payload.data());
+                if (!frame_bundle::is_bundle(data, payload.size())) {
+                    hand_on(data, payload.size());
+                } else if (auto why = frame_bundle::decode(data, payload.size(), hand_on); !why.empty()) {
+                    bad_bundles_.fetch_add(1, std::memory_order_relaxed);
+                    log->warn("bundle of {} bytes from {} dropped, none of its frames taken: {}", payload.size(), peer, why);
                 }
             }
         }

@@ -151,9 +151,9 @@ struct RawLink {
         o.curve_public = keys.curve_public;
         o.curve_secret.assign(reinterpret_cast<const char*>(keys.curve_secret.view().data()), 40);
         transport = std::make_unique<Transport>(o, std::map<std::string, std::string>{});
-        transport->on_receive([this](const std::string&, const zmq::message_t& f) {
-            auto words = kj::heapArray<capnp::word>(f.size() / 8);
-            memcpy(words.begin(), f.data(), f.size());
+        transport->on_receive([this](const std::string&, const uint8_t* f, size_t size) {
+            auto words = kj::heapArray<capnp::word>(size / 8);
+            memcpy(words.begin(), f, size);
             capnp::FlatArrayMessageReader r(words.asPtr());
             auto frame = r.getRoot<wire::Frame>();
             if (frame.which() != wire::Frame::ACK) return;

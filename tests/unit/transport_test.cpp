@@ -30,9 +30,9 @@ struct Inbox {
     std::condition_variable cv;
     std::vector<std::pair<std::string, std::string>> got; // (peer, payload)
     void attach(Transport& t) {
-        t.on_receive([this](const std::string& peer, const zmq::message_t& f) {
+        t.on_receive([this](const std::string& peer, const uint8_t* f, size_t size) {
             std::lock_guard lock(m);
-            got.emplace_back(peer, f.to_string());
+            got.emplace_back(peer, std::string(reinterpret_cast<const char*>(f), size));
             cv.notify_all();
         });
     }
@@ -207,4 +207,119 @@ TEST(Transport, RotationRefusesRemovedKeyOnNewConnections) {
     }
     EXPECT_FALSE(pin.wait(1, 300ms));
     EXPECT_GE(pref.stats().auth_failures, 1u);
+}
+
+TEST(Transport, FramesQueuedTogetherGoAsBundlesAndArriveInOrder) {
+    for (size_t bundle_bytes : {size_t{128 << 10}, size_t{0}}) {
+        SCOPED_TRACE("bundle_bytes " + std::to_string(bundle_bytes));
+        Keys pk, mk;
+        auto po = opts("pref:13", pk, true);
+        po.bundle_bytes = bundle_bytes;
+        Transport pref(po, {{"muni:131016", mk.pub}});
+        Inbox pin;
+        pin.attach(pref);
+        pref.start();
+        auto mo = opts("muni:131016", mk, false);
+        mo.bundle_bytes = bundle_bytes;
+        Transport muni(mo, {});
+        muni.add_peer("pref:13", {pref.endpoint()}, pk.pub);
+        muni.start();
+        ASSERT_TRUE(send_until_received(muni, "pref:13", "first", pin));
+        const size_t before = pin.got.size();
+        // Sizes 1 to 700 bytes, so every padding occurs; more than one bundle's worth.
+        std::vector<std::string> sent;
+        for (size_t i = 0; i < 2000; ++i) {
+            sent.push_back(std::string(1 + (i * 37) % 700, static_cast<char>('a' + i % 26)) + std::to_string(i));
+            muni.send("pref:13", bytes(sent.back()));
+        }
+        ASSERT_TRUE(pin.wait(before + sent.size()));
+        std::lock_guard lock(pin.m);
+        ASSERT_EQ(pin.got.size(), before + sent.size());
+        for (size_t i = 0; i < sent.size(); ++i) {
+            EXPECT_EQ(pin.got[before + i].first, "muni:131016");
+            ASSERT_EQ(pin.got[before + i].second, sent[i]) << "frame " << i;
+        }
+        if (bundle_bytes) EXPECT_GT(muni.stats().bundles_out, 0u);
+        else EXPECT_EQ(muni.stats().bundles_out, 0u);
+        EXPECT_EQ(pref.stats().frames_in, before + sent.size());
+        EXPECT_EQ(pref.stats().bad_bundles, 0u);
+    }
+}
+
+TEST(Transport, AMalformedBundleIsDroppedWholeAndTheLinkGoesOn) {
+    Keys pk, mk;
+    Transport pref(opts("pref:13", pk, true), {{"muni:131016", mk.pub}});
+    Inbox pin;
+    pin.attach(pref);
+    pref.start();
+    auto mo = opts("muni:131016", mk, false);
+    mo.bundle_bytes = 0; // each frame alone, so the bytes below reach the receiver as they are
+    Transport muni(mo, {});
+    muni.add_peer("pref:13", {pref.endpoint()}, pk.pub);
+    muni.start();
+    ASSERT_TRUE(send_until_received(muni, "pref:13", "first", pin));
+    // A well-formed bundle of two frames, then its count raised to three.
+    std::vector<uint8_t> a = bytes("alpha"), b = bytes("beta"), bundle;
+    frame_bundle::encode({&a, &b}, bundle);
+    bundle[8] = 3;
+    muni.send("pref:13", bundle);
+    ASSERT_TRUE(send_until_received(muni, "pref:13", "after", pin));
+    std::lock_guard lock(pin.m);
+    for (auto& [peer, frame] : pin.got) {
+        EXPECT_NE(frame, "alpha");
+        EXPECT_NE(frame, "beta");
+    }
+    EXPECT_EQ(pref.stats().bad_bundles, 1u);
+}
+
+TEST(FrameBundle, RoundTripsFramesOfEveryPaddingAt8ByteOffsets) {
+    std::vector<std::vector<uint8_t>> frames;
+    for (size_t n = 1; n <= 17; ++n) frames.push_back(std::vector<uint8_t>(n, static_cast<uint8_t>(n)));
+    std::vector<const std::vector<uint8_t>*> refs;
+    for (auto& f : frames) refs.push_back(&f);
+    std::vector<uint8_t> bundle{9, 9, 9}; // encode appends
+    frame_bundle::encode(refs, bundle);
+    bundle.erase(bundle.begin(), bundle.begin() + 3);
+    ASSERT_TRUE(frame_bundle::is_bundle(bundle.data(), bundle.size()));
+    std::vector<std::vector<uint8_t>> got;
+    auto why = frame_bundle::decode(bundle.data(), bundle.size(), [&](const uint8_t* f, size_t n) {
+        EXPECT_EQ((f - bundle.data()) % 8, 0);
+        got.emplace_back(f, f + n);
+    });
+    EXPECT_EQ(why, "");
+    EXPECT_EQ(got, frames);
+}
+
+TEST(FrameBundle, MalformedBundlesAreRefusedNamingTheFrameAndTheRule) {
+    std::vector<uint8_t> a = bytes("alpha"), b = bytes("beta"), good;
+    frame_bundle::encode({&a, &b}, good); // 16 + (8 + 8) + (8 + 8) bytes
+    ASSERT_EQ(good.size(), 48u);
+    auto refused = [&](std::vector<uint8_t> bundle) {
+        size_t calls = 0;
+        auto why = frame_bundle::decode(bundle.data(), bundle.size(), [&](const uint8_t*, size_t) { ++calls; });
+        EXPECT_EQ(calls, 0u) << why; // nothing of a malformed bundle is handed on
+        return why;
+    };
+    auto edit = [&](size_t at, uint8_t value) {
+        auto c = good;
+        c[at] = value;
+        return c;
+    };
+    EXPECT_EQ(refused(std::vector<uint8_t>(good.begin(), good.begin() + 12)), "header: 12 bytes, shorter than the 16 of a header");
+    EXPECT_EQ(refused(edit(8, 1)), "count: 1, a bundle carries at least 2 frames");
+    EXPECT_EQ(refused(edit(8, 0)), "count: 0, a bundle carries at least 2 frames");
+    EXPECT_EQ(refused(edit(11, 0x7f)), "count: 2130706434 frames cannot fit in 48 bytes");
+    EXPECT_EQ(refused(edit(13, 1)), "header: the reserved bytes are not zero");
+    EXPECT_EQ(refused(edit(16, 0)), "frame 1 of 2: length 0, a frame is never empty");
+    // "alpha" read as 9 bytes takes frame 2's length as its padding; frame 2 then starts at "beta".
+    EXPECT_EQ(refused(edit(16, 9)), "frame 2 of 2: length 1635018082 runs past the end");
+    EXPECT_EQ(refused(edit(16, 200)), "frame 1 of 2: length 200 runs past the end");
+    EXPECT_EQ(refused(edit(21, 1)), "frame 1 of 2: the reserved bytes are not zero");
+    EXPECT_EQ(refused(edit(30, 1)), "frame 1 of 2: the padding is not zero");
+    EXPECT_EQ(refused(edit(32, 9)), "frame 2 of 2: length 9 runs past the end");
+    EXPECT_EQ(refused(std::vector<uint8_t>(good.begin(), good.end() - 8)), "count: 2 frames cannot fit in 40 bytes");
+    auto longer = good;
+    longer.resize(56);
+    EXPECT_EQ(refused(longer), "8 bytes after the last frame");
+    EXPECT_EQ(refused(bytes("not a bundle at all")), "header: not a bundle");
 }

@@ -6,7 +6,15 @@
 //
 // Threading: one I/O thread owns every socket. send() may be called from any thread; frames are
 // handed over in batches. on_receive runs on the I/O thread and must not block.
+//
+// Bundles: frames queued for one peer in the same batch go out as one ZeroMQ message of up to
+// bundle_bytes (frame_bundle below), so CURVE's per-message work, the I/O threads' and the
+// syscalls are paid once per bundle, not per frame. A receiver takes a bundle apart and hands on
+// its frames one by one, each as if it had come alone; a malformed bundle is dropped whole.
+// The layout is frame_bundle.hpp's.
 #pragma once
+
+#include <renkei/frame_bundle.hpp>
 
 #include <zmq.hpp>
 
@@ -35,18 +43,25 @@ struct TransportOptions {
     int reconnect_ms = 100;         // first reconnect interval, doubling up to reconnect_max_ms
     int reconnect_max_ms = 5000;
     int hwm = 100000;               // messages queued per peer before send() reports failure
+    // Frames for one peer are sent together in bundles of at most this many bytes (at most
+    // max_message_bytes); 0 sends every frame alone, as a build before bundles did (and a build
+    // that reads no bundles expects). Receiving always accepts both.
+    size_t bundle_bytes = 128 << 10;
     bool skip_zap_for_test = false; // test hook: start without a ZAP handler (start() must refuse)
 };
 
 struct TransportStats {
-    uint64_t frames_in = 0, frames_out = 0, bytes_in = 0, bytes_out = 0;
+    uint64_t frames_in = 0, frames_out = 0, bytes_in = 0, bytes_out = 0; // frames, whether bundled or not
     uint64_t auth_failures = 0, send_failures = 0;
+    uint64_t bundles_out = 0; // ZeroMQ messages that carried two frames or more
+    uint64_t bad_bundles = 0; // malformed bundles received and dropped
 };
 
 class Transport {
 public:
-    // Called on the I/O thread with the authenticated node id of the sender and the frame.
-    using Receiver = std::function<void(const std::string& peer, const zmq::message_t& frame)>;
+    // Called on the I/O thread with the authenticated node id of the sender and the frame (valid
+    // during the call only).
+    using Receiver = std::function<void(const std::string& peer, const uint8_t* frame, size_t size)>;
     // Called on the I/O thread when a frame could not be queued to `peer` (no link, HWM reached).
     // A frame that could not be handed to the peer's link (no live connection yet, queue full):
     // the callback may take `frame` (move from it) to try again later.
@@ -132,7 +147,7 @@ private:
     SendFailure send_failure_;
     std::atomic<bool> running_{false};
     std::atomic<uint64_t> frames_in_{0}, frames_out_{0}, bytes_in_{0}, bytes_out_{0}, auth_failures_{0},
-        send_failures_{0};
+        send_failures_{0}, bundles_out_{0}, bad_bundles_{0};
     std::thread zap_thread_, io_thread_;
 };
 
