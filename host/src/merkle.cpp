@@ -48,9 +48,7 @@ std::vector<Hash> Tree::proof(uint32_t index) const {
 
 namespace {
 
-constexpr uint64_t at(uint64_t level, uint64_t position) { return level << 32 | position; }
-
-using Learned = std::vector<std::pair<uint64_t, Hash>>;
+using Learned = std::vector<TreeNode>;
 
 // root_from_proof, also telling `learned` (when given) every node on the path and every sibling,
 // and counting the inner-node hashes in `hashes`.
@@ -68,14 +66,14 @@ bool walk(const Hash& leaf, uint32_t index, uint32_t size, std::span<const Hash>
     size_t used = 0;
     uint64_t i = index, width = size, level = 0;
     for (; width > 1; i /= 2, width = (width + 1) / 2, ++level) {
-        if (learned) learned->emplace_back(at(level, i), h);
+        if (learned) learned->push_back({level, i, h});
         uint64_t sibling = i ^ 1;
         if (sibling >= width) continue;
         if (used == siblings.size()) {
             why = "merkleProof is shorter than a batch of " + std::to_string(size) + " needs";
             return false;
         }
-        if (learned) learned->emplace_back(at(level, sibling), siblings[used]);
+        if (learned) learned->push_back({level, sibling, siblings[used]});
         h = (i & 1) ? node(siblings[used], h) : node(h, siblings[used]);
         ++hashes;
         ++used;
@@ -84,7 +82,7 @@ bool walk(const Hash& leaf, uint32_t index, uint32_t size, std::span<const Hash>
         why = "merkleProof is longer than a batch of " + std::to_string(size) + " needs";
         return false;
     }
-    if (learned) learned->emplace_back(at(level, 0), h);
+    if (learned) learned->push_back({level, 0, h});
     out = h;
     return true;
 }
@@ -103,37 +101,48 @@ BatchVerifier::Batch* BatchVerifier::find(std::string_view key, uint32_t size) {
     return nullptr;
 }
 
+BatchVerifier::Batch::Batch(std::string k, uint32_t n) : key(std::move(k)), size(n) {
+    size_t total = 0;
+    for (uint64_t width = n;; width = (width + 1) / 2) {
+        first.push_back(total);
+        total += width;
+        if (width <= 1) break;
+    }
+    hashes.resize(total);
+    known.resize(total);
+}
+
 std::string BatchVerifier::check(std::string_view key, const Hash& leaf, uint32_t index, uint32_t size,
                                  std::span<const Hash> siblings,
                                  const std::function<bool(const Hash&)>& root_verifies) {
     Batch* b = index < size ? find(key, size) : nullptr;
+    learned_.clear();
     if (b) {
         // Up from the leaf until a remembered node: it must be the hash reached, and the proof from
         // there on exactly the remembered siblings. Anything else gets the full check below.
-        Learned learned;
         Hash h = leaf;
         size_t used = 0;
         uint64_t i = index, width = size, level = 0;
         for (;;) {
-            if (auto met = b->nodes.find(at(level, i)); met != b->nodes.end()) {
-                if (met->second != h) break;
+            if (const Hash* met = b->get(level, i)) {
+                if (*met != h) break;
                 for (; width > 1; i /= 2, width = (width + 1) / 2, ++level) {
                     if ((i ^ 1) >= width) continue;
-                    auto s = b->nodes.find(at(level, i ^ 1));
-                    if (used == siblings.size() || s == b->nodes.end() || s->second != siblings[used]) break;
+                    const Hash* s = b->get(level, i ^ 1);
+                    if (used == siblings.size() || s == nullptr || *s != siblings[used]) break;
                     ++used;
                 }
                 if (width == 1 && used == siblings.size()) {
-                    for (auto& [where, hash] : learned) b->nodes.emplace(where, hash);
+                    for (auto& n : learned_) b->put(n.level, n.position, n.hash);
                     return {};
                 }
                 break;
             }
             if (width == 1) break;
-            learned.emplace_back(at(level, i), h);
+            learned_.push_back({level, i, h});
             if ((i ^ 1) < width) {
                 if (used == siblings.size()) break;
-                learned.emplace_back(at(level, i ^ 1), siblings[used]);
+                learned_.push_back({level, i ^ 1, siblings[used]});
                 h = (i & 1) ? node(siblings[used], h) : node(h, siblings[used]);
                 ++node_hashes_;
                 ++used;
@@ -143,19 +152,18 @@ std::string BatchVerifier::check(std::string_view key, const Hash& leaf, uint32_
             ++level;
         }
     }
-    Learned learned;
+    learned_.clear();
     Hash root;
     std::string why;
-    if (!walk(leaf, index, size, siblings, root, why, &learned, node_hashes_)) return "batch signature: " + why;
+    if (!walk(leaf, index, size, siblings, root, why, &learned_, node_hashes_)) return "batch signature: " + why;
     if (!root_verifies(root)) return "batch signature does not verify (tampered, wrong proof or wrong key)";
     if (!b) b = find(key, size);
     if (!b) {
         if (batches_.size() >= max_batches_) batches_.pop_front();
-        batches_.push_back(Batch{std::string(key), size, {}});
+        batches_.emplace_back(std::string(key), size);
         b = &batches_.back();
-        b->nodes.reserve(2 * size_t(size));
     }
-    for (auto& [where, hash] : learned) b->nodes.emplace(where, hash);
+    for (auto& n : learned_) b->put(n.level, n.position, n.hash);
     return {};
 }
 

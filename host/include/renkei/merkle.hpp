@@ -15,7 +15,6 @@
 #include <span>
 #include <string>
 #include <string_view>
-#include <unordered_map>
 #include <vector>
 
 namespace renkei::merkle {
@@ -45,6 +44,12 @@ bool root_from_proof(const Hash& leaf, uint32_t index, uint32_t size, std::span<
 // The bytes a batch signature covers.
 std::vector<uint8_t> signed_message(const Hash& root);
 
+// A node of a batch's tree: level 0 holds the leaves.
+struct TreeNode {
+    uint64_t level, position;
+    Hash hash;
+};
+
 // Checks the leaves of signed batches as they arrive, remembering for the newest batches every node
 // a proof has authenticated (its path and its siblings, once the root verified). A later leaf of the
 // same batch hashes its way up only until it meets such a node, then must bring exactly the siblings
@@ -64,14 +69,28 @@ public:
     uint64_t node_hashes() const { return node_hashes_; }
 
 private:
+    // The authenticated nodes of one batch's tree, level by level in one array (the tree's shape
+    // follows from its size): no hashing and no allocation per node.
     struct Batch {
+        Batch(std::string key, uint32_t size);
+        const Hash* get(uint64_t level, uint64_t position) const {
+            size_t k = first[level] + position;
+            return known[k] ? &hashes[k] : nullptr;
+        }
+        void put(uint64_t level, uint64_t position, const Hash& h) {
+            size_t k = first[level] + position;
+            if (!known[k]) hashes[k] = h, known[k] = 1;
+        }
         std::string key;
         uint32_t size;
-        std::unordered_map<uint64_t, Hash> nodes; // (level << 32 | position) -> authenticated hash
+        std::vector<size_t> first; // index of each level's first node
+        std::vector<Hash> hashes;
+        std::vector<uint8_t> known;
     };
     Batch* find(std::string_view key, uint32_t size);
     size_t max_batches_;
     std::deque<Batch> batches_; // newest last
+    std::vector<TreeNode> learned_; // scratch: what the leaf being checked would authenticate
     uint64_t node_hashes_ = 0;
 };
 
