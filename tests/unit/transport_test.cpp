@@ -7,6 +7,8 @@
 
 #include <chrono>
 #include <condition_variable>
+#include <map>
+#include <memory>
 #include <thread>
 
 using namespace renkei;
@@ -209,21 +211,34 @@ TEST(Transport, RotationRefusesRemovedKeyOnNewConnections) {
     EXPECT_GE(pref.stats().auth_failures, 1u);
 }
 
+namespace {
+
+// A prefecture listening and a municipality dialling it, both sending bundles of up to
+// `bundle_bytes`; `pin` collects what the prefecture receives.
+struct DialledLink {
+    Keys pk, mk;
+    Inbox pin;
+    std::unique_ptr<Transport> pref, muni;
+    explicit DialledLink(size_t bundle_bytes) {
+        auto po = opts("pref:13", pk, true), mo = opts("muni:131016", mk, false);
+        po.bundle_bytes = mo.bundle_bytes = bundle_bytes;
+        pref = std::make_unique<Transport>(po, std::map<std::string, std::string>{{"muni:131016", mk.pub}});
+        pin.attach(*pref);
+        pref->start();
+        muni = std::make_unique<Transport>(mo, std::map<std::string, std::string>{});
+        muni->add_peer("pref:13", {pref->endpoint()}, pk.pub);
+        muni->start();
+    }
+};
+
+} // namespace
+
 TEST(Transport, FramesQueuedTogetherGoAsBundlesAndArriveInOrder) {
     for (size_t bundle_bytes : {size_t{128 << 10}, size_t{0}}) {
         SCOPED_TRACE("bundle_bytes " + std::to_string(bundle_bytes));
-        Keys pk, mk;
-        auto po = opts("pref:13", pk, true);
-        po.bundle_bytes = bundle_bytes;
-        Transport pref(po, {{"muni:131016", mk.pub}});
-        Inbox pin;
-        pin.attach(pref);
-        pref.start();
-        auto mo = opts("muni:131016", mk, false);
-        mo.bundle_bytes = bundle_bytes;
-        Transport muni(mo, {});
-        muni.add_peer("pref:13", {pref.endpoint()}, pk.pub);
-        muni.start();
+        DialledLink link(bundle_bytes);
+        auto &pref = *link.pref, &muni = *link.muni;
+        auto& pin = link.pin;
         ASSERT_TRUE(send_until_received(muni, "pref:13", "first", pin));
         const size_t before = pin.got.size();
         // Sizes 1 to 700 bytes, so every padding occurs; more than one bundle's worth.
@@ -247,16 +262,9 @@ TEST(Transport, FramesQueuedTogetherGoAsBundlesAndArriveInOrder) {
 }
 
 TEST(Transport, AMalformedBundleIsDroppedWholeAndTheLinkGoesOn) {
-    Keys pk, mk;
-    Transport pref(opts("pref:13", pk, true), {{"muni:131016", mk.pub}});
-    Inbox pin;
-    pin.attach(pref);
-    pref.start();
-    auto mo = opts("muni:131016", mk, false);
-    mo.bundle_bytes = 0; // each frame alone, so the bytes below reach the receiver as they are
-    Transport muni(mo, {});
-    muni.add_peer("pref:13", {pref.endpoint()}, pk.pub);
-    muni.start();
+    DialledLink link(0); // each frame alone, so the bytes below reach the receiver as they are
+    auto &pref = *link.pref, &muni = *link.muni;
+    auto& pin = link.pin;
     ASSERT_TRUE(send_until_received(muni, "pref:13", "first", pin));
     // A well-formed bundle of two frames, then its count raised to three.
     std::vector<uint8_t> a = bytes("alpha"), b = bytes("beta"), bundle;
