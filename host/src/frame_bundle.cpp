@@ -56,13 +56,13 @@ std::string decode(const uint8_t* data, size_t size, const std::function<void(co
         return "count: " + std::to_string(count) + " frames cannot fit in " + std::to_string(size) + " bytes";
     size_t at = kHeader;
     for (uint32_t i = 0; i < count; ++i) {
-        const std::string which = "frame " + std::to_string(i + 1) + " of " + std::to_string(count);
-        if (size - at < kFrameHeader) return which + ": its header runs past the end";
+        auto which = [&] { return "frame " + std::to_string(i + 1) + " of " + std::to_string(count); }; // only when refused
+        if (size - at < kFrameHeader) return which() + ": its header runs past the end";
         const uint32_t n = get_u32(data + at);
-        if (n == 0) return which + ": length 0, a frame is never empty";
-        if (!zeros(data + at + 4, 4)) return which + ": the reserved bytes are not zero";
-        if (padded(n) > size - at - kFrameHeader) return which + ": length " + std::to_string(n) + " runs past the end";
-        if (!zeros(data + at + kFrameHeader + n, padded(n) - n)) return which + ": the padding is not zero";
+        if (n == 0) return which() + ": length 0, a frame is never empty";
+        if (!zeros(data + at + 4, 4)) return which() + ": the reserved bytes are not zero";
+        if (padded(n) > size - at - kFrameHeader) return which() + ": length " + std::to_string(n) + " runs past the end";
+        if (!zeros(data + at + kFrameHeader + n, padded(n) - n)) return which() + ": the padding is not zero";
         at += kFrameHeader + padded(n);
     }
     if (at != size) return std::to_string(size - at) + " bytes after the last frame";
