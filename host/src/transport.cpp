@@ -1,5 +1,6 @@
 #include <renkei/transport.hpp>
 
+#include <renkei/frame_bundle.hpp>
 #include <renkei/log.hpp>
 
 #include <sys/eventfd.h>

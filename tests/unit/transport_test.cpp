@@ -1,6 +1,7 @@
 // CURVE links between real sockets on 127.0.0.1.
 #include "test_support.hpp"
 
+#include <renkei/frame_bundle.hpp>
 #include <renkei/transport.hpp>
 
 #include <gtest/gtest.h>

@@ -127,7 +127,7 @@ struct Chunk {
 // Chunks from one thread to the next, a few at most.
 class ChunkQueue {
 public:
-    // Waits for room; false when the writer gave up.
+    // Waits for room; false when the next thread gave up.
     bool push(Chunk c) {
         std::unique_lock lock(m_);
         cv_.wait(lock, [&] { return q_.size() < kDepth || closed_; });
@@ -136,7 +136,7 @@ public:
         cv_.notify_all();
         return true;
     }
-    // The next chunk; nullopt when the checker finished (see error()) or the writer gave up.
+    // The next chunk; nullopt when the thread before finished (see error()) or this one gave up.
     std::optional<Chunk> pop() {
         std::unique_lock lock(m_);
         cv_.wait(lock, [&] { return !q_.empty() || finished_ || closed_; });

@@ -7,14 +7,10 @@
 // Threading: one I/O thread owns every socket. send() may be called from any thread; frames are
 // handed over in batches. on_receive runs on the I/O thread and must not block.
 //
-// Bundles: frames queued for one peer in the same batch go out as one ZeroMQ message of up to
-// bundle_bytes (frame_bundle below), so CURVE's per-message work, the I/O threads' and the
-// syscalls are paid once per bundle, not per frame. A receiver takes a bundle apart and hands on
-// its frames one by one, each as if it had come alone; a malformed bundle is dropped whole.
-// The layout is frame_bundle.hpp's.
+// Bundles (frame_bundle.hpp): frames queued for one peer in the same batch go out as one ZeroMQ
+// message of up to bundle_bytes. A receiver takes a bundle apart and hands on its frames one by
+// one, each as if it had come alone; a malformed bundle is dropped whole.
 #pragma once
-
-#include <renkei/frame_bundle.hpp>
 
 #include <zmq.hpp>
 

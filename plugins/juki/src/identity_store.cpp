@@ -89,11 +89,6 @@ void pack_record(const void* canonical, size_t size, std::vector<uint8_t>& out) 
     append_packed(canonical, size, out);
 }
 
-void pack_record(IdentityRecord::Reader record, std::vector<uint8_t>& out) {
-    auto words = capnp::canonicalize(record);
-    pack_record(words.begin(), words.asBytes().size(), out);
-}
-
 void PackedRecords::add(IdentityRecord::Reader record) {
     auto words = capnp::canonicalize(record);
     append_packed(words.begin(), words.asBytes().size(), bytes_);

@@ -326,8 +326,6 @@ std::vector<uint8_t> canonical_bytes(IdentityRecord::Reader record);
 // everything that copies it (the WAL, the checkpoint, the page cache) is a third smaller.
 // `out` is overwritten; a loop passes the same buffer for every record.
 void pack_record(const void* canonical, size_t size, std::vector<uint8_t>& out);
-// The same from the record itself (canonicalised first).
-void pack_record(IdentityRecord::Reader record, std::vector<uint8_t>& out);
 // A `record` column's bytes back as canonical bytes. A row written before records were packed
 // holds them canonical, and is returned as it is: canonical bytes start with a zero byte (the root
 // pointer's offset is 0), packed ones never do (their first tag byte marks the segment's size).
