@@ -54,6 +54,19 @@ int64_t scalar(sqlite3* db, const char* text) {
 
 constexpr int64_t kDay = 24LL * 3600 * 1000;
 
+// An initial load's records: `n` residents, codes 40000000 + from.., numbers 700000000 + from..
+std::unique_ptr<capnp::MallocMessageBuilder> first_versions(int from, int n) {
+    auto mb = std::make_unique<capnp::MallocMessageBuilder>();
+    auto l = mb->initRoot<IdentityUpdate>().initRecords(static_cast<unsigned>(n));
+    for (int i = 0; i < n; ++i) {
+        char code[16], number[16];
+        std::snprintf(code, sizeof code, "%011d", 40000000 + from + i);
+        std::snprintf(number, sizeof number, "%012d", 700000000 + from + i);
+        fill_record(l[i], person(code, "一括　登録", number), ChangeReason::BIRTH);
+    }
+    return mb;
+}
+
 enum class Backend { Sqlite, Postgres };
 void PrintTo(Backend b, std::ostream* os) { *os << (b == Backend::Sqlite ? "SQLite" : "PostgreSQL"); }
 
@@ -392,17 +405,7 @@ TEST_P(JukiStore, ReaderPoolAnswersABatchAsSingleLookupsDo) {
 
 TEST_P(JukiStore, LoadRecordsFirstVersionsAndRefusesAResidentAlreadyThereAsAWhole) {
     auto s = open("national");
-    auto list = [](int from, int n) {
-        auto mb = std::make_unique<capnp::MallocMessageBuilder>();
-        auto l = mb->initRoot<IdentityUpdate>().initRecords(static_cast<unsigned>(n));
-        for (int i = 0; i < n; ++i) {
-            char code[16], number[16];
-            std::snprintf(code, sizeof code, "%011d", 40000000 + from + i);
-            std::snprintf(number, sizeof number, "%012d", 700000000 + from + i);
-            fill_record(l[i], person(code, "一括　登録", number), ChangeReason::BIRTH);
-        }
-        return mb;
-    };
+    auto list = first_versions;
     auto a = list(0, 1000);
     EXPECT_EQ(s->count_up_to(10), 0u);
     s->load(a->getRoot<IdentityUpdate>().getRecords().asReader(), 42);
@@ -647,6 +650,73 @@ TEST(JukiSqliteStore, ANewStoreHas16KiBPagesAndCheckpointsEvery64MiB) {
     sql::Stmt q(s.db(), "PRAGMA journal_mode");
     ASSERT_TRUE(q.row());
     EXPECT_EQ(q.col(0), "wal");
+}
+
+// A load that drops the search indexes commits its rows with no checkpoint, then builds the
+// indexes in a transaction of their own while the rows are copied into the file. A failed build
+// leaves the rows in; the store builds the indexes when it next opens. A load rolled back gets
+// its indexes back and the store checkpoints as before.
+TEST(JukiSqliteStore, ALoadsRowsStandWhenItsIndexBuildFailsAndTheIndexesComeWithTheNextOpen) {
+    test::TempDir tmp;
+    const auto file = tmp / "national.db";
+    auto indexes = [](sqlite3* db) {
+        return scalar(db, "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name IN ('residents_number',"
+                          " 'residents_name', 'residents_kana', 'residents_municipality')");
+    };
+    auto other = [&](const char* text) { // another process's connection, such as an operator's
+        sqlite3* db = sql::open(file, "PRAGMA busy_timeout=5000;");
+        sql::exec(db, text);
+        sqlite3_close(db);
+    };
+    auto load = [&](IdentityStore& s, int from, int n) {
+        auto a = first_versions(from, n);
+        Store::Transaction tx(s);
+        s.drop_search_indexes();
+        EXPECT_EQ(scalar(s.db(), "PRAGMA wal_autocheckpoint"), 0);
+        s.load(a->getRoot<IdentityUpdate>().getRecords().asReader(), 42);
+        EXPECT_EQ(indexes(s.db()), 0);
+        tx.commit();
+    };
+    {
+        IdentityStore s(file);
+        // Built: the rows and the indexes are in the file itself, not only in the WAL.
+        load(s, 0, 2000);
+        s.build_search_indexes();
+        EXPECT_EQ(indexes(s.db()), 4);
+        EXPECT_EQ(scalar(s.db(), "PRAGMA wal_autocheckpoint"), 4096);
+        EXPECT_EQ(static_cast<int64_t>(std::filesystem::file_size(file)),
+                  scalar(s.db(), "PRAGMA page_count") * scalar(s.db(), "PRAGMA page_size"));
+        EXPECT_EQ(s.by_number("000700001999").size(), 1u);
+
+        // A failed build: a table takes the name of one of the indexes after the rows committed.
+        load(s, 2000, 1000);
+        other("CREATE TABLE residents_kana (x)");
+        try {
+            s.build_search_indexes();
+            ADD_FAILURE() << "the build should have failed";
+        } catch (const std::exception& e) {
+            EXPECT_NE(std::string(e.what()).find("residents_kana"), std::string::npos) << e.what();
+        }
+        EXPECT_EQ(s.count(), 3000u);
+        EXPECT_EQ(indexes(s.db()), 0) << "the four are built in one transaction";
+        EXPECT_EQ(scalar(s.db(), "PRAGMA wal_autocheckpoint"), 4096);
+        EXPECT_EQ(s.by_number("000700002999").size(), 1u) << "found without the index, only slower";
+        other("DROP TABLE residents_kana");
+    }
+    {
+        IdentityStore s(file);
+        EXPECT_EQ(indexes(s.db()), 4);
+        EXPECT_EQ(s.count(), 3000u);
+        // A load rolled back: the dropped indexes are back, the checkpoint too.
+        {
+            auto a = first_versions(0, 10); // all there already
+            Store::Transaction tx(s);
+            s.drop_search_indexes();
+            EXPECT_THROW(s.load(a->getRoot<IdentityUpdate>().getRecords().asReader(), 43), std::exception);
+        }
+        EXPECT_EQ(indexes(s.db()), 4);
+        EXPECT_EQ(scalar(s.db(), "PRAGMA wal_autocheckpoint"), 4096);
+    }
 }
 
 // ------------------------------------------------------------------ PostgreSQL only

@@ -323,6 +323,7 @@ int run_load(const LoadOptions& o, std::ostream& out, std::ostream& err) {
         }
     };
     std::optional<Failed> failed;
+    std::string warning; // the load stands, but something after it did not happen
     std::vector<Row> rejected;
     size_t records = 0, loaded = 0;
     std::string bytes, digest;
@@ -448,8 +449,17 @@ int run_load(const LoadOptions& o, std::ostream& out, std::ostream& err) {
                 // this one builds the indexes and commits, which leaves the other core idle
                 // (200,000 records took 0.035 s to free).
                 std::jthread release([taken = std::move(parsed.records)]() mutable { taken = {}; });
-                if (rebuild) store->build_search_indexes();
                 if (tx) tx->commit();
+                // The rows are in. The search indexes are derived from them: if building them
+                // fails the load stands, and the store builds them when it next opens.
+                if (rebuild) {
+                    try {
+                        store->build_search_indexes();
+                    } catch (const std::exception& e) {
+                        warning = std::string("search indexes not built (") + e.what() +
+                                  "): the store builds them when it next opens";
+                    }
+                }
             }
         } catch (const std::exception& e) {
             join();
@@ -473,6 +483,7 @@ int run_load(const LoadOptions& o, std::ostream& out, std::ostream& err) {
                        o.municipality + "\n# into: " + config.node_id + " (" + store->describe() + ")\n# status: " +
                        status + (o.dry_run ? " (dry run: nothing recorded)" : "") + "\n# " + counts + "\n";
     if (failed) text += "# error: " + tsv_cell(failed->field) + "\t" + tsv_cell(failed->rule) + "\t" + tsv_cell(failed->message) + "\n";
+    if (!warning.empty()) text += "# warning: " + tsv_cell(warning) + "\n";
     text += kResultColumns;
     for (auto& r : rejected) text += result_line(r.line, r.code, "rejected", r.by, r.field, r.rule, r.message, "-");
     progress(failed ? 0 : records, records, status);
@@ -494,7 +505,7 @@ int run_load(const LoadOptions& o, std::ostream& out, std::ostream& err) {
     a.outcome = failed ? "failed" : "ok";
     a.detail = "file " + name + " (SHA-256 " + (digest.empty() ? "-" : digest) + ", profile " + profile.name + "): " + counts +
                (failed ? "; " + failed->field + " (" + failed->rule + ")" : "") +
-               (result_error.empty() ? "" : "; result not written: " + result_error);
+               (warning.empty() ? "" : "; " + warning) + (result_error.empty() ? "" : "; result not written: " + result_error);
     audit->append(std::move(a));
     audit->flush();
 
@@ -512,6 +523,7 @@ int run_load(const LoadOptions& o, std::ostream& out, std::ostream& err) {
             out << "  line " << r.line << " " << r.code << ": " << r.field << " (" << r.rule << ") " << r.message << "\n";
         }
     }
+    if (!warning.empty()) err << "renkei load: " << name << ": " << warning << "\n";
     if (!result_error.empty()) {
         err << "renkei load: " << result_error << "\n";
         return failed ? kLoadFailed : kLoadNoResult;

@@ -229,7 +229,8 @@ SqliteIdentityStore::SqliteIdentityStore(const std::filesystem::path& file, Rete
     // of SQLite's 1,000 pages writes a page that many batches touched (an index page) once, not per batch.
     db_ = sql::open(file, "PRAGMA page_size=16384; PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"
                           " PRAGMA secure_delete=ON; PRAGMA journal_size_limit=67108864;");
-    sql::exec(db_, ("PRAGMA wal_autocheckpoint=" + std::to_string((64 << 20) / scalar("PRAGMA page_size"))).c_str());
+    autocheckpoint_ = "PRAGMA wal_autocheckpoint=" + std::to_string((64 << 20) / scalar("PRAGMA page_size"));
+    sql::exec(db_, autocheckpoint_.c_str());
     // Page cache and memory map sized by the role: J-LIS's file is the big one.
     std::string pragmas = "PRAGMA cache_size=-" + std::to_string(options.cache_kib) +
                           "; PRAGMA mmap_size=" + std::to_string(options.mmap_bytes) + ";";
@@ -262,7 +263,10 @@ sqlite3_stmt* SqliteIdentityStore::cached(const char* text) {
 // As sql::Tx: BEGIN IMMEDIATE takes the write lock up front; inside a transaction, a savepoint.
 bool SqliteIdentityStore::tx_begin(TxKind kind) { return sql::begin(db_, kind == TxKind::Read); }
 void SqliteIdentityStore::tx_commit(bool nested) { sql::commit(db_, nested); }
-void SqliteIdentityStore::tx_rollback(bool nested) noexcept { sql::rollback(db_, nested); }
+void SqliteIdentityStore::tx_rollback(bool nested) noexcept {
+    sql::rollback(db_, nested);
+    if (!nested && bulk_) end_bulk(); // the dropped indexes are back: nothing to build
+}
 
 int64_t SqliteIdentityStore::scalar(const std::string& text) {
     Stmt q(db_, text.c_str());
@@ -305,10 +309,52 @@ void SqliteIdentityStore::drop_search_indexes() {
     if (!options_.search_indexes) return;
     sql::exec(db_, "DROP INDEX IF EXISTS residents_number; DROP INDEX IF EXISTS residents_name;"
                    " DROP INDEX IF EXISTS residents_kana; DROP INDEX IF EXISTS residents_municipality;");
+    // The load's commit leaves its rows in the WAL, uncopied: build_search_indexes() copies them
+    // into the file while it builds (a checkpoint at the commit would copy them first, then build).
+    if (sqlite3_get_autocommit(db_) == 0) {
+        sql::exec(db_, "PRAGMA wal_autocheckpoint=0");
+        bulk_ = true;
+    }
+}
+
+void SqliteIdentityStore::end_bulk() noexcept {
+    bulk_ = false;
+    sqlite3_exec(db_, autocheckpoint_.c_str(), nullptr, nullptr, nullptr); // sets a number: cannot fail
 }
 
 void SqliteIdentityStore::build_search_indexes() {
-    if (options_.search_indexes) sql::exec(db_, kSearchIndexes);
+    if (!options_.search_indexes) return;
+    if (!bulk_ || sqlite3_get_autocommit(db_) == 0) { // inside a transaction: built in it
+        sql::exec(db_, kSearchIndexes);
+        return;
+    }
+    // The committed rows are copied from the WAL into the file (and both synced) by a second
+    // connection on another thread while this one sorts and writes the indexes: the other core is
+    // otherwise idle here. A PASSIVE checkpoint never waits for this connection's write. Like
+    // SQLite's own checkpoints, one that fails leaves its pages in the WAL (nothing is lost) for
+    // the next one: the one below, or the next commit's.
+    std::thread checkpointer([this] {
+        try {
+            sqlite3* c = sql::open(file_, "PRAGMA synchronous=NORMAL;");
+            sqlite3_wal_checkpoint_v2(c, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
+            sqlite3_close(c);
+        } catch (const std::exception&) {
+            // could not open a second connection: the checkpoint below copies it all
+        }
+    });
+    std::exception_ptr build_error;
+    try {
+        sql::Tx tx(db_);
+        sql::exec(db_, kSearchIndexes);
+        tx.commit();
+    } catch (...) {
+        build_error = std::current_exception();
+    }
+    checkpointer.join();
+    end_bulk();
+    if (build_error) std::rethrow_exception(build_error);
+    // What the checkpointer left (the indexes' pages, and any rows it could not copy).
+    sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);
 }
 
 std::optional<Resident> SqliteIdentityStore::get(const std::string& code) {

@@ -136,10 +136,14 @@ public:
     virtual void load(capnp::List<IdentityRecord>::Reader records, const PackedRecords& packed, int64_t now_ms) = 0;
     // The same, packing the records here.
     void load(capnp::List<IdentityRecord>::Reader records, int64_t now_ms);
-    // Around a large load inside one transaction (`renkei load` into a store that holds fewer
-    // residents than the file brings): the search indexes go before the rows and are built again
-    // after them. A sorted build is several times cheaper than as many random inserts, and readers
-    // outside the transaction see the old indexes until it commits. The default does nothing.
+    // Around a large load (`renkei load` into a store that holds fewer residents than the file
+    // brings): the search indexes go inside the load's transaction, before the rows, and are built
+    // again once it has committed, in a transaction of their own. A sorted build is several times
+    // cheaper than as many random inserts. The rows are all in or all out as before; the indexes
+    // are derived from them: a reader between the two commits finds the rows by full scans, and a
+    // crash between them leaves the indexes to be built when the store next opens (a store that
+    // keeps them creates any that are missing). Called inside a transaction, build_search_indexes()
+    // builds in it. The default does nothing.
     virtual void drop_search_indexes() {}
     virtual void build_search_indexes() {}
     // 住民票コード変更: the old code's current row goes (its history stays, linked to the new code).
@@ -274,12 +278,15 @@ protected:
 private:
     void supersede(const std::string& code, int64_t now_ms);
     sqlite3_stmt* cached(const char* text); // prepared once, reset by sql::Stmt after each use
+    void end_bulk() noexcept;               // the checkpoint after each commit again
 
     sqlite3* db_ = nullptr;
     std::filesystem::path file_;
     Retention retention_;
     StoreOptions options_;
     std::map<const char*, sqlite3_stmt*> statements_;
+    std::string autocheckpoint_;            // the PRAGMA that sets it as the store runs
+    bool bulk_ = false;                     // search indexes dropped by a load: no checkpoint at its commit
 };
 
 // Code written before the store had backends names the SQLite one so.
