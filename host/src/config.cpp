@@ -268,20 +268,22 @@ HostConfig parse(const fs::path& file, const std::vector<fs::path>& extra_dirs,
                     "is never exposed beyond loopback)");
     }
     if (auto* links = root["links"].as_table()) {
-        c.only_keys(*links, "links.", {"in_flight_messages", "in_flight_mib", "memory_dedup_ids"});
-        // A positive whole number at most `max`; anything else is an issue naming the key.
-        auto count = [&](const char* key, int64_t max, size_t& out, size_t unit) {
+        c.only_keys(*links, "links.", {"in_flight_messages", "in_flight_mib", "memory_dedup_ids", "bundle_kib"});
+        // A whole number from `min` to `max`; anything else is an issue naming the key.
+        auto count = [&](const char* key, int64_t min, int64_t max, size_t& out, size_t unit) {
             const toml::node* n = links->get(key);
             if (n == nullptr) return;
             auto v = n->value<int64_t>();
-            if (!v || !n->is_integer() || *v < 1 || *v > max)
-                c.issue(n, std::string("links.") + key, "must be a whole number from 1 to " + std::to_string(max));
+            if (!v || !n->is_integer() || *v < min || *v > max)
+                c.issue(n, std::string("links.") + key,
+                        "must be a whole number from " + std::to_string(min) + " to " + std::to_string(max));
             else
                 out = static_cast<size_t>(*v) * unit;
         };
-        count("in_flight_messages", 1 << 24, cfg.links.in_flight_messages, 1);
-        count("in_flight_mib", 1 << 16, cfg.links.in_flight_bytes, size_t(1) << 20);
-        count("memory_dedup_ids", 1 << 28, cfg.links.memory_dedup_ids, 1);
+        count("in_flight_messages", 1, 1 << 24, cfg.links.in_flight_messages, 1);
+        count("in_flight_mib", 1, 1 << 16, cfg.links.in_flight_bytes, size_t(1) << 20);
+        count("memory_dedup_ids", 1, 1 << 28, cfg.links.memory_dedup_ids, 1);
+        count("bundle_kib", 0, 16 << 10, cfg.links.bundle_bytes, size_t(1) << 10); // at most a frame's 16 MiB
     }
     if (auto* log = root["log"].as_table()) {
         c.only_keys(*log, "log.", {"level"});

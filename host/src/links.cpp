@@ -786,6 +786,8 @@ struct Links::Impl {
 namespace {
 constexpr const char* kOutboxLabel = "where=\"outbox\"";
 constexpr const char* kMemoryLabel = "where=\"memory\"";
+constexpr const char* kInLabel = "direction=\"in\"";
+constexpr const char* kOutLabel = "direction=\"out\"";
 } // namespace
 
 Links::Links(const HostConfig& config, std::shared_ptr<const NodeKeys> keys, Router& router, Metrics& metrics,
@@ -821,6 +823,7 @@ void Links::start() {
     to.curve_public = keys->curve_public;
     to.curve_secret.assign(reinterpret_cast<const char*>(keys->curve_secret.view().data()), keys->curve_secret.size());
     to.listen = m.config.listen;
+    to.bundle_bytes = m.config.links.bundle_bytes;
     for (auto& p : m.config.peers)
         if (p.batch_signing) m.batch_peers.insert(p.node);
     for (auto& p : m.config.peers)
@@ -837,6 +840,15 @@ void Links::start() {
     m.transport->set_trusted_keys(m.curve_keys);
     for (auto& p : m.config.peers)
         if (!p.endpoints.empty()) m.transport->add_peer(p.node, p.endpoints, p.curve_public);
+    // What the transport moved since the host started: frames each way, the bundles that carried
+    // some of those sent, and the bundles received that were malformed and dropped whole.
+    auto stat = [&m](uint64_t TransportStats::*field) {
+        return [&m, field] { return static_cast<double>(m.transport->stats().*field); };
+    };
+    m.metrics.gauge("renkei_transport_frames", kInLabel, stat(&TransportStats::frames_in));
+    m.metrics.gauge("renkei_transport_frames", kOutLabel, stat(&TransportStats::frames_out));
+    m.metrics.gauge("renkei_transport_bundles", kOutLabel, stat(&TransportStats::bundles_out));
+    m.metrics.gauge("renkei_transport_bad_bundles", kInLabel, stat(&TransportStats::bad_bundles));
     m.transport->on_receive([&m](const std::string& peer, const uint8_t* d, size_t size) {
         std::lock_guard lock(m.mutex);
         m.inbound.emplace_back(peer, std::vector<uint8_t>(d, d + size));
@@ -867,6 +879,8 @@ void Links::stop() {
     auto& m = *impl_;
     m.metrics.remove_gauges_with_label(kOutboxLabel);
     m.metrics.remove_gauges_with_label(kMemoryLabel);
+    m.metrics.remove_gauges_with_label(kInLabel);
+    m.metrics.remove_gauges_with_label(kOutLabel);
     {
         std::lock_guard lock(m.mutex);
         if (m.stopping) return;

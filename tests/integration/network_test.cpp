@@ -439,6 +439,31 @@ TEST(Network, MemoryDeliveryTakesARepeatedIdOnceAndForgetsItOnRestart) {
 
 // What a memory link keeps in memory is bounded: past the limits a message waits in the outbox,
 // so a relay whose memory peer is down does not fill its memory.
+// [links] bundle_kib = 0, for peers still on a build that reads no bundles, sends every frame
+// alone; /metrics shows what each transport moved, bundled, and dropped as malformed.
+TEST(Network, BundleKibZeroSendsEveryFrameAloneAndTheMetricsShowWhatTheTransportMoved) {
+    TempDir tmp;
+    Network net(tmp);
+    net.start({"pref:13", true, {echo_plugin()}, {{"muni:131016", {}}}});
+    auto& muni = net.start({"muni:131016", false, {}, {{"pref:13", {"*"}}}},
+                           [](HostConfig& c) { c.links.bundle_bytes = 0; });
+    Collector client("client", {"echo.Pong", "echo.Ping.Fault"});
+    muni.add_endpoint(client.endpoint());
+    for (int i = 0; i < 400; ++i) ping(muni, client.name(), "pref:13", "n" + std::to_string(i));
+    ASSERT_EQ(client.wait_for(400, 30s).size(), 400u);
+    // The value of `series` (name{labels}) in a host's /metrics text; -1 when it is not there.
+    auto value = [](Host& h, const std::string& series) {
+        auto text = h.metrics().render();
+        auto at = text.find("\n" + series + " ");
+        return at == std::string::npos ? -1.0 : std::stod(text.substr(at + series.size() + 2));
+    };
+    EXPECT_EQ(value(muni, "renkei_transport_bundles{direction=\"out\"}"), 0);
+    EXPECT_GE(value(muni, "renkei_transport_frames{direction=\"out\"}"), 400);
+    EXPECT_GE(value(muni, "renkei_transport_frames{direction=\"in\"}"), 400) << "the pongs (and acknowledgements)";
+    EXPECT_GE(value(net["pref:13"], "renkei_transport_frames{direction=\"in\"}"), 400);
+    EXPECT_EQ(value(net["pref:13"], "renkei_transport_bad_bundles{direction=\"in\"}"), 0);
+}
+
 TEST(Network, MemoryDeliveryPastItsLimitsWaitsInTheOutbox) {
     TempDir tmp;
     Network net(tmp);

@@ -35,11 +35,14 @@ struct PeerConfig {
     bool memory_delivery = false;
 };
 
-// [links]: what the links keep in memory for peers with delivery = "memory".
+// [links]: what the links keep in memory for peers with delivery = "memory", and how they send.
 struct LinksConfig {
     size_t in_flight_messages = 65536;          // sent, unacknowledged, held in memory; past it: the outbox
     size_t in_flight_bytes = size_t(256) << 20; // the same in bytes (in_flight_mib)
     size_t memory_dedup_ids = size_t(1) << 20;  // ids taken from memory peers remembered (the newest)
+    // Every link: the frames queued for one peer go out together in bundles of at most this many
+    // bytes (bundle_kib); 0 sends each alone, for peers still on a build that reads no bundles.
+    size_t bundle_bytes = size_t(128) << 10;
 };
 
 struct HostConfig {
