@@ -440,9 +440,9 @@ struct Links::Impl {
         uint32_t table[2] = {0, static_cast<uint32_t>(body.size() / 8)};
         memcpy(flat.begin(), table, 8);
         memcpy(flat.begin() + 1, body.begin(), body.size() / 8 * 8);
-        std::unique_ptr<EnvelopeView> view;
+        std::shared_ptr<EnvelopeView> view; // handed on to the router with the bytes it reads
         try {
-            view = std::make_unique<EnvelopeView>(EnvelopeView::decode(flat.begin(), flat.asBytes().size()));
+            view = std::make_shared<EnvelopeView>(EnvelopeView::decode(flat.begin(), flat.asBytes().size()));
         } catch (const EnvelopeError& e) {
             return refuse(peer, "", "", e.what());
         }
@@ -482,7 +482,7 @@ struct Links::Impl {
                 return;
             }
         }
-        router.route(std::move(flat), [this, peer, id](int32_t status, const std::string&) {
+        router.route(std::move(view), std::move(flat), [this, peer, id](int32_t status, const std::string&) {
             if (status == RENKEI_ERR_RETRY) { // host stopping: the sender keeps custody and retries
                 std::lock_guard lock(mutex);
                 in_progress.erase(id);

@@ -71,9 +71,16 @@ std::shared_ptr<PluginEndpoint> Router::handler_for(const std::string& type) con
 
 void Router::route(kj::Array<capnp::word> flat, std::function<void(int32_t, const std::string&)> done) {
     auto bytes = flat.asBytes();
-    // The caller accepted these bytes already; decoding again here is cheap and keeps every
-    // path through the router on checked input.
+    // Every path through the router is on checked input: the bytes are decoded (and checked)
+    // here, unless the caller hands in the view it decoded them to.
     auto view = std::make_shared<EnvelopeView>(EnvelopeView::decode(bytes.begin(), bytes.size()));
+    route(std::move(view), std::move(flat), std::move(done));
+}
+
+void Router::route(std::shared_ptr<EnvelopeView> view, kj::Array<capnp::word> flat,
+                   std::function<void(int32_t, const std::string&)> done) {
+    if (!view || view->bytes().begin() != flat.asBytes().begin() || view->bytes().size() != flat.asBytes().size())
+        throw std::logic_error("Router::route: the view is not of these bytes");
     auto env = view->get();
     std::string type = env.getType();
     std::string to = env.getTo();

@@ -199,6 +199,32 @@ TEST(Router, DeliversByTypeToTheMatchingLocalEndpoint) {
     for (auto* r : {&echo, &juki, &query, &special}) EXPECT_EQ(r->inbox.all().size(), 1u);
 }
 
+// A caller that decoded the bytes hands its view in with them (not decoded again); a view of
+// other bytes is refused before anything is routed.
+TEST(Router, RoutesWithTheCallersViewOnlyWhenItIsOfTheSameBytes) {
+    Metrics metrics;
+    Router router(kNode, metrics);
+    Recorder echo("echo", {"echo.Ping"});
+    router.add_endpoint(echo.endpoint);
+    auto decoded = [](const kj::Array<capnp::word>& flat) {
+        return std::make_shared<EnvelopeView>(EnvelopeView::decode(flat.begin(), flat.asBytes().size()));
+    };
+    std::string id;
+    auto flat = envelope("echo.Ping", "agency:nta", kNode, 0, &id, "with its view");
+    auto other = envelope("echo.Ping", "agency:nta", kNode, 0, nullptr, "another");
+    EXPECT_THROW(router.route(decoded(other), envelope("echo.Ping", "agency:nta", kNode, 0)), std::logic_error);
+    EXPECT_THROW(router.route(nullptr, envelope("echo.Ping", "agency:nta", kNode, 0)), std::logic_error);
+    auto view = decoded(flat);
+    Outcome done;
+    router.route(std::move(view), std::move(flat), done.callback());
+    EXPECT_EQ(done.wait(), std::make_pair(int32_t(RENKEI_OK), std::string()));
+    auto got = echo.inbox.wait_for(1);
+    ASSERT_EQ(got.size(), 1u);
+    EXPECT_EQ(got[0].id, id);
+    EXPECT_EQ(got[0].payload, "with its view");
+    EXPECT_EQ(echo.inbox.all().size(), 1u) << "nothing of the refused calls was delivered";
+}
+
 TEST(Router, DuplicateTypeIsRefusedAndRegistersNothing) {
     Metrics metrics;
     Router router(kNode, metrics);

@@ -53,6 +53,10 @@ public:
     // of a local delivery (status, message) or of the forward hand-off.
     void route(kj::Array<capnp::word> flat,
                std::function<void(int32_t, const std::string&)> done = nullptr);
+    // The same for a caller that has decoded `flat` already: `view` must be EnvelopeView::decode
+    // of exactly those bytes (std::logic_error otherwise), so it is not decoded again.
+    void route(std::shared_ptr<EnvelopeView> view, kj::Array<capnp::word> flat,
+               std::function<void(int32_t, const std::string&)> done = nullptr);
 
     // Sends a "<type>.Fault" answer for `original` to its sender (never for a fault itself).
     void fault(const EnvelopeView& original, int32_t code, const std::string& message,
