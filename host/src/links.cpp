@@ -842,13 +842,13 @@ void Links::start() {
         if (!p.endpoints.empty()) m.transport->add_peer(p.node, p.endpoints, p.curve_public);
     // What the transport moved since the host started: frames each way, the bundles that carried
     // some of those sent, and the bundles received that were malformed and dropped whole.
-    auto stat = [&m](uint64_t TransportStats::*field) {
+    auto transport_stat = [&m](uint64_t TransportStats::*field) {
         return [&m, field] { return static_cast<double>(m.transport->stats().*field); };
     };
-    m.metrics.gauge("renkei_transport_frames", kInLabel, stat(&TransportStats::frames_in));
-    m.metrics.gauge("renkei_transport_frames", kOutLabel, stat(&TransportStats::frames_out));
-    m.metrics.gauge("renkei_transport_bundles", kOutLabel, stat(&TransportStats::bundles_out));
-    m.metrics.gauge("renkei_transport_bad_bundles", kInLabel, stat(&TransportStats::bad_bundles));
+    m.metrics.gauge("renkei_transport_frames", kInLabel, transport_stat(&TransportStats::frames_in));
+    m.metrics.gauge("renkei_transport_frames", kOutLabel, transport_stat(&TransportStats::frames_out));
+    m.metrics.gauge("renkei_transport_bundles", kOutLabel, transport_stat(&TransportStats::bundles_out));
+    m.metrics.gauge("renkei_transport_bad_bundles", kInLabel, transport_stat(&TransportStats::bad_bundles));
     m.transport->on_receive([&m](const std::string& peer, const uint8_t* d, size_t size) {
         std::lock_guard lock(m.mutex);
         m.inbound.emplace_back(peer, std::vector<uint8_t>(d, d + size));
