@@ -5,9 +5,8 @@
 #include <renkei/envelope.hpp>
 #include <renkei/frame_bundle.hpp>
 
-#include <cstdlib>
-
 #include <cstdint>
+#include <cstdlib>
 #include <vector>
 
 namespace {

@@ -716,6 +716,18 @@ TEST(JukiSqliteStore, ALoadsRowsStandWhenItsIndexBuildFailsAndTheIndexesComeWith
         }
         EXPECT_EQ(indexes(s.db()), 4);
         EXPECT_EQ(scalar(s.db(), "PRAGMA wal_autocheckpoint"), 4096);
+        // Built inside the load's transaction (as before the two commits): the checkpoint is back.
+        {
+            auto a = first_versions(3000, 100);
+            Store::Transaction tx(s);
+            s.drop_search_indexes();
+            s.load(a->getRoot<IdentityUpdate>().getRecords().asReader(), 44);
+            s.build_search_indexes();
+            tx.commit();
+        }
+        EXPECT_EQ(indexes(s.db()), 4);
+        EXPECT_EQ(s.count(), 3100u);
+        EXPECT_EQ(scalar(s.db(), "PRAGMA wal_autocheckpoint"), 4096);
     }
 }
 

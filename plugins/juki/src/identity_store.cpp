@@ -326,6 +326,7 @@ void SqliteIdentityStore::build_search_indexes() {
     if (!options_.search_indexes) return;
     if (!bulk_ || sqlite3_get_autocommit(db_) == 0) { // inside a transaction: built in it
         sql::exec(db_, kSearchIndexes);
+        if (bulk_) end_bulk(); // its commit checkpoints as any other
         return;
     }
     // The committed rows are copied from the WAL into the file (and both synced) by a second
