@@ -1,5 +1,7 @@
 #include <renkei/envelope.hpp>
 
+#include <capnp/schema.h>
+
 #include <chrono>
 
 #include <openssl/crypto.h>
@@ -93,6 +95,64 @@ kj::Array<capnp::word> stamp_outgoing(kj::ArrayPtr<const kj::byte> bytes, const 
     } catch (const kj::Exception& e) {
         throw EnvelopeError("frame", std::string("malformed Cap'n Proto message: ") + e.getDescription().cStr());
     }
+}
+
+namespace {
+
+// Where hopCount lies in an Envelope's data section, in bytes (a UInt8's offset is in bytes).
+size_t hop_count_byte() {
+    static const size_t at =
+        capnp::Schema::from<schema::Envelope>().getFieldByName("hopCount").getProto().getSlot().getOffset();
+    return at;
+}
+
+uint64_t load_le64(const kj::byte* p) {
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; --i) v = v << 8 | p[i];
+    return v;
+}
+
+void store_le64(kj::byte* p, uint64_t v) {
+    for (int i = 0; i < 8; ++i) p[i] = static_cast<kj::byte>(v >> (8 * i));
+}
+
+} // namespace
+
+kj::Array<capnp::word> canonical_with_hops(schema::Envelope::Reader e, uint8_t hops) {
+    auto edited = [&] {
+        capnp::MallocMessageBuilder copy(static_cast<unsigned>(e.totalSize().wordCount + 8));
+        copy.setRoot(e);
+        auto root = copy.getRoot<schema::Envelope>();
+        root.setHopCount(hops);
+        return capnp::canonicalize(root.asReader());
+    };
+    // Zero may leave a data word all zero, which the canonical form cuts off: edit and re-encode.
+    if (hops == 0) return edited();
+    auto c = capnp::canonicalize(e);
+    // Canonical: word 0 is the root struct pointer (offset 0), its data section follows it, then
+    // its pointer section and what that points to, in order.
+    auto bytes = c.asBytes();
+    if (bytes.size() < 8) return edited();
+    const uint64_t root = load_le64(bytes.begin());
+    if ((root & 0xffffffffu) != 0) return edited(); // not a struct pointer to the next word
+    const size_t data_words = (root >> 32) & 0xffff, at = hop_count_byte(), word = at / 8;
+    if (data_words > word) { // the hop count's word is there: write the byte
+        bytes[8 + at] = hops;
+        return c;
+    }
+    if (data_words != word) return edited();
+    // The hop count's word was all zero and so left out: put it in after the data section.
+    // Everything after it moves one word on, together with everything that points into it, so no
+    // pointer's relative offset changes; only the root pointer's data size grows by one.
+    auto out = kj::heapArray<capnp::word>(c.size() + 1);
+    auto o = out.asBytes();
+    store_le64(o.begin(), root + (uint64_t{1} << 32));
+    const size_t data_end = 8 + data_words * 8;
+    std::memcpy(o.begin() + 8, bytes.begin() + 8, data_words * 8);
+    std::memset(o.begin() + data_end, 0, 8);
+    o[8 + at] = hops;
+    std::memcpy(o.begin() + data_end + 8, bytes.begin() + data_end, bytes.size() - data_end);
+    return out;
 }
 
 MessageId EnvelopeView::id() const { return to_message_id(root_.getId()); }

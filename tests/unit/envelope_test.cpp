@@ -496,3 +496,50 @@ TEST(Envelope, CopyWithEditsACopy) {
     EXPECT_EQ(std::string(w.get().getType()), "juki.IdentityUpdate");
     EXPECT_EQ(std::string(v.get().getTo()), "pref:13"); // the original is untouched
 }
+
+// What a host signs as an envelope leaves it: the canonical bytes with the hop count one higher,
+// the same bytes as editing a copy and canonicalising that, whether the hop count's data word was
+// cut off (hop 0, or sent-at 0 too) or is there, with and without the optional parts.
+TEST(Envelope, CanonicalWithHopsIsTheCanonicalFormOfTheEditedEnvelope) {
+    auto reference = [](schema::Envelope::Reader e, uint8_t hops) {
+        capnp::MallocMessageBuilder copy;
+        copy.setRoot(e);
+        copy.getRoot<schema::Envelope>().setHopCount(hops);
+        return to_vector(capnp::canonicalize(copy.getRoot<schema::Envelope>().asReader()).asBytes());
+    };
+    std::vector<Spec> specs;
+    for (uint8_t hops : {0, 1, 7, 254, 255})
+        for (int64_t sent : {int64_t{0}, int64_t{1700000000000}})
+            for (bool extras : {false, true}) {
+                Spec s;
+                s.hops = hops;
+                s.sent = sent;
+                s.fault = extras;
+                s.correlation_size = extras ? 16 : 0;
+                if (extras) s.conditions = {"myNumber", "name"};
+                specs.push_back(s);
+            }
+    int inserted = 0, patched = 0;
+    for (auto& s : specs) {
+        auto bytes = build(s);
+        auto v = EnvelopeView::decode(bytes.data(), bytes.size());
+        for (uint8_t next : {uint8_t(s.hops + 1), uint8_t{0}, uint8_t{3}, s.hops}) {
+            SCOPED_TRACE("hops " + std::to_string(s.hops) + " -> " + std::to_string(next) + ", sent " +
+                         std::to_string(s.sent) + (s.fault ? ", with fault, correlation id, conditions" : ""));
+            auto want = reference(v.get(), next);
+            auto got = canonical_with_hops(v.get(), next);
+            ASSERT_EQ(to_vector(got.asBytes()), want);
+            // It reads back as the envelope with that hop count, and it is canonical (one
+            // segment, no segment table).
+            kj::ArrayPtr<const capnp::word> segments[1] = {got.asPtr()};
+            capnp::SegmentArrayMessageReader r(kj::arrayPtr(segments, 1));
+            EXPECT_TRUE(r.isCanonical());
+            EXPECT_EQ(r.getRoot<schema::Envelope>().getHopCount(), next);
+            EXPECT_EQ(std::string(r.getRoot<schema::Envelope>().getTo()), s.to);
+            if (s.hops == 0 && next != 0 && s.sent != 0) ++inserted;
+            if (s.hops != 0 && next != 0) ++patched;
+        }
+    }
+    EXPECT_GT(inserted, 0);
+    EXPECT_GT(patched, 0);
+}

@@ -74,6 +74,11 @@ kj::Array<capnp::word> flat_words(capnp::MessageBuilder& builder);
 kj::Array<capnp::word> copy_with(schema::Envelope::Reader in,
                                  const std::function<void(schema::Envelope::Builder)>& edit);
 
+// The canonical bytes of `e` (capnp::canonicalize: one segment, no segment table), which a host
+// signs as the envelope leaves it, with the hop count set to `hops`. One canonicalisation and a
+// patch of the hop count's byte, not a copy to edit and then a canonical copy of that.
+kj::Array<capnp::word> canonical_with_hops(schema::Envelope::Reader e, uint8_t hops);
+
 // Accepts an envelope written by a plugin (possibly misaligned, id possibly empty) and returns
 // the host's copy: id filled when empty, `from` set to `node_id` (a plugin speaks for its own node
 // only), sent-at set to `now_ms`, hop count reset. Throws EnvelopeError naming the field.
