@@ -40,7 +40,18 @@ bool reaches(const std::string& pattern, const std::string& node) {
     return false;
 }
 
-std::vector<uint8_t> to_vector(kj::ArrayPtr<const kj::byte> b) { return {b.begin(), b.end()}; }
+std::span<const uint8_t> bytes_span(const kj::Array<capnp::word>& words) {
+    auto b = words.asBytes();
+    return {b.begin(), b.size()};
+}
+
+// A builder's flat bytes (segment table and segments), written straight into the vector.
+std::vector<uint8_t> flat_vector(capnp::MessageBuilder& mb) {
+    std::vector<uint8_t> out(capnp::computeSerializedSizeInWords(mb) * sizeof(capnp::word));
+    kj::ArrayOutputStream stream(kj::arrayPtr(out.data(), out.size()));
+    capnp::writeMessage(stream, mb);
+    return out;
+}
 
 struct IdHash {
     size_t operator()(const MessageId& id) const {
@@ -122,7 +133,7 @@ struct Links::Impl {
         std::string hop;
         MessageId id;
         std::string type;
-        std::vector<uint8_t> body;  // canonical envelope, signed in a Merkle batch by the committer
+        kj::Array<capnp::word> body; // canonical envelope, signed in a Merkle batch by the committer
         std::vector<uint8_t> frame; // or the frame already signed on its own
         int64_t not_before = 0;     // held in the outbox until the operating window opens
         bool in_memory = false;     // kept in flight in memory (delivery = "memory"), not in the outbox
@@ -244,7 +255,7 @@ struct Links::Impl {
         capnp::MallocMessageBuilder mb(kAckWords);
         auto ids = mb.initRoot<wire::Frame>().initAck(1);
         ids.set(0, kj::ArrayPtr<const kj::byte>(id.data(), id.size()));
-        transport->send(peer, to_vector(capnp::messageToFlatArray(mb).asBytes()));
+        transport->send(peer, flat_vector(mb));
     }
 
     static std::vector<uint8_t> signed_frame(std::span<const uint8_t> body, schema::SignatureAlg alg,
@@ -266,7 +277,7 @@ struct Links::Impl {
             s.setLeafIndex(index);
             s.setBatchSize(size);
         }
-        return to_vector(capnp::messageToFlatArray(mb).asBytes());
+        return flat_vector(mb);
     }
 
     // Queues the envelope for the next hop and returns at once. The committer writes it to the
@@ -280,11 +291,7 @@ struct Links::Impl {
         if (auto why = transit_violation(std::string(e.getType()), hop, to); !why.empty())
             return {RENKEI_ERR_DENIED, why};
         // Sign the canonical bytes of the envelope as it leaves this host (one more hop).
-        capnp::MallocMessageBuilder copy(static_cast<unsigned>(e.totalSize().wordCount + 8));
-        copy.setRoot(e);
-        auto root = copy.getRoot<schema::Envelope>();
-        root.setHopCount(static_cast<uint8_t>(e.getHopCount() + 1));
-        auto canonical = capnp::canonicalize(root.asReader());
+        auto canonical = canonical_with_hops(e, static_cast<uint8_t>(e.getHopCount() + 1));
         auto body = canonical.asBytes();
         Outgoing out{hop, env.id(), std::string(e.getType()), {}, {}, 0};
         if (auto* rule = hours_rule(out.type)) {
@@ -299,7 +306,7 @@ struct Links::Impl {
             }
         }
         if (batch_peers.count(hop)) {
-            out.body = to_vector(body);
+            out.body = std::move(canonical);
         } else {
             auto sig = current_keys()->sign.sign({body.begin(), body.size()});
             out.frame = signed_frame({body.begin(), body.size()}, schema::SignatureAlg::ED25519, config.node_id, sig);
@@ -333,16 +340,15 @@ struct Links::Impl {
                 size_t n = std::min<size_t>(kMaxBatchLeaves, list.size() - start);
                 std::vector<merkle::Hash> leaves;
                 leaves.reserve(n);
-                for (size_t i = 0; i < n; ++i) leaves.push_back(merkle::leaf_hash(list[start + i]->body));
+                for (size_t i = 0; i < n; ++i) leaves.push_back(merkle::leaf_hash(bytes_span(list[start + i]->body)));
                 merkle::Tree tree(std::move(leaves));
                 auto sig = current_keys()->sign.sign(merkle::signed_message(tree.root()));
                 for (uint32_t i = 0; i < n; ++i) {
                     auto proof = tree.proof(i);
                     auto& o = *list[start + i];
-                    o.frame = signed_frame(o.body, schema::SignatureAlg::ED25519_MERKLE_SHA256, config.node_id,
-                                           sig, &proof, i, static_cast<uint32_t>(n));
-                    o.body.clear();
-                    o.body.shrink_to_fit();
+                    o.frame = signed_frame(bytes_span(o.body), schema::SignatureAlg::ED25519_MERKLE_SHA256,
+                                           config.node_id, sig, &proof, i, static_cast<uint32_t>(n));
+                    o.body = nullptr;
                 }
             }
         }
@@ -392,9 +398,15 @@ struct Links::Impl {
 
     void handle_frame(const std::string& peer, const std::vector<uint8_t>& bytes) {
         if (bytes.size() % 8 != 0 || bytes.empty()) return refuse(peer, "", "", "frame is not a Cap'n Proto message");
-        auto words = kj::heapArray<capnp::word>(bytes.size() / 8);
-        memcpy(words.begin(), bytes.data(), bytes.size());
-        capnp::FlatArrayMessageReader reader(words.asPtr(), reader_options_for(bytes.size()));
+        // Read in place when aligned (a vector's storage is); copy to aligned words otherwise.
+        kj::Array<capnp::word> copy;
+        kj::ArrayPtr<const capnp::word> words(reinterpret_cast<const capnp::word*>(bytes.data()), bytes.size() / 8);
+        if (reinterpret_cast<uintptr_t>(bytes.data()) % alignof(capnp::word) != 0) {
+            copy = kj::heapArray<capnp::word>(bytes.size() / 8);
+            memcpy(copy.begin(), bytes.data(), bytes.size());
+            words = copy.asPtr();
+        }
+        capnp::FlatArrayMessageReader reader(words, reader_options_for(bytes.size()));
         auto frame = reader.getRoot<wire::Frame>();
         if (frame.which() == wire::Frame::ACK) {
             // The committer deletes them, many frames' worth per transaction.
@@ -594,7 +606,7 @@ struct Links::Impl {
                     auto out = mb.initRoot<wire::Frame>().initAck(static_cast<unsigned>(list.size()));
                     for (size_t i = 0; i < list.size(); ++i)
                         out.set(static_cast<unsigned>(i), kj::ArrayPtr<const kj::byte>(list[i].data(), list[i].size()));
-                    transport->send(peer, to_vector(capnp::messageToFlatArray(mb).asBytes()));
+                    transport->send(peer, flat_vector(mb));
                 }
                 acks.clear();
             }
