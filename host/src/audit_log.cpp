@@ -397,7 +397,10 @@ AuditVerifyResult verify_audit(const fs::path& dir) {
     }
     uint64_t expect_seq = anchor.seq;
     std::string prev = anchor.prev;
-    for (auto& [file, size] : snapshot) {
+    for (auto& entry : snapshot) {
+        // Named, not a structured binding: the lambda below captures it (clang before 16 cannot).
+        const auto& file = entry.first;
+        const auto size = entry.second;
         std::ifstream in(file, std::ios::binary);
         if (!in) {
             r.error = file.string() + ": cannot be read (removed while verifying?)";

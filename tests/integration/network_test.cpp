@@ -404,7 +404,9 @@ TEST(Network, MemoryDeliveryTakesARepeatedIdOnceAndForgetsItOnRestart) {
     Network net(tmp);
     net.start({"pref:13", true, {echo_plugin()}, {{"muni:131016", {}}}, {}, false, true});
     auto keys = load_node_keys(net.keys_dir("muni:131016"));
-    auto [words, id] = hand_built_ping("twice");
+    auto ping = hand_built_ping("twice");
+    auto& words = ping.first; // named, not bound: the lambdas below capture them (clang before 16 cannot)
+    auto& id = ping.second;
     capnp::FlatArrayMessageReader reader(words);
     auto frame = signed_frame(keys, "muni:131016", reader.getRoot<schema::Envelope>(), false);
 

@@ -43,13 +43,15 @@ uint16_t small_count(const json& j, const std::string& at, const char* key) {
 
 void only_members(const json& j, const std::string& at, std::initializer_list<const char*> allowed) {
     if (!j.is_object()) throw FieldError(at, "json.type", (at.empty() ? "body" : at) + ": must be a JSON object");
-    for (auto& [k, v] : j.items())
+    for (auto& item : j.items()) {
+        const std::string& k = item.key(); // named, not bound: clang before 16 cannot capture a binding
         if (std::none_of(allowed.begin(), allowed.end(), [&](const char* a) { return k == a; })) {
             // The member's name may be anything a caller sent: show it only if it is short and plain.
             bool plain = k.size() <= 40 && std::all_of(k.begin(), k.end(), [](char c) { return std::isalnum(static_cast<unsigned char>(c)) || c == '_'; });
             std::string field = path(at, plain ? k.c_str() : "?");
             throw FieldError(field, "json.unknown_field", field + ": is not a member of this object");
         }
+    }
 }
 
 std::string string_member(const json& j, const std::string& at, const char* key, bool required) {
