@@ -30,20 +30,22 @@ uint64_t mix(uint64_t x) {
 
 } // namespace
 
-size_t RecentIds::slot_of(const MessageId& id) const {
+uint32_t RecentIds::hash_of(const MessageId& id) const {
     uint64_t a, b;
     std::memcpy(&a, id.data(), 8);
     std::memcpy(&b, id.data() + 8, 8);
-    return static_cast<size_t>(mix(mix(a ^ key_[0]) ^ b ^ key_[1])) & (index_.size() - 1);
+    return static_cast<uint32_t>(mix(mix(a ^ key_[0]) ^ b ^ key_[1]));
 }
 
-size_t RecentIds::find(const MessageId& id) const {
+size_t RecentIds::find(const MessageId& id, uint32_t h) const {
     const size_t mask = index_.size() - 1;
-    for (size_t s = slot_of(id);; s = (s + 1) & mask) // ends: the index is never more than half full
-        if (index_[s] == kEmpty || ring_[index_[s]] == id) return s;
+    for (size_t s = h & mask;; s = (s + 1) & mask) { // ends: the index is never more than half full
+        const uint64_t e = index_[s];
+        if (e == kEmpty || (static_cast<uint32_t>(e >> 32) == h && ring_[static_cast<uint32_t>(e)] == id)) return s;
+    }
 }
 
-bool RecentIds::contains(const MessageId& id) const { return index_[find(id)] != kEmpty; }
+bool RecentIds::contains(const MessageId& id) const { return index_[find(id, hash_of(id))] != kEmpty; }
 
 void RecentIds::erase_slot(size_t slot) {
     // Backward shift: each later entry of the run that may live in the hole moves into it, so no
@@ -51,7 +53,7 @@ void RecentIds::erase_slot(size_t slot) {
     const size_t mask = index_.size() - 1;
     size_t hole = slot;
     for (size_t j = (slot + 1) & mask; index_[j] != kEmpty; j = (j + 1) & mask) {
-        size_t home = slot_of(ring_[index_[j]]);
+        size_t home = static_cast<size_t>(index_[j] >> 32) & mask;
         bool between = hole <= j ? (hole < home && home <= j) : (hole < home || home <= j);
         if (!between) {
             index_[hole] = index_[j];
@@ -62,30 +64,39 @@ void RecentIds::erase_slot(size_t slot) {
 }
 
 void RecentIds::grow() {
-    index_.assign(index_.size() * 2, kEmpty);
+    std::vector<uint64_t> old(index_.size() * 2, kEmpty);
+    old.swap(index_);
     const size_t mask = index_.size() - 1;
-    for (size_t p = 0; p < ring_.size(); ++p) { // not yet wrapped: every position holds an id
-        size_t s = slot_of(ring_[p]);
+    for (uint64_t e : old) { // each entry's hash says where it goes: the ring is not read
+        if (e == kEmpty) continue;
+        size_t s = static_cast<size_t>(e >> 32) & mask;
         while (index_[s] != kEmpty) s = (s + 1) & mask;
-        index_[s] = static_cast<uint32_t>(p);
+        index_[s] = e;
     }
 }
 
 void RecentIds::insert(const MessageId& id) {
-    if (index_[find(id)] != kEmpty) return;
+    const uint32_t h = hash_of(id);
+    size_t slot = find(id, h);
+    if (index_[slot] != kEmpty) return;
     size_t pos;
     if (size_ == capacity_) { // the oldest makes room
-        erase_slot(find(ring_[oldest_]));
+        const MessageId& oldest = ring_[oldest_];
+        erase_slot(find(oldest, hash_of(oldest)));
         pos = oldest_;
         ring_[pos] = id;
         oldest_ = (oldest_ + 1) % capacity_;
+        slot = find(id, h); // the shift may have moved the end of its run
     } else {
-        if (2 * (size_ + 1) > index_.size()) grow();
+        if (2 * (size_ + 1) > index_.size()) {
+            grow();
+            slot = find(id, h);
+        }
         pos = ring_.size();
         ring_.push_back(id);
         ++size_;
     }
-    index_[find(id)] = static_cast<uint32_t>(pos);
+    index_[slot] = uint64_t{h} << 32 | pos;
 }
 
 void RecentIds::clear() {
