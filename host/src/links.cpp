@@ -623,15 +623,19 @@ struct Links::Impl {
         size_t kept = 0;
         for (auto& o : batch) {
             if (o.not_before != 0 || !memory_peers.count(o.hop)) continue;
-            if (auto it = in_flight.find(o.id); it != in_flight.end()) { // the same id again: the one waiting stands
+            auto [it, fresh] = in_flight.try_emplace(o.id);
+            if (!fresh) { // the same id again: the one waiting stands
                 o.in_memory = true;
                 ++kept;
                 continue;
             }
-            if (in_flight.size() >= max_in_flight || in_flight_bytes + o.frame.size() > max_in_flight_bytes) continue;
-            auto& f = in_flight[o.id];
+            if (in_flight.size() > max_in_flight || in_flight_bytes + o.frame.size() > max_in_flight_bytes) {
+                in_flight.erase(it); // no room: it goes to the outbox
+                continue;
+            }
+            auto& f = it->second;
             f.hop = o.hop;
-            f.type = o.type;
+            f.type = std::move(o.type); // the caller sends what is kept here and has no more use for its type
             f.frame = o.frame;
             f.queued_ms = now;
             f.round = round.number;
