@@ -226,15 +226,15 @@ void Host::start() {
             links_ = std::make_unique<Links>(config_, keys(), router_, metrics_, [this] { return now_unix_ms(); });
             links_->set_observer([this](const std::string& event, const std::string& peer, const std::string& id,
                                         const std::string& type, const std::string& detail) {
-                if (event == "forwarded") return; // the router records it
                 AuditRecord r;
                 r.time_ms = now_unix_ms();
                 r.event = event;
                 r.message_id = id;
                 r.type = type;
-                r.from = peer;
-                r.to = config_.node_id;
-                r.outcome = event == "accepted" ? "ok" : "refused";
+                const bool held = event == "held"; // outgoing, to `peer`; the rest came from it
+                r.from = held ? config_.node_id : peer;
+                r.to = held ? peer : config_.node_id;
+                r.outcome = event == "accepted" || held ? "ok" : "refused";
                 r.detail = detail;
                 audit_->append(std::move(r));
             });

@@ -324,9 +324,11 @@ struct Links::Impl {
             to_commit.push_back(std::move(out));
             if (to_commit.size() == 1 || to_commit.size() + to_ack.size() == kRoundEnough) commit_cv.notify_one();
         }
-        observe("forwarded", hop, hex(id), e.getType(),
-                "to " + to + " via " + hop +
-                    (out_held ? "; held until the operating window opens at " + calendar.local_time(out_held) : ""));
+        // The router records every forward; one held for the operating window is recorded too.
+        if (out_held)
+            observe("held", hop, hex(id), e.getType(),
+                    "to " + to + " via " + hop + ": held until the operating window opens at " +
+                        calendar.local_time(out_held));
         return {};
     }
 

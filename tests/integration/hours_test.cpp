@@ -55,6 +55,12 @@ TEST(Hours, OutsideTheWindowQueuedTypesWaitAndRefusedTypesFault) {
     std::this_thread::sleep_for(1s);
     EXPECT_TRUE(sink->all().empty());
     EXPECT_EQ(muni.links_pending(), 1u);
+    // The audit trail says so, and until when.
+    auto trail = audit_trail(muni);
+    auto held = trail.find("\theld\t" + queued + "\thours.Update\tmuni:131016\tpref:13\t");
+    ASSERT_NE(held, std::string::npos) << trail;
+    EXPECT_NE(trail.find("to pref:13 via pref:13: held until the operating window opens at 2026-11-24T08:30+09:00", held),
+              std::string::npos) << trail;
 
     // Tuesday 08:30: the window opens and the held update goes, once.
     now = kMon23Midnight + 24 * kHour + 8 * kHour + 30 * 60'000;

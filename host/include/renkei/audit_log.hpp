@@ -32,7 +32,7 @@ namespace renkei {
 
 struct AuditRecord {
     int64_t time_ms = 0;
-    std::string event;      // accepted, forwarded, delivered, refused, failed, duplicate, policy_allow, policy_deny, admin
+    std::string event;      // accepted, forwarded, held, delivered, refused, failed, duplicate, policy_allow, policy_deny, admin
     std::string message_id; // hex
     std::string type, from, to, purpose, operator_id;
     std::string outcome;    // ok, refused, failed, ...

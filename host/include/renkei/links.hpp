@@ -36,7 +36,8 @@ struct PeerKeys {
 
 class Links {
 public:
-    // event: "refused", "duplicate", "accepted", "forwarded"; detail: the reason or the peer.
+    // event: "refused", "duplicate", "accepted" (from `peer`), or "held" (to `peer`, waiting for
+    // the operating window); detail: the reason, the sender, or where and until when.
     using Observer = std::function<void(const std::string& event, const std::string& peer,
                                         const std::string& message_id, const std::string& type,
                                         const std::string& detail)>;
