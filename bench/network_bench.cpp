@@ -1,7 +1,9 @@
 // Two hosts on loopback: messages from muni:131016 to a sink at pref:13, signed (Ed25519 per hop),
 // audited on both hosts, committed to the sender's durable outbox and acknowledged. Prints
-// messages/s and p50/p99 latency, beside raw libzmq CURVE throughput measured in the same run;
-// the same with delivery = "memory" (no outbox or inbox writes; still signed and audited); then
+// messages/s and p50/p99 latency, beside raw libzmq CURVE throughput measured in the same run, and
+// the CPU per message, split between the two hosts (each host's threads, from the kernel's
+// per-thread accounting; the sending host's include the threads that submit to it); the same
+// with delivery = "memory" (no outbox or inbox writes; still signed and audited); then
 // latency and CPU per message at a steady 5,000 messages/s (RENKEI_BENCH_RATE), well below
 // saturation, where latency is the path's own and not time spent queueing.
 #include "../tests/support/network.hpp"
@@ -12,8 +14,13 @@
 #include <zmq.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <ctime>
+#include <filesystem>
+#include <fstream>
+#include <set>
 #include <thread>
 
 #include <sys/resource.h>
@@ -93,7 +100,39 @@ double raw_curve(int n, size_t size) {
 struct Routed {
     double delivered_rate = 0, accepted_rate = 0, p50_us = 0, p99_us = 0;
     double cpu_us = 0; // process CPU (user + system, both hosts) per delivered message
+    // Of it, what the threads of each host ran, per delivered message: the receiving host's own,
+    // and the sending host's with the threads that submit to it.
+    double receiving_us = 0, sending_us = 0;
 };
+
+// The threads of this process now.
+std::set<pid_t> thread_ids() {
+    std::set<pid_t> ids;
+    for (auto& e : std::filesystem::directory_iterator("/proc/self/task")) ids.insert(std::stoi(e.path().filename()));
+    return ids;
+}
+
+// The nanoseconds each of `threads` has run on a CPU (/proc/self/task/<tid>/schedstat), in all.
+uint64_t cpu_ns_of(const std::set<pid_t>& threads) {
+    uint64_t total = 0;
+    for (pid_t t : threads) {
+        std::ifstream in("/proc/self/task/" + std::to_string(t) + "/schedstat");
+        uint64_t ns = 0;
+        if (in >> ns) total += ns; // a thread that has ended is not counted
+    }
+    return total;
+}
+
+// The threads that appeared while `f` ran.
+template <class F>
+std::set<pid_t> threads_started_by(F&& f) {
+    auto before = thread_ids();
+    f();
+    std::set<pid_t> started;
+    for (pid_t t : thread_ids())
+        if (!before.count(t)) started.insert(t);
+    return started;
+}
 
 double cpu_seconds() {
     rusage ru{};
@@ -106,8 +145,9 @@ double cpu_seconds() {
 Routed run_routed(int n, size_t payload_size, int senders, bool batch_signing, bool memory, double rate = 0) {
     test::TempDir tmp;
     test::Network net(tmp);
-    net.start({"pref:13", true, {}, {{"muni:131016", {}}}, {}, false, memory});
-    net.start({"muni:131016", false, {}, {{"pref:13", {"*"}}}, {}, batch_signing, memory});
+    auto receiving = threads_started_by([&] { net.start({"pref:13", true, {}, {{"muni:131016", {}}}, {}, false, memory}); });
+    auto sending = threads_started_by(
+        [&] { net.start({"muni:131016", false, {}, {{"pref:13", {"*"}}}, {}, batch_signing, memory}); });
 
     std::vector<double> latency_us;
     latency_us.reserve(n);
@@ -124,13 +164,15 @@ Routed run_routed(int n, size_t payload_size, int senders, bool batch_signing, b
                                                     cv.notify_all();
                                                     return RENKEI_OK;
                                                 });
-    net["pref:13"].add_endpoint(sink);
+    receiving.merge(threads_started_by([&] { net["pref:13"].add_endpoint(sink); }));
     auto& muni = net["muni:131016"];
     const size_t expected = size_t(n / senders * senders);
 
     auto t0 = Clock::now();
     const double cpu0 = cpu_seconds();
+    const uint64_t receiving0 = cpu_ns_of(receiving), sending0 = cpu_ns_of(sending);
     std::vector<std::thread> threads;
+    std::atomic<uint64_t> submitting_ns{0}; // the sending host's callers: their CPU is its submit path's
     for (int s = 0; s < senders; ++s)
         threads.emplace_back([&, s] {
             capnp::MallocMessageBuilder mb;
@@ -151,6 +193,9 @@ Routed run_routed(int n, size_t payload_size, int senders, bool batch_signing, b
                 memcpy(payload.begin(), &now, sizeof now);
                 muni.submit("bench", capnp::messageToFlatArray(mb).asBytes());
             }
+            timespec ran{};
+            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ran); // this thread's, from its start
+            submitting_ns += uint64_t(ran.tv_sec) * 1'000'000'000u + uint64_t(ran.tv_nsec);
         });
     for (auto& t : threads) t.join();
     double submit_secs = std::chrono::duration<double>(Clock::now() - t0).count();
@@ -160,9 +205,13 @@ Routed run_routed(int n, size_t payload_size, int senders, bool batch_signing, b
     }
     double secs = std::chrono::duration<double>(Clock::now() - t0).count();
     const double cpu = cpu_seconds() - cpu0;
+    const uint64_t receiving_ns = cpu_ns_of(receiving) - receiving0;
+    const uint64_t sending_ns = cpu_ns_of(sending) - sending0 + submitting_ns;
     std::lock_guard lock(m);
     Routed r;
     r.cpu_us = cpu * 1e6 / double(expected);
+    r.receiving_us = double(receiving_ns) / 1e3 / double(expected);
+    r.sending_us = double(sending_ns) / 1e3 / double(expected);
     if (latency_us.size() < expected) {
         fprintf(stderr, "network_bench: only %zu of %zu messages arrived\n", latency_us.size(), expected);
         std::exit(1);
@@ -197,9 +246,10 @@ int main(int argc, char** argv) {
         if (delivery && std::string(delivery) != (mode.memory ? "memory" : "durable")) continue;
         auto r = run_routed(n, payload_size, senders, mode.batch, mode.memory);
         printf("  signed (%-7s) + audited + %-7s:        %10.0f msg/s  p50 %8.0f us  p99 %8.0f us  "
-               "(%.1f%% of raw; sender accepted %0.f msg/s; %.0f us CPU per message)\n",
+               "(%.1f%% of raw; sender accepted %0.f msg/s; %.1f us CPU per message, of it %.1f on the "
+               "receiving host and %.1f on the sending one)\n",
                mode.batch ? "batch" : "message", mode.memory ? "memory" : "durable", r.delivered_rate, r.p50_us,
-               r.p99_us, 100.0 * r.delivered_rate / raw, r.accepted_rate, r.cpu_us);
+               r.p99_us, 100.0 * r.delivered_rate / raw, r.accepted_rate, r.cpu_us, r.receiving_us, r.sending_us);
     }
     // Latency where it means something: at a steady rate well below the link's capacity.
     const double paced = getenv("RENKEI_BENCH_RATE") ? std::atof(getenv("RENKEI_BENCH_RATE")) : 5000;
