@@ -168,6 +168,8 @@ struct Links::Impl {
     std::mutex roots_mutex;
     RecentSet verified_roots{1024};
     merkle::BatchVerifier batches;
+    std::vector<merkle::Hash> proof_scratch; // check_signature's, on the receiver thread
+    std::string batch_key_scratch;
     // Acknowledgements are recorded (dedup) and sent in batches too.
     std::vector<std::pair<std::string, MessageId>> to_ack;
     // Acknowledgements received, per peer: the committer deletes them from the outbox.
@@ -368,17 +370,23 @@ struct Links::Impl {
                 return "signature does not verify (tampered or wrong key)";
             return {};
         case schema::SignatureAlg::ED25519_MERKLE_SHA256: {
-            std::vector<merkle::Hash> siblings;
+            // The receiver thread's scratch (it alone checks frames): nothing allocated per frame.
+            auto& siblings = proof_scratch;
+            siblings.clear();
             for (auto h : s.getMerkleProof()) {
                 if (h.size() != 32) return "merkleProof holds a hash of " + std::to_string(h.size()) + " bytes, not 32";
                 merkle::Hash x;
                 memcpy(x.data(), h.begin(), 32);
                 siblings.push_back(x);
             }
+            const auto leaf = merkle::leaf_hash({body.begin(), body.size()});
             // A batch is known by its sender and signature; its leaves share the nodes near the root.
-            std::string batch = peer + '\0' + std::string(sig.begin(), sig.end());
+            auto& batch = batch_key_scratch;
+            batch.assign(peer);
+            batch.push_back('\0');
+            batch.append(reinterpret_cast<const char*>(sig.begin()), sig.size());
             std::lock_guard lock(roots_mutex);
-            return batches.check(batch, merkle::leaf_hash({body.begin(), body.size()}), s.getLeafIndex(),
+            return batches.check(batch, leaf, s.getLeafIndex(),
                                  s.getBatchSize(), siblings, [&](const merkle::Hash& root) {
                                      std::string cache_key = peer + '\0' + std::string(root.begin(), root.end());
                                      if (verified_roots.contains(cache_key)) return true;
