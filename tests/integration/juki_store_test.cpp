@@ -405,8 +405,7 @@ TEST_P(JukiStore, ReaderPoolAnswersABatchAsSingleLookupsDo) {
 
 TEST_P(JukiStore, LoadRecordsFirstVersionsAndRefusesAResidentAlreadyThereAsAWhole) {
     auto s = open("national");
-    auto list = first_versions;
-    auto a = list(0, 1000);
+    auto a = first_versions(0, 1000);
     EXPECT_EQ(s->count_up_to(10), 0u);
     s->load(a->getRoot<IdentityUpdate>().getRecords().asReader(), 42);
     EXPECT_EQ(s->count(), 1000u);
@@ -421,7 +420,7 @@ TEST_P(JukiStore, LoadRecordsFirstVersionsAndRefusesAResidentAlreadyThereAsAWhol
     EXPECT_EQ(s->by_number("000700000500").size(), 1u);
     EXPECT_EQ(s->by_attributes("一括　登録", "1980-01-01", 0, "").size(), 50u); // LIMIT 50
     // 990..1989: the first ten are there already; nothing of the load is recorded.
-    auto b = list(990, 1000);
+    auto b = first_versions(990, 1000);
     EXPECT_THROW(s->load(b->getRoot<IdentityUpdate>().getRecords().asReader(), 43), std::exception);
     EXPECT_EQ(s->count(), 1000u);
     EXPECT_FALSE(s->get("00040001500"));

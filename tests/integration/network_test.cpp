@@ -439,8 +439,6 @@ TEST(Network, MemoryDeliveryTakesARepeatedIdOnceAndForgetsItOnRestart) {
     deliver(0);
 }
 
-// What a memory link keeps in memory is bounded: past the limits a message waits in the outbox,
-// so a relay whose memory peer is down does not fill its memory.
 // [links] bundle_kib = 0, for peers still on a build that reads no bundles, sends every frame
 // alone; /metrics shows what each transport moved, bundled, and dropped as malformed.
 TEST(Network, BundleKibZeroSendsEveryFrameAloneAndTheMetricsShowWhatTheTransportMoved) {
@@ -466,6 +464,8 @@ TEST(Network, BundleKibZeroSendsEveryFrameAloneAndTheMetricsShowWhatTheTransport
     EXPECT_EQ(value(net["pref:13"], "renkei_transport_bad_bundles{direction=\"in\"}"), 0);
 }
 
+// What a memory link keeps in memory is bounded: past the limits a message waits in the outbox,
+// so a relay whose memory peer is down does not fill its memory.
 TEST(Network, MemoryDeliveryPastItsLimitsWaitsInTheOutbox) {
     TempDir tmp;
     Network net(tmp);

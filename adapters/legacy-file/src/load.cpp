@@ -395,7 +395,7 @@ int run_load(const LoadOptions& o, std::ostream& out, std::ostream& err) {
                 while (auto c = checked.pop()) {
                     if (!o.dry_run) {
                         auto records = c->message->getRoot<juki::IdentityUpdate>().getRecords().asReader();
-                        c->packed.reserve(records.size(), records.size() * 320); // about 256 bytes a record
+                        c->packed.reserve(records.size(), records.size() * 320); // about 256 bytes a record packed, and room
                         for (auto r : records) c->packed.add(r);
                     }
                     if (!packed.push(std::move(*c))) break;

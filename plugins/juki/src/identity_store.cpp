@@ -95,6 +95,11 @@ void PackedRecords::add(IdentityRecord::Reader record) {
     ends_.push_back(bytes_.size());
 }
 
+void Store::load(capnp::List<IdentityRecord>::Reader records, const PackedRecords& packed, int64_t now_ms) {
+    if (packed.size() != records.size()) throw std::invalid_argument("juki store: load: a packed record per record");
+    load_packed(records, packed, now_ms);
+}
+
 void Store::load(capnp::List<IdentityRecord>::Reader records, int64_t now_ms) {
     PackedRecords packed;
     for (auto r : records) packed.add(r);
@@ -279,8 +284,8 @@ std::unique_ptr<ReaderPool> SqliteIdentityStore::readers(size_t connections) {
     return std::make_unique<ReaderPool>(file_, connections, options_);
 }
 
-void SqliteIdentityStore::load(capnp::List<IdentityRecord>::Reader records, const PackedRecords& packed, int64_t now_ms) {
-    if (packed.size() != records.size()) throw std::invalid_argument("juki store: load: a packed record per record");
+void SqliteIdentityStore::load_packed(capnp::List<IdentityRecord>::Reader records, const PackedRecords& packed,
+                                      int64_t now_ms) {
     Transaction tx(*this);
     auto view = [](capnp::Text::Reader t) { return std::string_view(t.begin(), t.size()); };
     for (unsigned i = 0; i < records.size(); ++i) {

@@ -132,8 +132,9 @@ public:
                      int64_t now_ms, bool replaces = true) = 0;
     // An initial load (移行, a benchmark): first versions of residents the store does not hold, in
     // one transaction; refused as a whole (nothing recorded) if any of them is already there.
-    // `packed[i]` is records[i] as PackedRecords::add packs it.
-    virtual void load(capnp::List<IdentityRecord>::Reader records, const PackedRecords& packed, int64_t now_ms) = 0;
+    // `packed[i]` is records[i] as PackedRecords::add packs it (std::invalid_argument when the
+    // counts differ).
+    void load(capnp::List<IdentityRecord>::Reader records, const PackedRecords& packed, int64_t now_ms);
     // The same, packing the records here.
     void load(capnp::List<IdentityRecord>::Reader records, int64_t now_ms);
     // Around a large load (`renkei load` into a store that holds fewer residents than the file
@@ -202,6 +203,11 @@ public:
 
     // Erases what outlived its retention period (see the backend for what erasure means on disk).
     virtual ErasureCounts erase_expired(int64_t now_ms) = 0;
+
+protected:
+    // The backend's load(), with a packed record for each record.
+    virtual void load_packed(capnp::List<IdentityRecord>::Reader records, const PackedRecords& packed,
+                             int64_t now_ms) = 0;
 };
 
 // Opens (creating, migrating) the store at `where`.
@@ -223,8 +229,6 @@ public:
     std::optional<Resident> get(const std::string& code) override;
     void put(IdentityRecord::Reader record, const std::vector<uint8_t>& canonical, bool removed, int64_t now_ms,
              bool replaces = true) override;
-    using Store::load;
-    void load(capnp::List<IdentityRecord>::Reader records, const PackedRecords& packed, int64_t now_ms) override;
     void drop_search_indexes() override;
     void build_search_indexes() override;
     void retire_code(const std::string& old_code, const std::string& new_code, int64_t now_ms) override;
@@ -271,6 +275,7 @@ public:
     ErasureCounts erase_expired(int64_t now_ms) override;
 
 protected:
+    void load_packed(capnp::List<IdentityRecord>::Reader records, const PackedRecords& packed, int64_t now_ms) override;
     bool tx_begin(TxKind kind) override;
     void tx_commit(bool nested) override;
     void tx_rollback(bool nested) noexcept override;

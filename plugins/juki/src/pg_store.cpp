@@ -322,8 +322,8 @@ void PgIdentityStore::put(IdentityRecord::Reader record, const std::vector<uint8
 #undef UPSERT
 }
 
-void PgIdentityStore::load(capnp::List<IdentityRecord>::Reader records, const PackedRecords& packed, int64_t now_ms) {
-    if (packed.size() != records.size()) throw std::invalid_argument("juki store: load: a packed record per record");
+void PgIdentityStore::load_packed(capnp::List<IdentityRecord>::Reader records, const PackedRecords& packed,
+                                  int64_t now_ms) {
     prefetched_.clear();
     Transaction tx(*this);
     c_->exec("COPY residents (code, municipality, my_number, removed, updated_ms, name, kana, birth, sex, address,"

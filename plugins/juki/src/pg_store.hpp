@@ -48,8 +48,6 @@ public:
     void prefetch(const std::vector<std::string>& codes) override;
     void put(IdentityRecord::Reader record, const std::vector<uint8_t>& canonical, bool removed, int64_t now_ms,
              bool replaces = true) override;
-    using Store::load;
-    void load(capnp::List<IdentityRecord>::Reader records, const PackedRecords& packed, int64_t now_ms) override;
     void retire_code(const std::string& old_code, const std::string& new_code, int64_t now_ms) override;
     std::vector<Resident> by_number(const std::string& my_number) override;
     std::vector<Resident> by_attributes(const std::string& name, const std::string& birth, int sex,
@@ -94,6 +92,7 @@ public:
     ErasureCounts erase_expired(int64_t now_ms) override;
 
 protected:
+    void load_packed(capnp::List<IdentityRecord>::Reader records, const PackedRecords& packed, int64_t now_ms) override;
     bool tx_begin(TxKind kind) override;
     void tx_commit(bool nested) override;
     void tx_rollback(bool nested) noexcept override;
