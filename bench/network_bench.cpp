@@ -5,10 +5,17 @@
 // per-thread accounting; the sending host's include the threads that submit to it); the same
 // with delivery = "memory" (no outbox or inbox writes; still signed and audited); then
 // latency and CPU per message at a steady 5,000 messages/s (RENKEI_BENCH_RATE), well below
-// saturation, where latency is the path's own and not time spent queueing.
+// saturation, where latency is the path's own and not time spent queueing. Between them, each host
+// alone on the two cores, as each party runs on a machine of its own: the other end is a bare
+// CURVE link that only feeds or acknowledges it (run_receiving_alone, run_sending_alone).
 #include "../tests/support/network.hpp"
 
+#include <renkei/envelope.hpp>
+#include <renkei/keys.hpp>
 #include <renkei/local_endpoint.hpp>
+#include <renkei/merkle.hpp>
+#include <renkei/transport.hpp>
+#include <wire.capnp.h>
 #include <renkei/log.hpp>
 
 #include <zmq.hpp>
@@ -227,6 +234,259 @@ Routed run_routed(int n, size_t payload_size, int senders, bool batch_signing, b
     return r;
 }
 
+// One host with the machine to itself, as each party runs at its own site. The other end is a bare
+// link (a Transport with that node's keys, no host behind it), which does only what the wire
+// needs; it shares the cores with the host, so the figures are what the host carries with part of
+// the machine taken away, not less.
+struct Alone {
+    double rate = 0;      // messages/s
+    double host_us = 0;   // the host's threads, CPU per message
+    double link_us = 0;   // the rest of the process (the bare link, this thread), CPU per message
+};
+
+constexpr size_t kAloneWindow = 4096; // unacknowledged at once, as a sending host's flow control keeps
+constexpr size_t kAloneBatch = 256;   // envelopes a batch signature covers, as a round of a busy sender
+
+Alone alone(uint64_t host_ns, double cpu, size_t messages, double secs) {
+    Alone a;
+    a.rate = double(messages) / secs;
+    a.host_us = double(host_ns) / 1e3 / double(messages);
+    a.link_us = std::max(0.0, cpu * 1e6 / double(messages) - a.host_us);
+    return a;
+}
+
+// Counts the ids in acknowledgement frames.
+int64_t unix_ms() {
+    return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
+size_t acked_ids(const uint8_t* f, size_t size) {
+    if (size % 8 != 0 || size == 0) return 0;
+    auto words = kj::heapArray<capnp::word>(size / 8);
+    memcpy(words.begin(), f, size);
+    capnp::FlatArrayMessageReader r(words.asPtr());
+    auto frame = r.getRoot<wire::Frame>();
+    return frame.which() == wire::Frame::ACK ? frame.getAck().size() : 0;
+}
+
+// pref:13 alone, taking what muni:131016's host sends it: batch-signed frames built as that host
+// builds them (stamped, canonical at hop 1, one Ed25519 signature per kAloneBatch), made before
+// the clock starts and sent by a bare link with muni:131016's keys that keeps kAloneWindow
+// unacknowledged.
+Alone run_receiving_alone(size_t n, size_t payload_size, bool memory) {
+    test::TempDir tmp;
+    test::Network net(tmp);
+    auto host = threads_started_by([&] { net.start({"pref:13", true, {}, {{"muni:131016", {}}}, {}, true, memory}); });
+    std::mutex m;
+    std::condition_variable cv;
+    size_t delivered = 0, acked = 0;
+    auto sink = std::make_shared<LocalEndpoint>("sink", std::vector<std::string>{"bench.Sink"},
+                                                [&](const EnvelopeView&, std::string&) {
+                                                    std::lock_guard lock(m);
+                                                    if (++delivered == n) cv.notify_all();
+                                                    return RENKEI_OK;
+                                                });
+    host.merge(threads_started_by([&] { net["pref:13"].add_endpoint(sink); }));
+
+    auto keys = load_node_keys(net.keys_dir("muni:131016"));
+    std::vector<std::vector<uint8_t>> frames;
+    frames.reserve(n);
+    {
+        capnp::MallocMessageBuilder mb;
+        auto e = mb.initRoot<schema::Envelope>();
+        e.setType("bench.Sink");
+        e.setTo("pref:13");
+        e.setPurpose("bench");
+        memset(e.initPayload(payload_size).begin(), 'x', payload_size);
+        auto plugin_bytes = capnp::messageToFlatArray(mb);
+        for (size_t start = 0; start < n; start += kAloneBatch) {
+            std::vector<kj::Array<capnp::word>> bodies;
+            std::vector<merkle::Hash> leaves;
+            for (size_t i = start; i < std::min(n, start + kAloneBatch); ++i) {
+                auto stamped = stamp_outgoing(plugin_bytes.asBytes(), "muni:131016", unix_ms(), 1 << 20);
+                capnp::FlatArrayMessageReader r(stamped.asPtr());
+                bodies.push_back(canonical_with_hops(r.getRoot<schema::Envelope>(), 1));
+                auto b = bodies.back().asBytes();
+                leaves.push_back(merkle::leaf_hash({b.begin(), b.size()}));
+            }
+            merkle::Tree tree(std::move(leaves));
+            auto sig = keys.sign.sign(merkle::signed_message(tree.root()));
+            for (uint32_t i = 0; i < bodies.size(); ++i) {
+                capnp::MallocMessageBuilder fb;
+                auto s = fb.initRoot<wire::Frame>().initEnvelope();
+                s.setBody(bodies[i].asBytes());
+                s.setAlg(schema::SignatureAlg::ED25519_MERKLE_SHA256);
+                s.setKeyId("muni:131016");
+                s.setSignature(kj::ArrayPtr<const kj::byte>(sig.data(), sig.size()));
+                auto proof = tree.proof(i);
+                auto list = s.initMerkleProof(static_cast<unsigned>(proof.size()));
+                for (unsigned k = 0; k < proof.size(); ++k) list.set(k, kj::ArrayPtr<const kj::byte>(proof[k].data(), 32));
+                s.setLeafIndex(i);
+                s.setBatchSize(static_cast<uint32_t>(bodies.size()));
+                auto flat = capnp::messageToFlatArray(fb);
+                frames.emplace_back(flat.asBytes().begin(), flat.asBytes().end());
+            }
+        }
+    }
+
+    TransportOptions o;
+    o.node_id = keys.node_id;
+    o.curve_public = keys.curve_public;
+    o.curve_secret.assign(reinterpret_cast<const char*>(keys.curve_secret.view().data()), 40);
+    Transport link(o, {});
+    link.on_receive([&](const std::string&, const uint8_t* f, size_t size) {
+        size_t k = acked_ids(f, size);
+        std::lock_guard lock(m);
+        acked += k;
+        cv.notify_all();
+    });
+    link.add_peer("pref:13", {net.endpoint("pref:13")}, net.keys_for("pref:13").curve_public);
+    link.start();
+    // The first frame until it is taken: a frame sent before the CURVE handshake is dropped.
+    for (int i = 0; i < 300; ++i) {
+        link.send("pref:13", frames[0]);
+        std::unique_lock lock(m);
+        if (cv.wait_for(lock, std::chrono::milliseconds(100), [&] { return acked > 0; })) break;
+    }
+    {
+        std::lock_guard lock(m);
+        if (acked == 0) {
+            fprintf(stderr, "network_bench: the bare link to pref:13 never came up\n");
+            std::exit(1);
+        }
+        acked = 1; // repeats of the first frame are acknowledged again
+    }
+
+    const uint64_t host0 = cpu_ns_of(host);
+    const double cpu0 = cpu_seconds();
+    auto t0 = Clock::now();
+    for (size_t sent = 1; sent < n;) {
+        {
+            std::unique_lock lock(m);
+            cv.wait(lock, [&] { return sent < acked + kAloneWindow; });
+        }
+        for (size_t end = std::min(n, sent + kAloneBatch); sent < end; ++sent) link.send("pref:13", std::move(frames[sent]));
+    }
+    {
+        std::unique_lock lock(m);
+        cv.wait_for(lock, std::chrono::seconds(300), [&] { return delivered >= n; });
+        if (delivered < n) {
+            fprintf(stderr, "network_bench: only %zu of %zu messages arrived at pref:13 alone\n", delivered, n);
+            std::exit(1);
+        }
+    }
+    double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+    auto a = alone(cpu_ns_of(host) - host0, cpu_seconds() - cpu0, n - 1, secs);
+    link.stop();
+    return a;
+}
+
+// muni:131016 alone, sending to pref:13: `senders` threads submit to it, and a bare link with
+// pref:13's keys takes the frames and acknowledges them in rounds of what arrived, as a receiving
+// host does (without checking or delivering them).
+Alone run_sending_alone(size_t n, size_t payload_size, int senders, bool memory) {
+    test::TempDir tmp;
+    test::Network net(tmp);
+    net.keys_for("pref:13"); // generates them
+    auto pref = load_node_keys(net.keys_dir("pref:13"));
+    TransportOptions o;
+    o.node_id = pref.node_id;
+    o.curve_public = pref.curve_public;
+    o.curve_secret.assign(reinterpret_cast<const char*>(pref.curve_secret.view().data()), 40);
+    o.listen = "tcp://127.0.0.1:0";
+    Transport link(o, {{"muni:131016", net.keys_for("muni:131016").curve_public}});
+    const size_t expected = n / size_t(senders) * size_t(senders);
+    std::mutex m;
+    std::condition_variable cv;
+    std::vector<MessageId> to_ack;
+    std::set<MessageId> taken;
+    bool stopping = false;
+    link.on_receive([&](const std::string&, const uint8_t* f, size_t size) {
+        if (size % 8 != 0 || size == 0) return;
+        auto words = kj::heapArray<capnp::word>(size / 8);
+        memcpy(words.begin(), f, size);
+        capnp::FlatArrayMessageReader r(words.asPtr());
+        auto frame = r.getRoot<wire::Frame>();
+        if (frame.which() != wire::Frame::ENVELOPE) return;
+        auto body = frame.getEnvelope().getBody();
+        auto segment = kj::heapArray<capnp::word>(body.size() / 8);
+        memcpy(segment.begin(), body.begin(), segment.size() * 8);
+        kj::ArrayPtr<const capnp::word> segments[1] = {segment.asPtr()};
+        capnp::SegmentArrayMessageReader env(kj::arrayPtr(segments, 1));
+        auto id = env.getRoot<schema::Envelope>().getId();
+        if (id.size() != 16) return;
+        std::lock_guard lock(m);
+        to_ack.push_back(to_message_id(id));
+        if (to_ack.size() == 1) cv.notify_all();
+    });
+    link.start();
+    // Acknowledges what arrived, a round at a time.
+    std::thread acker([&] {
+        std::vector<MessageId> ids;
+        for (;;) {
+            {
+                std::unique_lock lock(m);
+                cv.wait(lock, [&] { return stopping || !to_ack.empty(); });
+                if (stopping) return;
+                ids.swap(to_ack);
+                taken.insert(ids.begin(), ids.end());
+                if (taken.size() >= expected) cv.notify_all();
+            }
+            capnp::MallocMessageBuilder mb;
+            auto list = mb.initRoot<wire::Frame>().initAck(static_cast<unsigned>(ids.size()));
+            for (unsigned i = 0; i < ids.size(); ++i) list.set(i, kj::ArrayPtr<const kj::byte>(ids[i].data(), 16));
+            auto flat = capnp::messageToFlatArray(mb);
+            link.send("muni:131016", std::vector<uint8_t>(flat.asBytes().begin(), flat.asBytes().end()));
+            ids.clear();
+        }
+    });
+    auto host = threads_started_by([&] {
+        net.start({"muni:131016", false, {}, {{"pref:13", {"*"}}}, {}, true, memory},
+                  [&](HostConfig& c) { c.peers[0].endpoints = {link.endpoint()}; });
+    });
+    auto& muni = net["muni:131016"];
+
+    const uint64_t host0 = cpu_ns_of(host);
+    const double cpu0 = cpu_seconds();
+    std::atomic<uint64_t> submitting_ns{0};
+    auto t0 = Clock::now();
+    std::vector<std::thread> threads;
+    for (int s = 0; s < senders; ++s)
+        threads.emplace_back([&] {
+            capnp::MallocMessageBuilder mb;
+            auto e = mb.initRoot<schema::Envelope>();
+            e.setType("bench.Sink");
+            e.setTo("pref:13");
+            e.setPurpose("bench");
+            memset(e.initPayload(payload_size).begin(), 'x', payload_size);
+            auto bytes = capnp::messageToFlatArray(mb);
+            for (size_t i = 0; i < n / size_t(senders); ++i) muni.submit("bench", bytes.asBytes());
+            timespec ran{};
+            clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ran);
+            submitting_ns += uint64_t(ran.tv_sec) * 1'000'000'000u + uint64_t(ran.tv_nsec);
+        });
+    for (auto& t : threads) t.join();
+    {
+        std::unique_lock lock(m);
+        cv.wait_for(lock, std::chrono::seconds(300), [&] { return taken.size() >= expected; });
+        if (taken.size() < expected) {
+            fprintf(stderr, "network_bench: only %zu of %zu messages reached the bare pref:13\n", taken.size(), expected);
+            std::exit(1);
+        }
+    }
+    double secs = std::chrono::duration<double>(Clock::now() - t0).count();
+    auto a = alone(cpu_ns_of(host) - host0 + submitting_ns, cpu_seconds() - cpu0, expected, secs);
+    net.stop("muni:131016");
+    {
+        std::lock_guard lock(m);
+        stopping = true;
+        cv.notify_all();
+    }
+    acker.join();
+    link.stop();
+    return a;
+}
+
 } // namespace
 
 int main(int argc, char** argv) {
@@ -254,6 +514,16 @@ int main(int argc, char** argv) {
                mode.batch ? "batch" : "message", mode.memory ? "memory" : "durable", r.delivered_rate, r.p50_us,
                r.p99_us, 100.0 * r.delivered_rate / raw, r.accepted_rate, r.cpu_us, r.receiving_us, r.sending_us);
     }
+    // Each host with the two cores to itself (but for the bare link at the other end).
+    if (!(only && std::string(only) == "message"))
+        for (bool memory : {false, true}) {
+            if (delivery && std::string(delivery) != (memory ? "memory" : "durable")) continue;
+            auto rx = run_receiving_alone(size_t(n), payload_size, memory);
+            auto tx = run_sending_alone(size_t(n), payload_size, senders, memory);
+            printf("  one host alone (batch) + audited + %-7s: receiving %8.0f msg/s (%.1f us CPU per message on the host, "
+                   "%.1f on the bare link); sending %8.0f msg/s (%.1f us on the host, %.1f on the bare link)\n",
+                   memory ? "memory" : "durable", rx.rate, rx.host_us, rx.link_us, tx.rate, tx.host_us, tx.link_us);
+        }
     // Latency where it means something: at a steady rate well below the link's capacity.
     const double paced = getenv("RENKEI_BENCH_RATE") ? std::atof(getenv("RENKEI_BENCH_RATE")) : 5000;
     auto r = run_routed(static_cast<int>(paced) * 4, payload_size, senders, true, false, paced);
