@@ -43,15 +43,19 @@ void InProcessPlugin::start() {
 
 void InProcessPlugin::deliver(Delivery delivery) {
     {
-        std::lock_guard lock(mutex_);
+        std::unique_lock lock(mutex_);
         if (!stopping_ && started_) {
             queue_.push_back(std::move(delivery));
-            cv_.notify_one();
+            lock.unlock();
+            // Unlocked: the worker it wakes does not then wait for the mutex.
+            if (DeliveryWakes::wake_now(*this)) cv_.notify_one();
             return;
         }
     }
     delivery.done(RENKEI_ERR_RETRY, "plugin '" + name_ + "' is not running");
 }
+
+void InProcessPlugin::wake() noexcept { cv_.notify_one(); }
 
 void InProcessPlugin::run() {
     const auto& d = library_->descriptor();

@@ -78,12 +78,16 @@ void IsolatedPlugin::deliver(Delivery d) {
         std::lock_guard lock(mutex_);
         if (!stopping_) {
             queue_.push_back(std::move(d));
-            uint64_t one = 1;
-            (void)!write(wake_fd_, &one, sizeof one);
+            if (DeliveryWakes::wake_now(*this)) wake();
             return;
         }
     }
     d.done(RENKEI_ERR_RETRY, "plugin '" + name_ + "' is stopping");
+}
+
+void IsolatedPlugin::wake() noexcept {
+    uint64_t one = 1;
+    (void)!write(wake_fd_, &one, sizeof one);
 }
 
 void IsolatedPlugin::stop() {

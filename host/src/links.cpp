@@ -750,11 +750,14 @@ struct Links::Impl {
                 batch.swap(inbound);
                 receiving = true;
             }
-            for (auto& [peer, bytes] : batch) {
-                try {
-                    handle_frame(peer, bytes);
-                } catch (const std::exception& e) {
-                    refuse(peer, "", "", std::string("malformed frame: ") + e.what());
+            {
+                DeliveryWakes wakes; // the plugins' workers: woken a few times for the lot, not per frame
+                for (auto& [peer, bytes] : batch) {
+                    try {
+                        handle_frame(peer, bytes);
+                    } catch (const std::exception& e) {
+                        refuse(peer, "", "", std::string("malformed frame: ") + e.what());
+                    }
                 }
             }
             std::lock_guard lock(mutex);

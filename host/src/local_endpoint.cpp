@@ -46,10 +46,15 @@ void LocalEndpoint::start() {
 }
 
 void LocalEndpoint::deliver(Delivery d) {
-    std::lock_guard lock(mutex_);
-    queue_.push_back(std::move(d));
-    cv_.notify_one();
+    {
+        std::lock_guard lock(mutex_);
+        queue_.push_back(std::move(d));
+    }
+    // Unlocked: the worker it wakes does not then wait for the mutex.
+    if (DeliveryWakes::wake_now(*this)) cv_.notify_one();
 }
+
+void LocalEndpoint::wake() noexcept { cv_.notify_one(); }
 
 void LocalEndpoint::stop() {
     {

@@ -45,6 +45,7 @@ public:
     const std::string& instance_name() const override { return name_; }
     void start() override;
     void deliver(Delivery delivery) override;
+    void wake() noexcept override;
     void stop() override;
     EndpointStatus status() const override;
     // The running child's pid (0 when none), for tests and operators.

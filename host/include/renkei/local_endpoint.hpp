@@ -25,6 +25,7 @@ public:
     void start() override;
     void deliver(Delivery delivery) override;
     void stop() override;
+    void wake() noexcept override;
     EndpointStatus status() const override;
 
 private:

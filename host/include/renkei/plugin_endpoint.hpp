@@ -9,7 +9,9 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
+#include <vector>
 
 namespace renkei {
 
@@ -32,7 +34,7 @@ struct EndpointStatus {
     uint64_t restarts = 0;
 };
 
-class PluginEndpoint {
+class PluginEndpoint : public std::enable_shared_from_this<PluginEndpoint> {
 public:
     virtual ~PluginEndpoint() = default;
     virtual const PluginInfo& info() const = 0;
@@ -46,6 +48,35 @@ public:
     // instance. Messages still queued complete with RENKEI_ERR_RETRY ("host stopping").
     virtual void stop() = 0;
     virtual EndpointStatus status() const = 0;
+    // Wakes the worker for deliveries queued without waking it (see DeliveryWakes). Never throws.
+    virtual void wake() noexcept = 0;
+};
+
+// Coalesces the wake-ups of endpoints. A thread that hands over many deliveries in a row (a link's
+// receiver working through the frames that arrived together) opens one for the run; an endpoint it
+// delivers to meanwhile wakes its worker every kEvery deliveries and once when the run ends,
+// instead of for every delivery: a system call each, and a worker that falls asleep between
+// messages because it is faster than the thread feeding it. A delivery waits at most for the
+// kEvery - 1 deliveries after it, or the end of the run. Without one open on the thread (or
+// nested in another, which then holds the wakes), deliver() wakes at once.
+class DeliveryWakes {
+public:
+    static constexpr unsigned kEvery = 32;
+    DeliveryWakes();
+    ~DeliveryWakes(); // wakes every endpoint with deliveries not yet woken
+    DeliveryWakes(const DeliveryWakes&) = delete;
+    DeliveryWakes& operator=(const DeliveryWakes&) = delete;
+    // For deliver(), after it queued (and unlocked): whether to wake the worker now. False when
+    // the run open on this thread will (an endpoint not owned by a shared_ptr is woken at once).
+    static bool wake_now(PluginEndpoint& ep);
+
+private:
+    struct Held {
+        std::shared_ptr<PluginEndpoint> endpoint;
+        unsigned since_wake = 0;
+    };
+    std::vector<Held> held_;
+    bool open_ = false;
 };
 
 // Retry policy shared by endpoints for RENKEI_ERR_RETRY answers: exponential back-off.
