@@ -234,7 +234,7 @@ std::string AuditLog::hmac(const std::string& value) const {
     return crypto::to_hex({out, n});
 }
 
-void AuditLog::append(AuditRecord r) {
+void AuditLog::append(AuditRecord&& r) {
     if (!r.subject.empty()) r.subject = hmac(r.subject);
     std::lock_guard lock(mutex_);
     pending_.push_back(std::move(r));

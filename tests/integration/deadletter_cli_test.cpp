@@ -333,7 +333,7 @@ TEST(DeadletterCli, ReplayAndDropAreAuditedBesideTheRunningHost) {
     before.event = "delivered";
     before.type = "juki.IdentityUpdate";
     before.outcome = "ok";
-    host_log.append(before);
+    host_log.append(AuditRecord(before));
     host_log.flush();
 
     auto no_operator = run_renkei("deadletter replay " + f.dir_arg() + " --id " + hex(f.exhausted[0]));
@@ -343,12 +343,12 @@ TEST(DeadletterCli, ReplayAndDropAreAuditedBesideTheRunningHost) {
     EXPECT_EQ(letters.count(), 3u) << "nothing done without an operator";
 
     ASSERT_EQ(run_renkei("deadletter replay --operator ops:tanaka " + f.dir_arg() + " --id " + hex(f.exhausted[1])).code, 0);
-    host_log.append(before); // the host goes on appending between the commands
+    host_log.append(AuditRecord(before)); // the host goes on appending between the commands
     host_log.flush();
     ASSERT_EQ(run_renkei("deadletter drop --operator ops:suzuki " + f.dir_arg() + " --id " + hex(f.refused)).code, 0);
     auto unknown = hex(new_message_id());
     EXPECT_EQ(run_renkei("deadletter drop --operator ops:suzuki " + f.dir_arg() + " --id " + unknown).code, 1);
-    host_log.append(before);
+    host_log.append(AuditRecord(before));
     host_log.flush();
 
     auto verify = run_renkei("audit verify " + audit_dir.string());

@@ -56,7 +56,7 @@ public:
     AuditLog(const AuditLog&) = delete;
     AuditLog& operator=(const AuditLog&) = delete;
 
-    void append(AuditRecord record);
+    void append(AuditRecord&& record); // moved once, into the queue
     void flush();
     uint64_t appended() const;
 
