@@ -54,6 +54,23 @@ std::vector<std::string> split(const std::string& line) {
     return out;
 }
 
+// A record's fields after its sequence number and before the hashes: time, event, message id,
+// type, from, to, purpose, operator, outcome, detail (escaped) and subject (already a hex HMAC).
+std::string format_fields(const AuditRecord& r) {
+    std::string out;
+    out.reserve(128 + r.message_id.size() + r.detail.size() + r.subject.size());
+    char number[24];
+    out.append(number, std::to_chars(number, number + sizeof number, r.time_ms).ptr);
+    for (const std::string* f : {&r.event, &r.message_id, &r.type, &r.from, &r.to, &r.purpose, &r.operator_id,
+                                 &r.outcome, &r.detail}) {
+        out += '\t';
+        append_escaped(out, *f);
+    }
+    out += '\t';
+    out += r.subject;
+    return out;
+}
+
 // SHA-256(prev || "\t" || body), written in hex into `hex`; `h` is reused across records.
 void chain_hash(crypto::Sha256& h, std::string_view prev, std::string_view body, char hex[64]) {
     h.update(prev.data(), prev.size());
@@ -236,8 +253,10 @@ std::string AuditLog::hmac(const std::string& value) const {
 
 void AuditLog::append(AuditRecord&& r) {
     if (!r.subject.empty()) r.subject = hmac(r.subject);
+    // Formatted here, on the appending threads, so the one writer only numbers, chains and writes.
+    std::string fields = format_fields(r);
     std::lock_guard lock(mutex_);
-    pending_.push_back(std::move(r));
+    pending_.push_back(std::move(fields));
     ++queued_seq_;
     // The writer waits for the first record, then gathers for a moment (see writer()); waking it
     // for every record would cost a system call per record.
@@ -259,22 +278,15 @@ uint64_t AuditLog::appended() const {
 }
 
 // Serialises `batch` onto the chain's tail, writes it and rotates; the directory lock is held.
-void AuditLog::write_batch(const std::vector<AuditRecord>& batch, std::string& out) {
+void AuditLog::write_batch(const std::vector<std::string>& batch, std::string& out) {
     out.clear();
     crypto::Sha256 h;
-    for (auto& r : batch) {
+    for (auto& fields : batch) {
         const size_t start = out.size();
         char number[24];
         out.append(number, std::to_chars(number, number + sizeof number, next_seq_).ptr);
         out += '\t';
-        out.append(number, std::to_chars(number, number + sizeof number, r.time_ms).ptr);
-        for (const std::string* f : {&r.event, &r.message_id, &r.type, &r.from, &r.to, &r.purpose, &r.operator_id,
-                                     &r.outcome, &r.detail}) {
-            out += '\t';
-            append_escaped(out, *f);
-        }
-        out += '\t';
-        out += r.subject;
+        out += fields;
         out += '\t';
         out += last_hash_;
         const size_t body_end = out.size();
@@ -305,7 +317,7 @@ void AuditLog::write_batch(const std::vector<AuditRecord>& batch, std::string& o
 }
 
 void AuditLog::writer() {
-    std::vector<AuditRecord> batch;
+    std::vector<std::string> batch;
     std::string out;
     for (;;) {
         {

@@ -6,9 +6,10 @@
 // edit, deletion, insertion or reordering breaks the chain at a place verify() names. Personal
 // identifiers are stored only as HMAC-SHA256 under the node's audit key, never raw.
 //
-// append() is cheap and thread-safe: a writer thread commits records in batches (group commit,
-// gathering for AuditOptions::linger_ms after the first record),
-// with fdatasync per batch in durable mode; flush() waits until all appended records are on disk.
+// append() is thread-safe and never waits for the disk: it formats the record's fields on the
+// caller's thread and queues them; a writer thread numbers, chains and commits records in batches
+// (group commit, gathering for AuditOptions::linger_ms after the first record), with fdatasync
+// per batch in durable mode; flush() waits until all appended records are on disk.
 // Expiring old files writes an anchor (the first remaining seq and the hash it chains from), so
 // what remains still verifies while a missing file in the middle is still detected.
 //
@@ -71,7 +72,7 @@ private:
     void read_tail();          // with the directory lock held
     bool tail_moved() const;   // with the directory lock held
     void open_current();
-    void write_batch(const std::vector<AuditRecord>& batch, std::string& out);
+    void write_batch(const std::vector<std::string>& batch, std::string& out);
     std::string hmac(const std::string& value) const;
 
     std::filesystem::path dir_;
@@ -80,7 +81,9 @@ private:
     mutable std::mutex mutex_;
     std::mutex io_mutex_; // the file state below, between the writer and expire_before (flock is per open file)
     std::condition_variable cv_, flushed_;
-    std::vector<AuditRecord> pending_;
+    // Records formatted by the threads that appended them: the fields between the sequence number
+    // and the hashes, which only the writer knows.
+    std::vector<std::string> pending_;
     uint64_t next_seq_ = 1, written_seq_ = 0, queued_seq_ = 0;
     std::string last_hash_;
     std::filesystem::path current_file_;
