@@ -255,11 +255,11 @@ Alone alone(uint64_t host_ns, double cpu, size_t messages, double secs) {
     return a;
 }
 
-// Counts the ids in acknowledgement frames.
 int64_t unix_ms() {
     return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
+// Counts the ids in acknowledgement frames.
 size_t acked_ids(const uint8_t* f, size_t size) {
     if (size % 8 != 0 || size == 0) return 0;
     auto words = kj::heapArray<capnp::word>(size / 8);
