@@ -13,7 +13,6 @@
 #include <renkei/envelope.hpp>
 #include <renkei/keys.hpp>
 #include <renkei/local_endpoint.hpp>
-#include <renkei/merkle.hpp>
 #include <renkei/transport.hpp>
 #include <wire.capnp.h>
 #include <renkei/log.hpp>
@@ -259,6 +258,17 @@ int64_t unix_ms() {
     return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
+// A bench.Sink envelope for pref:13 as a plugin hands it to its host, with `payload_size` bytes.
+kj::Array<capnp::word> plugin_envelope(size_t payload_size) {
+    capnp::MallocMessageBuilder mb;
+    auto e = mb.initRoot<schema::Envelope>();
+    e.setType("bench.Sink");
+    e.setTo("pref:13");
+    e.setPurpose("bench");
+    memset(e.initPayload(payload_size).begin(), 'x', payload_size);
+    return capnp::messageToFlatArray(mb);
+}
+
 // Counts the ids in acknowledgement frames.
 size_t acked_ids(const uint8_t* f, size_t size) {
     if (size % 8 != 0 || size == 0) return 0;
@@ -291,42 +301,16 @@ Alone run_receiving_alone(size_t n, size_t payload_size, bool memory) {
     auto keys = load_node_keys(net.keys_dir("muni:131016"));
     std::vector<std::vector<uint8_t>> frames;
     frames.reserve(n);
-    {
-        capnp::MallocMessageBuilder mb;
-        auto e = mb.initRoot<schema::Envelope>();
-        e.setType("bench.Sink");
-        e.setTo("pref:13");
-        e.setPurpose("bench");
-        memset(e.initPayload(payload_size).begin(), 'x', payload_size);
-        auto plugin_bytes = capnp::messageToFlatArray(mb);
-        for (size_t start = 0; start < n; start += kAloneBatch) {
-            std::vector<kj::Array<capnp::word>> bodies;
-            std::vector<merkle::Hash> leaves;
-            for (size_t i = start; i < std::min(n, start + kAloneBatch); ++i) {
-                auto stamped = stamp_outgoing(plugin_bytes.asBytes(), "muni:131016", unix_ms(), 1 << 20);
-                capnp::FlatArrayMessageReader r(stamped.asPtr());
-                bodies.push_back(canonical_with_hops(r.getRoot<schema::Envelope>(), 1));
-                auto b = bodies.back().asBytes();
-                leaves.push_back(merkle::leaf_hash({b.begin(), b.size()}));
-            }
-            merkle::Tree tree(std::move(leaves));
-            auto sig = keys.sign.sign(merkle::signed_message(tree.root()));
-            for (uint32_t i = 0; i < bodies.size(); ++i) {
-                capnp::MallocMessageBuilder fb;
-                auto s = fb.initRoot<wire::Frame>().initEnvelope();
-                s.setBody(bodies[i].asBytes());
-                s.setAlg(schema::SignatureAlg::ED25519_MERKLE_SHA256);
-                s.setKeyId("muni:131016");
-                s.setSignature(kj::ArrayPtr<const kj::byte>(sig.data(), sig.size()));
-                auto proof = tree.proof(i);
-                auto list = s.initMerkleProof(static_cast<unsigned>(proof.size()));
-                for (unsigned k = 0; k < proof.size(); ++k) list.set(k, kj::ArrayPtr<const kj::byte>(proof[k].data(), 32));
-                s.setLeafIndex(i);
-                s.setBatchSize(static_cast<uint32_t>(bodies.size()));
-                auto flat = capnp::messageToFlatArray(fb);
-                frames.emplace_back(flat.asBytes().begin(), flat.asBytes().end());
-            }
+    auto plugin_bytes = plugin_envelope(payload_size);
+    for (size_t start = 0; start < n; start += kAloneBatch) {
+        std::vector<std::vector<uint8_t>> bodies;
+        for (size_t i = start; i < std::min(n, start + kAloneBatch); ++i) {
+            auto stamped = stamp_outgoing(plugin_bytes.asBytes(), "muni:131016", unix_ms(), 1 << 20);
+            capnp::FlatArrayMessageReader r(stamped.asPtr());
+            auto body = canonical_with_hops(r.getRoot<schema::Envelope>(), 1);
+            bodies.emplace_back(body.asBytes().begin(), body.asBytes().end());
         }
+        for (auto& f : test::batch_frames(keys, "muni:131016", bodies)) frames.push_back(std::move(f));
     }
 
     TransportOptions o;
@@ -453,13 +437,7 @@ Alone run_sending_alone(size_t n, size_t payload_size, int senders, bool memory)
     std::vector<std::thread> threads;
     for (int s = 0; s < senders; ++s)
         threads.emplace_back([&] {
-            capnp::MallocMessageBuilder mb;
-            auto e = mb.initRoot<schema::Envelope>();
-            e.setType("bench.Sink");
-            e.setTo("pref:13");
-            e.setPurpose("bench");
-            memset(e.initPayload(payload_size).begin(), 'x', payload_size);
-            auto bytes = capnp::messageToFlatArray(mb);
+            auto bytes = plugin_envelope(payload_size);
             for (size_t i = 0; i < n / size_t(senders); ++i) muni.submit("bench", bytes.asBytes());
             timespec ran{};
             clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ran);

@@ -506,35 +506,6 @@ TEST(Network, MemoryDeliveryPastItsLimitsWaitsInTheOutbox) {
     EXPECT_EQ(metrics.render().find("renkei_links_unacknowledged"), std::string::npos) << "gauges outlived the links";
 }
 
-namespace {
-
-// Frames of one Merkle batch signed by `signer`, exactly as a sending host builds them.
-std::vector<std::vector<uint8_t>> batch_frames(const NodeKeys& signer, const std::string& key_id,
-                                               const std::vector<std::vector<uint8_t>>& bodies) {
-    std::vector<merkle::Hash> leaves;
-    for (auto& b : bodies) leaves.push_back(merkle::leaf_hash(b));
-    merkle::Tree tree(leaves);
-    auto sig = signer.sign.sign(merkle::signed_message(tree.root()));
-    std::vector<std::vector<uint8_t>> out;
-    for (uint32_t i = 0; i < bodies.size(); ++i) {
-        capnp::MallocMessageBuilder mb;
-        auto s = mb.initRoot<wire::Frame>().initEnvelope();
-        s.setBody(kj::ArrayPtr<const kj::byte>(bodies[i].data(), bodies[i].size()));
-        s.setAlg(schema::SignatureAlg::ED25519_MERKLE_SHA256);
-        s.setKeyId(key_id);
-        s.setSignature(kj::ArrayPtr<const kj::byte>(sig.data(), sig.size()));
-        auto proof = tree.proof(i);
-        auto list = s.initMerkleProof(static_cast<unsigned>(proof.size()));
-        for (unsigned k = 0; k < proof.size(); ++k) list.set(k, kj::ArrayPtr<const kj::byte>(proof[k].data(), 32));
-        s.setLeafIndex(i);
-        s.setBatchSize(static_cast<uint32_t>(bodies.size()));
-        auto flat = capnp::messageToFlatArray(mb);
-        out.emplace_back(flat.asBytes().begin(), flat.asBytes().end());
-    }
-    return out;
-}
-
-} // namespace
 
 // A host that starts (or stops) holds what its peers send until its plugins run. What it holds
 // is bounded in bytes as well as frames, so peers with backlogs of large batches cannot fill its

@@ -6,6 +6,8 @@
 #include <renkei/audit_log.hpp>
 #include <renkei/host.hpp>
 #include <renkei/keys.hpp>
+#include <renkei/merkle.hpp>
+#include <wire.capnp.h>
 
 #include <functional>
 #include <map>
@@ -129,6 +131,33 @@ inline std::string audit_trail(Host& host) {
     for (auto& e : std::filesystem::directory_iterator(host.audit()->dir()))
         if (e.path().extension() == ".log") trail += read_file(e.path());
     return trail;
+}
+
+// Frames of one Merkle batch of canonical envelope bodies signed by `signer`, exactly as a sending
+// host builds them.
+inline std::vector<std::vector<uint8_t>> batch_frames(const NodeKeys& signer, const std::string& key_id,
+                                                      const std::vector<std::vector<uint8_t>>& bodies) {
+    std::vector<merkle::Hash> leaves;
+    for (auto& b : bodies) leaves.push_back(merkle::leaf_hash(b));
+    merkle::Tree tree(leaves);
+    auto sig = signer.sign.sign(merkle::signed_message(tree.root()));
+    std::vector<std::vector<uint8_t>> out;
+    for (uint32_t i = 0; i < bodies.size(); ++i) {
+        capnp::MallocMessageBuilder mb;
+        auto s = mb.initRoot<wire::Frame>().initEnvelope();
+        s.setBody(kj::ArrayPtr<const kj::byte>(bodies[i].data(), bodies[i].size()));
+        s.setAlg(schema::SignatureAlg::ED25519_MERKLE_SHA256);
+        s.setKeyId(key_id);
+        s.setSignature(kj::ArrayPtr<const kj::byte>(sig.data(), sig.size()));
+        auto proof = tree.proof(i);
+        auto list = s.initMerkleProof(static_cast<unsigned>(proof.size()));
+        for (unsigned k = 0; k < proof.size(); ++k) list.set(k, kj::ArrayPtr<const kj::byte>(proof[k].data(), 32));
+        s.setLeafIndex(i);
+        s.setBatchSize(static_cast<uint32_t>(bodies.size()));
+        auto flat = capnp::messageToFlatArray(mb);
+        out.emplace_back(flat.asBytes().begin(), flat.asBytes().end());
+    }
+    return out;
 }
 
 inline PluginConfig echo_plugin(const std::string& name = "echo") {
