@@ -112,7 +112,16 @@ struct Links::Impl {
     std::mutex mutex;
     // One condition per waiting thread, so a notification wakes only the thread it is for.
     std::condition_variable commit_cv, inbound_cv, stop_cv;
-    std::deque<std::pair<std::string, std::vector<uint8_t>>> inbound;
+    // A frame as the transport handed it over, its signature checked there (see precheck):
+    // `checked` is the trust epoch it was checked under (0: not checked) and `why` the outcome
+    // ("" when good). The receiver checks it again if the trust changed since.
+    struct Inbound {
+        std::string peer;
+        std::vector<uint8_t> bytes;
+        uint64_t checked = 0;
+        std::string why;
+    };
+    std::deque<Inbound> inbound;
     std::unordered_set<MessageId, IdHash> in_progress; // taken, not yet finished: a retransmission waits for them
     bool stopping = false;
     // The inbound gate (Links::set_inbound_open): envelopes held while it is closed, and whether
@@ -168,8 +177,7 @@ struct Links::Impl {
     std::mutex roots_mutex;
     RecentSet verified_roots{1024};
     merkle::BatchVerifier batches;
-    std::vector<merkle::Hash> proof_scratch; // check_signature's, on the receiver thread
-    std::string batch_key_scratch;
+    uint64_t trust_epoch = 1; // under trust_mutex; counts the trust changes
     // Acknowledgements are recorded (dedup) and sent in batches too.
     std::vector<std::pair<std::string, MessageId>> to_ack;
     // Acknowledgements received, per peer: the committer deletes them from the outbox.
@@ -218,9 +226,9 @@ struct Links::Impl {
             curve_keys = curve;
             trust_expires_ms = expires_ms;
             trust_set = true;
-        }
-        {
-            std::lock_guard lock(roots_mutex); // a root verified with a key now revoked must be checked again
+            ++trust_epoch; // frames checked before are checked again
+            // With the keys, not after: a root verified with a key now revoked must be checked again.
+            std::lock_guard roots(roots_mutex);
             verified_roots.clear();
             batches.clear();
         }
@@ -370,8 +378,8 @@ struct Links::Impl {
                 return "signature does not verify (tampered or wrong key)";
             return {};
         case schema::SignatureAlg::ED25519_MERKLE_SHA256: {
-            // The receiver thread's scratch (it alone checks frames): nothing allocated per frame.
-            auto& siblings = proof_scratch;
+            // The checking thread's scratch: nothing allocated per frame.
+            thread_local std::vector<merkle::Hash> siblings;
             siblings.clear();
             for (auto h : s.getMerkleProof()) {
                 if (h.size() != 32) return "merkleProof holds a hash of " + std::to_string(h.size()) + " bytes, not 32";
@@ -381,7 +389,7 @@ struct Links::Impl {
             }
             const auto leaf = merkle::leaf_hash({body.begin(), body.size()});
             // A batch is known by its sender and signature; its leaves share the nodes near the root.
-            auto& batch = batch_key_scratch;
+            thread_local std::string batch;
             batch.assign(peer);
             batch.push_back('\0');
             batch.append(reinterpret_cast<const char*>(sig.begin()), sig.size());
@@ -406,7 +414,37 @@ struct Links::Impl {
         observe("refused", peer, id, type, why);
     }
 
-    void handle_frame(const std::string& peer, const std::vector<uint8_t>& bytes) {
+    // On the transport's thread, before the frame is queued: checks the signature of an envelope,
+    // so the receiver, which takes the frames one at a time and in order, need not. The receiver
+    // still decides (and refuses in order, as before); a frame this cannot read is left to it.
+    void precheck(Inbound& in) noexcept {
+        try {
+            if (in.bytes.size() % 8 != 0 || in.bytes.empty() || !inbound_open.load()) return;
+            kj::ArrayPtr<const capnp::word> words(reinterpret_cast<const capnp::word*>(in.bytes.data()), in.bytes.size() / 8);
+            capnp::FlatArrayMessageReader reader(words, reader_options_for(in.bytes.size()));
+            auto frame = reader.getRoot<wire::Frame>();
+            if (frame.which() != wire::Frame::ENVELOPE || frame.getEnvelope().getKeyId() != in.peer.c_str()) return;
+            std::shared_lock trust(trust_mutex);
+            auto key = verify_keys.find(in.peer);
+            if (key == verify_keys.end() || key->second.empty()) return;
+            in.why = signature_outcome(in.peer, key->second, frame);
+            in.checked = trust_epoch;
+        } catch (...) {
+            in.checked = 0; // malformed: the receiver refuses it
+        }
+    }
+
+    // "" when one of `keys` (several while a key is being rotated) signed the frame, else why not.
+    std::string signature_outcome(const std::string& peer, const std::vector<crypto::VerifyKey>& keys,
+                                  const wire::Frame::Reader& frame) {
+        std::string why;
+        for (auto& k : keys)
+            if ((why = check_signature(peer, k, frame)).empty()) break;
+        return why;
+    }
+
+    void handle_frame(const std::string& peer, const std::vector<uint8_t>& bytes, uint64_t checked = 0,
+                      const std::string& checked_why = {}) {
         if (bytes.size() % 8 != 0 || bytes.empty()) return refuse(peer, "", "", "frame is not a Cap'n Proto message");
         // Read in place when aligned (a vector's storage is); copy to aligned words otherwise.
         kj::Array<capnp::word> copy;
@@ -451,9 +489,8 @@ struct Links::Impl {
             auto key = verify_keys.find(peer);
             if (key == verify_keys.end() || key->second.empty())
                 return refuse(peer, "", "", "no trusted signing key for " + peer);
-            std::string why;
-            for (auto& k : key->second) // several while a key is being rotated
-                if ((why = check_signature(peer, k, frame)).empty()) break;
+            // Checked on the transport's thread under this trust, or checked now.
+            auto why = checked == trust_epoch ? checked_why : signature_outcome(peer, key->second, frame);
             if (!why.empty()) return refuse(peer, "", "", why);
         }
 
@@ -742,7 +779,7 @@ struct Links::Impl {
 
     void receive_loop() {
         for (;;) {
-            std::deque<std::pair<std::string, std::vector<uint8_t>>> batch;
+            std::deque<Inbound> batch;
             {
                 std::unique_lock lock(mutex);
                 inbound_cv.wait(lock, [&] { return stopping || !inbound.empty(); });
@@ -752,11 +789,11 @@ struct Links::Impl {
             }
             {
                 DeliveryWakes wakes; // the plugins' workers: woken a few times for the lot, not per frame
-                for (auto& [peer, bytes] : batch) {
+                for (auto& in : batch) {
                     try {
-                        handle_frame(peer, bytes);
+                        handle_frame(in.peer, in.bytes, in.checked, in.why);
                     } catch (const std::exception& e) {
-                        refuse(peer, "", "", std::string("malformed frame: ") + e.what());
+                        refuse(in.peer, "", "", std::string("malformed frame: ") + e.what());
                     }
                 }
             }
@@ -879,8 +916,10 @@ void Links::start() {
     m.metrics.gauge("renkei_transport_bundles", kOutLabel, transport_stat(&TransportStats::bundles_out));
     m.metrics.gauge("renkei_transport_bad_bundles", kInLabel, transport_stat(&TransportStats::bad_bundles));
     m.transport->on_receive([&m](const std::string& peer, const uint8_t* d, size_t size) {
+        Impl::Inbound in{peer, std::vector<uint8_t>(d, d + size), 0, {}};
+        m.precheck(in);
         std::lock_guard lock(m.mutex);
-        m.inbound.emplace_back(peer, std::vector<uint8_t>(d, d + size));
+        m.inbound.push_back(std::move(in));
         if (m.inbound.size() == 1) m.inbound_cv.notify_one();
     });
     m.transport->on_send_failure([&m](const std::string& peer, const std::string&, std::vector<uint8_t>& frame) {
@@ -948,7 +987,7 @@ void Links::set_inbound_open(bool open) {
     if (open) {
         // What was held goes first, in the order it arrived.
         while (!m.held.empty()) {
-            m.inbound.push_front(std::move(m.held.back()));
+            m.inbound.push_front(Impl::Inbound{std::move(m.held.back().first), std::move(m.held.back().second), 0, {}});
             m.held.pop_back();
         }
         m.held_bytes = 0;

@@ -180,6 +180,102 @@ struct RawLink {
     }
 };
 
+// The transport's thread checks a frame's signature before it queues the frame for the receiver.
+// A trust change in between (here: muni:131016's signing key replaced while the receiver is busy
+// with an earlier message) has the receiver check it again under the new trust: nothing checked
+// with a key no longer trusted gets through.
+TEST(Network, AFrameCheckedBeforeATrustChangeIsCheckedAgainAfterIt) {
+    TempDir tmp;
+    Network net(tmp);
+    auto muni = load_node_keys((net.keys_for("muni:131016"), net.keys_dir("muni:131016")));
+    auto cfg = net.config({"pref:13", true, {}, {{"muni:131016", {}}}});
+    Metrics metrics;
+    Router router("pref:13", metrics);
+    std::mutex m;
+    std::condition_variable cv;
+    int handled = 0, policy_calls = 0;
+    bool release = false;
+    auto sink = std::make_shared<LocalEndpoint>("sink", std::vector<std::string>{"echo.Ping"},
+                                                [&](const EnvelopeView&, std::string&) {
+                                                    std::lock_guard lock(m);
+                                                    ++handled;
+                                                    cv.notify_all();
+                                                    return RENKEI_OK;
+                                                });
+    sink->start();
+    router.add_endpoint(sink);
+    Links links(cfg, std::make_shared<const NodeKeys>(load_node_keys(cfg.keys_dir)), router, metrics,
+                [] { return std::chrono::duration_cast<std::chrono::milliseconds>(
+                                std::chrono::system_clock::now().time_since_epoch()).count(); });
+    // The policy, on the receiver's thread, holds the first message until the test releases it.
+    links.set_policy([&](const schema::Envelope::Reader&) -> std::string {
+        std::unique_lock lock(m);
+        if (++policy_calls == 1) {
+            cv.notify_all();
+            cv.wait(lock, [&] { return release; });
+        }
+        return "";
+    });
+    links.start();
+    struct Release { // however the test ends: the receiver must not stay held, or stopping waits for ever
+        std::mutex& m;
+        std::condition_variable& cv;
+        bool& release;
+        ~Release() {
+            std::lock_guard lock(m);
+            release = true;
+            cv.notify_all();
+        }
+    } release_on_exit{m, cv, release};
+    RawLink raw(net, muni, links.endpoint());
+
+    auto frame_of = [&](const std::string& payload) {
+        auto ping = hand_built_ping(payload);
+        capnp::FlatArrayMessageReader reader(ping.first);
+        return signed_frame(muni, "muni:131016", reader.getRoot<schema::Envelope>(), false);
+    };
+    auto first = frame_of("first"), second = frame_of("second"), third = frame_of("third");
+    for (int i = 0; i < 100; ++i) { // sent again until the link is up and the receiver holds it
+        raw.send(first);
+        std::unique_lock lock(m);
+        if (cv.wait_for(lock, 100ms, [&] { return policy_calls > 0; })) break;
+    }
+    auto frames_in = [&] {
+        const std::string series = "renkei_transport_frames{direction=\"in\"} ";
+        auto text = metrics.render();
+        auto at = text.find(series);
+        return at == std::string::npos ? -1.0 : std::stod(text.substr(at + series.size()));
+    };
+    const double before = frames_in();
+    raw.send(second);
+    raw.send(third);
+    for (int i = 0; i < 250 && frames_in() < before + 2; ++i) std::this_thread::sleep_for(20ms);
+    std::this_thread::sleep_for(100ms); // checked on the transport's thread right after counting
+    ASSERT_GE(frames_in(), before + 2);
+
+    // muni:131016 signs with another key from now on (same CURVE key: the link stays up).
+    auto replacement = crypto::SigningKey::generate();
+    links.set_trust({{"muni:131016", PeerKeys{{muni.curve_public}, {crypto::to_hex(replacement.public_raw())}}}},
+                    std::numeric_limits<int64_t>::max());
+    auto& refused = metrics.counters("(unreadable)", "links").failed;
+    {
+        std::unique_lock lock(m);
+        release = true;
+        cv.notify_all();
+        EXPECT_TRUE(cv.wait_for(lock, 10s, [&] { return handled >= 1; })) << "the first, checked before the change";
+    }
+    for (int i = 0; i < 250 && refused.load() < 2; ++i) std::this_thread::sleep_for(20ms);
+    EXPECT_EQ(refused.load(), 2u) << "the two checked under the old key, checked again";
+    std::this_thread::sleep_for(100ms);
+    {
+        std::lock_guard lock(m);
+        EXPECT_EQ(handled, 1);
+        EXPECT_EQ(policy_calls, 1);
+    }
+    links.stop();
+    sink->stop();
+}
+
 TEST(Network, TamperedForgedAndReplayedEnvelopesAreRefused) {
     ThreeTier t;
     t.net.stop("muni:131016"); // we speak with its keys instead
