@@ -108,7 +108,8 @@ struct Links::Impl {
     std::unique_ptr<Outbox> outbox;
     std::unique_ptr<InboxDedup> dedup;
 
-    // Received frames are processed off the transport's I/O thread (SQLite and plugins may block).
+    // Received frames are processed off the transport's I/O thread (SQLite and plugins may block);
+    // only their signatures are checked on it, which takes CPU but never waits (precheck).
     std::mutex mutex;
     // One condition per waiting thread, so a notification wakes only the thread it is for.
     std::condition_variable commit_cv, inbound_cv, stop_cv;
