@@ -756,7 +756,9 @@ TEST(JukiPgStore, NeverShowsThePasswordInDescriptionsOrErrors) {
 }
 
 TEST(JukiPgStore, RefusesASchemaNameThatIsNotAPlainIdentifier) {
-    for (auto bad : {"", "Juki", "1juki", "ju\"ki", "juki; DROP TABLE x", std::string(64, 'a').c_str()}) {
+    // Strings, not pointers: a pointer into a temporary string would dangle by the first turn.
+    const std::vector<std::string> names{"", "Juki", "1juki", "ju\"ki", "juki; DROP TABLE x", std::string(64, 'a')};
+    for (const auto& bad : names) {
         try {
             PgIdentityStore s(test::pg_dsn(), bad);
             FAIL() << "accepted schema '" << bad << "'";

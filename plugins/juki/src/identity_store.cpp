@@ -31,8 +31,6 @@ Resident resident_from(Stmt& q) { // columns: code, municipality, my_number, rem
     return r;
 }
 
-constexpr const char* kResidentColumns = "code, municipality, my_number, removed, updated_ms, record";
-
 // Fetched once: SHA256() and EVP_sha256() look the algorithm up in OpenSSL's providers on every
 // call, which cost twice the hashing of a record (a tier hashes every record it receives).
 const EVP_MD* sha256_md() {
