@@ -40,6 +40,16 @@ bool reaches(const std::string& pattern, const std::string& node) {
     return false;
 }
 
+// A received frame's words, read in place when aligned (a vector's storage is), else copied into
+// `copy`, as Cap'n Proto reads only aligned words.
+kj::ArrayPtr<const capnp::word> frame_words(const std::vector<uint8_t>& bytes, kj::Array<capnp::word>& copy) {
+    kj::ArrayPtr<const capnp::word> words(reinterpret_cast<const capnp::word*>(bytes.data()), bytes.size() / 8);
+    if (reinterpret_cast<uintptr_t>(bytes.data()) % alignof(capnp::word) == 0) return words;
+    copy = kj::heapArray<capnp::word>(bytes.size() / 8);
+    memcpy(copy.begin(), bytes.data(), bytes.size() / 8 * 8);
+    return copy.asPtr();
+}
+
 std::span<const uint8_t> bytes_span(const kj::Array<capnp::word>& words) {
     auto b = words.asBytes();
     return {b.begin(), b.size()};
@@ -421,8 +431,8 @@ struct Links::Impl {
     void precheck(Inbound& in) noexcept {
         try {
             if (in.bytes.size() % 8 != 0 || in.bytes.empty() || !inbound_open.load()) return;
-            kj::ArrayPtr<const capnp::word> words(reinterpret_cast<const capnp::word*>(in.bytes.data()), in.bytes.size() / 8);
-            capnp::FlatArrayMessageReader reader(words, reader_options_for(in.bytes.size()));
+            kj::Array<capnp::word> copy;
+            capnp::FlatArrayMessageReader reader(frame_words(in.bytes, copy), reader_options_for(in.bytes.size()));
             auto frame = reader.getRoot<wire::Frame>();
             if (frame.which() != wire::Frame::ENVELOPE || frame.getEnvelope().getKeyId() != in.peer.c_str()) return;
             std::shared_lock trust(trust_mutex);
@@ -447,15 +457,8 @@ struct Links::Impl {
     void handle_frame(const std::string& peer, const std::vector<uint8_t>& bytes, uint64_t checked = 0,
                       const std::string& checked_why = {}) {
         if (bytes.size() % 8 != 0 || bytes.empty()) return refuse(peer, "", "", "frame is not a Cap'n Proto message");
-        // Read in place when aligned (a vector's storage is); copy to aligned words otherwise.
         kj::Array<capnp::word> copy;
-        kj::ArrayPtr<const capnp::word> words(reinterpret_cast<const capnp::word*>(bytes.data()), bytes.size() / 8);
-        if (reinterpret_cast<uintptr_t>(bytes.data()) % alignof(capnp::word) != 0) {
-            copy = kj::heapArray<capnp::word>(bytes.size() / 8);
-            memcpy(copy.begin(), bytes.data(), bytes.size());
-            words = copy.asPtr();
-        }
-        capnp::FlatArrayMessageReader reader(words, reader_options_for(bytes.size()));
+        capnp::FlatArrayMessageReader reader(frame_words(bytes, copy), reader_options_for(bytes.size()));
         auto frame = reader.getRoot<wire::Frame>();
         if (frame.which() == wire::Frame::ACK) {
             // The committer deletes them, many frames' worth per transaction.

@@ -118,6 +118,12 @@ std::vector<uint8_t> signed_frame(const NodeKeys& signer, const std::string& key
     return {bytes.begin(), bytes.end()};
 }
 
+// The value of `series` (name and labels) in Prometheus text from /metrics, or -1 when absent.
+double series_value(const std::string& text, const std::string& series) {
+    auto at = text.find("\n" + series + " ");
+    return at == std::string::npos ? -1.0 : std::stod(text.substr(at + series.size() + 2));
+}
+
 } // namespace
 
 // An echo.Ping from muni:131016 to pref:13 as its host would sign it (hop 1), and its id (hex).
@@ -240,12 +246,7 @@ TEST(Network, AFrameCheckedBeforeATrustChangeIsCheckedAgainAfterIt) {
         std::unique_lock lock(m);
         if (cv.wait_for(lock, 100ms, [&] { return policy_calls > 0; })) break;
     }
-    auto frames_in = [&] {
-        const std::string series = "renkei_transport_frames{direction=\"in\"} ";
-        auto text = metrics.render();
-        auto at = text.find(series);
-        return at == std::string::npos ? -1.0 : std::stod(text.substr(at + series.size()));
-    };
+    auto frames_in = [&] { return series_value(metrics.render(), "renkei_transport_frames{direction=\"in\"}"); };
     const double before = frames_in();
     raw.send(second);
     raw.send(third);
@@ -548,11 +549,7 @@ TEST(Network, BundleKibZeroSendsEveryFrameAloneAndTheMetricsShowWhatTheTransport
     for (int i = 0; i < 400; ++i) ping(muni, client.name(), "pref:13", "n" + std::to_string(i));
     ASSERT_EQ(client.wait_for(400, 30s).size(), 400u);
     // The value of `series` (name{labels}) in a host's /metrics text; -1 when it is not there.
-    auto value = [](Host& h, const std::string& series) {
-        auto text = h.metrics().render();
-        auto at = text.find("\n" + series + " ");
-        return at == std::string::npos ? -1.0 : std::stod(text.substr(at + series.size() + 2));
-    };
+    auto value = [](Host& h, const std::string& series) { return series_value(h.metrics().render(), series); };
     EXPECT_EQ(value(muni, "renkei_transport_bundles{direction=\"out\"}"), 0);
     EXPECT_GE(value(muni, "renkei_transport_frames{direction=\"out\"}"), 400);
     EXPECT_GE(value(muni, "renkei_transport_frames{direction=\"in\"}"), 400) << "the pongs (and acknowledgements)";
