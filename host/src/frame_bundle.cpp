@@ -28,20 +28,30 @@ bool zeros(const uint8_t* at, size_t n) {
 
 } // namespace
 
-void encode(const std::vector<const std::vector<uint8_t>*>& frames, std::vector<uint8_t>& out) {
+size_t encoded_size(const std::vector<const std::vector<uint8_t>*>& frames) {
     size_t size = kHeader;
     for (auto* f : frames) size += kFrameHeader + padded(f->size());
-    size_t at = out.size();
-    out.resize(at + size); // zeroed: the reserved bytes and the padding
-    uint8_t* p = out.data() + at;
+    return size;
+}
+
+void encode_into(const std::vector<const std::vector<uint8_t>*>& frames, uint8_t* p) {
     std::memcpy(p, kMagic, sizeof kMagic);
     put_u32(p + 8, static_cast<uint32_t>(frames.size()));
+    std::memset(p + 12, 0, 4);
     p += kHeader;
     for (auto* f : frames) {
         put_u32(p, static_cast<uint32_t>(f->size()));
+        std::memset(p + 4, 0, 4);
         std::memcpy(p + kFrameHeader, f->data(), f->size());
+        std::memset(p + kFrameHeader + f->size(), 0, padded(f->size()) - f->size());
         p += kFrameHeader + padded(f->size());
     }
+}
+
+void encode(const std::vector<const std::vector<uint8_t>*>& frames, std::vector<uint8_t>& out) {
+    size_t at = out.size();
+    out.resize(at + encoded_size(frames));
+    encode_into(frames, out.data() + at);
 }
 
 bool is_bundle(const uint8_t* data, size_t size) { return size >= sizeof kMagic && std::memcmp(data, kMagic, sizeof kMagic) == 0; }

@@ -40,9 +40,9 @@ bool reaches(const std::string& pattern, const std::string& node) {
     return false;
 }
 
-// A received frame's words, read in place when aligned (a vector's storage is), else copied into
-// `copy`, as Cap'n Proto reads only aligned words.
-kj::ArrayPtr<const capnp::word> frame_words(const std::vector<uint8_t>& bytes, kj::Array<capnp::word>& copy) {
+// A received frame's words, read in place when aligned (a vector's storage is, and so is a
+// ZeroMQ message's, to 8 bytes), else copied into `copy`, as Cap'n Proto reads only aligned words.
+kj::ArrayPtr<const capnp::word> frame_words(std::span<const uint8_t> bytes, kj::Array<capnp::word>& copy) {
     kj::ArrayPtr<const capnp::word> words(reinterpret_cast<const capnp::word*>(bytes.data()), bytes.size() / 8);
     if (reinterpret_cast<uintptr_t>(bytes.data()) % alignof(capnp::word) == 0) return words;
     copy = kj::heapArray<capnp::word>(bytes.size() / 8);
@@ -128,7 +128,8 @@ struct Links::Impl {
     // ("" when good). The receiver checks it again if the trust changed since.
     struct Inbound {
         std::string peer;
-        std::vector<uint8_t> bytes;
+        std::shared_ptr<const void> holder; // what keeps `bytes` valid: the transport's message
+        std::span<const uint8_t> bytes;
         uint64_t checked = 0;
         std::string why;
     };
@@ -155,6 +156,7 @@ struct Links::Impl {
         std::string type;
         kj::Array<capnp::word> body; // canonical envelope, signed in a Merkle batch by the committer
         std::vector<uint8_t> frame; // or the frame already signed on its own
+        Transport::SharedFrame kept; // the frame, once kept in flight (delivery = "memory")
         int64_t not_before = 0;     // held in the outbox until the operating window opens
         bool in_memory = false;     // kept in flight in memory (delivery = "memory"), not in the outbox
     };
@@ -201,7 +203,7 @@ struct Links::Impl {
     std::set<std::string> memory_peers;
     struct InFlight {
         std::string hop, type;
-        std::vector<uint8_t> frame;
+        Transport::SharedFrame frame; // shared with the transport's queue, not copied
         int attempts = 1;
         int64_t queued_ms = 0;
         uint64_t round = 0; // the send round it is due again with
@@ -454,7 +456,7 @@ struct Links::Impl {
         return why;
     }
 
-    void handle_frame(const std::string& peer, const std::vector<uint8_t>& bytes, uint64_t checked = 0,
+    void handle_frame(const std::string& peer, std::span<const uint8_t> bytes, uint64_t checked = 0,
                       const std::string& checked_why = {}) {
         if (bytes.size() % 8 != 0 || bytes.empty()) return refuse(peer, "", "", "frame is not a Cap'n Proto message");
         kj::Array<capnp::word> copy;
@@ -472,7 +474,7 @@ struct Links::Impl {
         if (!inbound_open.load()) { // starting or stopping: taken once the plugins run
             std::lock_guard lock(mutex);
             if (held.size() < max_held && held_bytes + bytes.size() <= max_held_bytes) {
-                held.emplace_back(peer, bytes);
+                held.emplace_back(peer, std::vector<uint8_t>(bytes.begin(), bytes.end()));
                 held_bytes += bytes.size();
             } else if (held_dropped++ == dropped_at_close) {
                 logger("links")->warn("inbound gate closed and full ({} frames, {} bytes held): envelopes are "
@@ -596,7 +598,10 @@ struct Links::Impl {
                         durable -= keep_in_flight(batch, now);
                         for (auto& o : batch)
                             if (o.in_memory) {
-                                transport->send(o.hop, std::move(o.frame));
+                                if (o.kept)
+                                    transport->send(o.hop, std::move(o.kept));
+                                else
+                                    transport->send(o.hop, std::move(o.frame));
                                 ++sent;
                             }
                     }
@@ -687,10 +692,11 @@ struct Links::Impl {
             auto& f = it->second;
             f.hop = o.hop;
             f.type = std::move(o.type); // the caller sends what is kept here and has no more use for its type
-            f.frame = o.frame;
+            f.frame = std::make_shared<const std::vector<uint8_t>>(std::move(o.frame));
+            o.kept = f.frame;
             f.queued_ms = now;
             f.round = round.number;
-            in_flight_bytes += f.frame.size();
+            in_flight_bytes += f.frame->size();
             round.ids.push_back(o.id);
             o.in_memory = true;
             ++kept;
@@ -714,7 +720,7 @@ struct Links::Impl {
         return std::erase_if(ids, [&](const MessageId& id) {
             auto it = in_flight.find(id);
             if (it == in_flight.end()) return false;
-            in_flight_bytes -= it->second.frame.size();
+            in_flight_bytes -= it->second.frame->size();
             in_flight.erase(it);
             return true;
         });
@@ -724,7 +730,7 @@ struct Links::Impl {
     // goes to the dead letters, like the outbox's. Returns the ids it put there.
     std::vector<MessageId> resend_in_flight(int64_t now) {
         const int max_attempts = outbox->retry_policy().max_attempts;
-        std::vector<std::pair<std::string, std::vector<uint8_t>>> again;
+        std::vector<std::pair<std::string, Transport::SharedFrame>> again;
         std::vector<DeadLetter> dead;
         {
             std::lock_guard lock(flight_mutex);
@@ -736,8 +742,8 @@ struct Links::Impl {
                     if (it == in_flight.end() || it->second.round != due.mapped().number) continue;
                     auto& f = it->second;
                     if (f.attempts >= max_attempts) {
-                        in_flight_bytes -= f.frame.size();
-                        dead.push_back(DeadLetter{id, std::move(f.hop), std::move(f.type), std::move(f.frame),
+                        in_flight_bytes -= f.frame->size();
+                        dead.push_back(DeadLetter{id, std::move(f.hop), std::move(f.type), *f.frame,
                                                   f.attempts,
                                                   "no acknowledgement after " + std::to_string(f.attempts) +
                                                       " sends (delivery = \"memory\")",
@@ -919,8 +925,9 @@ void Links::start() {
     m.metrics.gauge("renkei_transport_frames", kOutLabel, transport_stat(&TransportStats::frames_out));
     m.metrics.gauge("renkei_transport_bundles", kOutLabel, transport_stat(&TransportStats::bundles_out));
     m.metrics.gauge("renkei_transport_bad_bundles", kInLabel, transport_stat(&TransportStats::bad_bundles));
-    m.transport->on_receive([&m](const std::string& peer, const uint8_t* d, size_t size) {
-        Impl::Inbound in{peer, std::vector<uint8_t>(d, d + size), 0, {}};
+    m.transport->on_receive([&m](const std::string& peer, std::span<const uint8_t> frame,
+                                 const std::shared_ptr<const void>& holder) {
+        Impl::Inbound in{peer, holder, frame, 0, {}};
         m.precheck(in);
         std::lock_guard lock(m.mutex);
         m.inbound.push_back(std::move(in));
@@ -991,7 +998,8 @@ void Links::set_inbound_open(bool open) {
     if (open) {
         // What was held goes first, in the order it arrived.
         while (!m.held.empty()) {
-            m.inbound.push_front(Impl::Inbound{std::move(m.held.back().first), std::move(m.held.back().second), 0, {}});
+            auto bytes = std::make_shared<const std::vector<uint8_t>>(std::move(m.held.back().second));
+            m.inbound.push_front(Impl::Inbound{std::move(m.held.back().first), bytes, *bytes, 0, {}});
             m.held.pop_back();
         }
         m.held_bytes = 0;

@@ -330,6 +330,10 @@ void Transport::stop() {
 }
 
 void Transport::send(const std::string& peer, std::vector<uint8_t> frame) {
+    send(peer, std::make_shared<const std::vector<uint8_t>>(std::move(frame)));
+}
+
+void Transport::send(const std::string& peer, SharedFrame frame) {
     std::lock_guard lock(queue_mutex_);
     bool was_empty = queue_.empty();
     queue_.emplace_back(peer, std::move(frame));
@@ -361,14 +365,16 @@ void Transport::io_loop() {
     };
     build_items();
 
-    std::vector<uint8_t>* current = nullptr;
+    const std::vector<uint8_t>* current = nullptr;
     auto fail = [&](const std::string& peer, const std::string& why) {
         send_failures_.fetch_add(1);
-        if (send_failure_ && current) send_failure_(peer, why, *current);
+        if (send_failure_ && current) {
+            std::vector<uint8_t> frame(*current); // the sender may still hold the shared one
+            send_failure_(peer, why, frame);
+        }
     };
 
-    std::deque<std::pair<std::string, std::vector<uint8_t>>> batch;
-    std::vector<uint8_t> bundle; // reused from batch to batch
+    std::deque<std::pair<std::string, SharedFrame>> batch;
     // A listening node can answer a peer that dialled it only once it has the peer's routing id,
     // which it learns from a frame. So each dialled link says hello (an empty frame) as soon as it
     // is up and every second after (a restarted listener learns it again), and a node can send
@@ -417,8 +423,8 @@ void Transport::io_loop() {
         // Each peer's frames in the order they were queued, in bundles of up to `cap` bytes; a
         // frame alone (or too large to share) goes as it is.
         const size_t cap = std::min<size_t>(options_.bundle_bytes, static_cast<size_t>(options_.max_message_bytes));
-        std::map<std::string, std::vector<std::vector<uint8_t>*>> by_peer;
-        for (auto& [peer, frame] : batch) by_peer[peer].push_back(&frame);
+        std::map<std::string, std::vector<const std::vector<uint8_t>*>> by_peer;
+        for (auto& [peer, frame] : batch) by_peer[peer].push_back(frame.get());
         for (auto& [peer, frames] : by_peer) {
             for (size_t i = 0; i < frames.size();) {
                 std::vector<const std::vector<uint8_t>*> group{frames[i]};
@@ -429,20 +435,25 @@ void Transport::io_loop() {
                     bytes += more;
                     group.push_back(frames[i + group.size()]);
                 }
-                bundle.clear();
+                // Written straight into the message ZeroMQ sends (and takes), not copied into it.
                 const bool bundled = group.size() > 1;
-                if (bundled) frame_bundle::encode(group, bundle);
-                const std::vector<uint8_t>& wire = bundled ? bundle : *frames[i];
+                zmq::message_t wire;
+                if (bundled) {
+                    wire.rebuild(frame_bundle::encoded_size(group));
+                    frame_bundle::encode_into(group, static_cast<uint8_t*>(wire.data()));
+                } else {
+                    wire.rebuild(frames[i]->data(), frames[i]->size());
+                }
                 std::string why;
                 try {
                     if (auto it = peers_.find(peer); it != peers_.end()) {
                         if (!it->second.dealer)
                             why = "no trusted key for " + peer;
-                        else if (!it->second.dealer->send(zmq::buffer(wire), zmq::send_flags::dontwait).has_value())
+                        else if (!it->second.dealer->send(wire, zmq::send_flags::dontwait).has_value())
                             why = "no live connection to " + peer + " (or its queue is full)";
                     } else if (auto r = inbound_route.find(peer); r != inbound_route.end() && router_) {
                         router_->send(zmq::buffer(r->second), zmq::send_flags::sndmore | zmq::send_flags::dontwait);
-                        if (!router_->send(zmq::buffer(wire), zmq::send_flags::dontwait).has_value()) why = "queue to " + peer + " is full";
+                        if (!router_->send(wire, zmq::send_flags::dontwait).has_value()) why = "queue to " + peer + " is full";
                     } else {
                         why = "no link to " + peer;
                     }
@@ -496,22 +507,28 @@ void Transport::io_loop() {
                     payload.move(first);
                 }
                 if (payload.size() == 0) continue; // a hello: the route is what it was for
+                // A holding receiver shares the message its frames lie in instead of copying them.
+                std::shared_ptr<const zmq::message_t> holder;
+                if (holding_receiver_) holder = std::make_shared<const zmq::message_t>(std::move(payload));
+                const zmq::message_t& message = holder ? *holder : payload;
                 auto hand_on = [&](const uint8_t* frame, size_t size) {
                     frames_in_.fetch_add(1, std::memory_order_relaxed);
                     bytes_in_.fetch_add(size, std::memory_order_relaxed);
-                    if (!receiver_) return;
                     try {
-                        receiver_(peer, frame, size);
+                        if (holding_receiver_)
+                            holding_receiver_(peer, {frame, size}, holder);
+                        else if (receiver_)
+                            receiver_(peer, frame, size);
                     } catch (const std::exception& e) {
                         log->error("frame from {} dropped: {}", peer, e.what());
                     }
                 };
-                auto* data = static_cast<const uint8_t*>(payload.data());
-                if (!frame_bundle::is_bundle(data, payload.size())) {
-                    hand_on(data, payload.size());
-                } else if (auto why = frame_bundle::decode(data, payload.size(), hand_on); !why.empty()) {
+                auto* data = static_cast<const uint8_t*>(message.data());
+                if (!frame_bundle::is_bundle(data, message.size())) {
+                    hand_on(data, message.size());
+                } else if (auto why = frame_bundle::decode(data, message.size(), hand_on); !why.empty()) {
                     bad_bundles_.fetch_add(1, std::memory_order_relaxed);
-                    log->warn("bundle of {} bytes from {} dropped, none of its frames taken: {}", payload.size(), peer, why);
+                    log->warn("bundle of {} bytes from {} dropped, none of its frames taken: {}", message.size(), peer, why);
                 }
             }
         }

@@ -299,6 +299,23 @@ TEST(FrameBundle, RoundTripsFramesOfEveryPaddingAt8ByteOffsets) {
     EXPECT_EQ(got, frames);
 }
 
+// The transport writes bundles into ZeroMQ's uninitialised message memory: the reserved bytes and
+// the padding must be written as zeros, not left as they were.
+TEST(FrameBundle, EncodingIntoUsedMemoryWritesTheSameBytesAsAppending) {
+    std::vector<std::vector<uint8_t>> frames;
+    for (size_t n = 1; n <= 17; ++n) frames.push_back(std::vector<uint8_t>(n, static_cast<uint8_t>(n)));
+    std::vector<const std::vector<uint8_t>*> refs;
+    for (auto& f : frames) refs.push_back(&f);
+    std::vector<uint8_t> appended;
+    frame_bundle::encode(refs, appended);
+    ASSERT_EQ(frame_bundle::encoded_size(refs), appended.size());
+    std::vector<uint8_t> used(appended.size() + 8, 0xAA);
+    frame_bundle::encode_into(refs, used.data());
+    EXPECT_EQ(std::vector<uint8_t>(used.begin(), used.begin() + appended.size()), appended);
+    EXPECT_EQ(used.back(), 0xAA); // nothing written past the bundle
+    EXPECT_EQ(frame_bundle::decode(used.data(), appended.size(), [](const uint8_t*, size_t) {}), "");
+}
+
 TEST(FrameBundle, MalformedBundlesAreRefusedNamingTheFrameAndTheRule) {
     std::vector<uint8_t> a = bytes("alpha"), b = bytes("beta"), good;
     frame_bundle::encode({&a, &b}, good); // 16 + (8 + 8) + (8 + 8) bytes

@@ -20,6 +20,10 @@ constexpr size_t kHeader = 16, kFrameHeader = 8;
 constexpr size_t padded(size_t n) { return (n + 7) & ~size_t{7}; }
 // Appends the bundle of `frames` (two or more, none empty) to `out`.
 void encode(const std::vector<const std::vector<uint8_t>*>& frames, std::vector<uint8_t>& out);
+// The same written to `out`, which has room for exactly encoded_size(frames) bytes (a ZeroMQ
+// message's, so the bundle is not copied again to be sent).
+size_t encoded_size(const std::vector<const std::vector<uint8_t>*>& frames);
+void encode_into(const std::vector<const std::vector<uint8_t>*>& frames, uint8_t* out);
 bool is_bundle(const uint8_t* data, size_t size);
 // Checks the whole bundle, then calls `each` for every frame in order. Returns why it is malformed
 // (naming the frame and the rule) without calling `each` at all, or an empty string.

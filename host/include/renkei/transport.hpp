@@ -21,6 +21,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <span>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -58,6 +59,10 @@ public:
     // Called on the I/O thread with the authenticated node id of the sender and the frame (valid
     // during the call only).
     using Receiver = std::function<void(const std::string& peer, const uint8_t* frame, size_t size)>;
+    // The same, with what holds the frame's bytes (the ZeroMQ message it came in, alone or in a
+    // bundle): a receiver that keeps `holder` may read the frame after the call, without a copy.
+    using HoldingReceiver = std::function<void(const std::string& peer, std::span<const uint8_t> frame,
+                                               const std::shared_ptr<const void>& holder)>;
     // Called on the I/O thread when a frame could not be queued to `peer` (no link, HWM reached).
     // A frame that could not be handed to the peer's link (no live connection yet, queue full):
     // the callback may take `frame` (move from it) to try again later.
@@ -69,6 +74,7 @@ public:
     Transport& operator=(const Transport&) = delete;
 
     void on_receive(Receiver r) { receiver_ = std::move(r); }
+    void on_receive(HoldingReceiver r) { holding_receiver_ = std::move(r); } // instead of a Receiver
     void on_send_failure(SendFailure f) { send_failure_ = std::move(f); }
 
     // Binds (after the ZAP handler), runs the self-test, connects the peers, starts the I/O thread.
@@ -82,9 +88,13 @@ public:
     void add_peer(const std::string& node_id, const std::vector<std::string>& endpoints,
                   const std::string& server_curve_public);
 
+    // A frame the caller also keeps (to send again until it is acknowledged): shared, not copied.
+    using SharedFrame = std::shared_ptr<const std::vector<uint8_t>>;
+
     // Queues a frame for `peer`: through our DEALER to it, or back through the ROUTER when it is
     // connected to us. Thread-safe; never blocks.
     void send(const std::string& peer, std::vector<uint8_t> frame);
+    void send(const std::string& peer, SharedFrame frame);
 
     // Replaces the trusted keys (rotation, revocation). New handshakes use the new set at once;
     // existing connections of a removed key are closed by disconnecting and reconnecting is
@@ -136,10 +146,11 @@ private:
     std::optional<std::pair<std::string, std::string>> own_pending_; // new (public, secret), Z85
 
     std::mutex queue_mutex_;
-    std::deque<std::pair<std::string, std::vector<uint8_t>>> queue_;
+    std::deque<std::pair<std::string, SharedFrame>> queue_;
     int wake_fd_ = -1;
 
     Receiver receiver_;
+    HoldingReceiver holding_receiver_;
     SendFailure send_failure_;
     std::atomic<bool> running_{false};
     std::atomic<uint64_t> frames_in_{0}, frames_out_{0}, bytes_in_{0}, bytes_out_{0}, auth_failures_{0},
