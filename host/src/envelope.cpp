@@ -21,6 +21,26 @@ capnp::ReaderOptions reader_options_for(size_t bytes) {
     return o;
 }
 
+void EnvelopeView::open(const void* data, size_t size) {
+    if (reinterpret_cast<uintptr_t>(data) % alignof(capnp::word) == 0) {
+        bytes_ = kj::ArrayPtr<const kj::byte>(static_cast<const kj::byte*>(data), size);
+    } else {
+        owned_ = kj::heapArray<capnp::word>(size / sizeof(capnp::word));
+        std::memcpy(owned_.begin(), data, size);
+        bytes_ = owned_.asBytes();
+    }
+    reader_ = std::make_unique<capnp::FlatArrayMessageReader>(
+        kj::ArrayPtr<const capnp::word>(reinterpret_cast<const capnp::word*>(bytes_.begin()), size / sizeof(capnp::word)),
+        reader_options_for(size));
+    root_ = reader_->getRoot<schema::Envelope>();
+}
+
+EnvelopeView EnvelopeView::trusted(const void* data, size_t size) {
+    EnvelopeView v;
+    v.open(data, size);
+    return v;
+}
+
 EnvelopeView EnvelopeView::decode(const void* data, size_t size, size_t max_bytes) {
     if (size == 0) throw EnvelopeError("frame", "empty");
     if (size > max_bytes)
@@ -30,19 +50,8 @@ EnvelopeView EnvelopeView::decode(const void* data, size_t size, size_t max_byte
         throw EnvelopeError("frame", "size " + std::to_string(size) +
                                          " is not a multiple of 8 (not a Cap'n Proto message)");
     EnvelopeView v;
-    if (reinterpret_cast<uintptr_t>(data) % alignof(capnp::word) == 0) {
-        v.bytes_ = kj::ArrayPtr<const kj::byte>(static_cast<const kj::byte*>(data), size);
-    } else {
-        v.owned_ = kj::heapArray<capnp::word>(size / sizeof(capnp::word));
-        std::memcpy(v.owned_.begin(), data, size);
-        v.bytes_ = v.owned_.asBytes();
-    }
     try {
-        v.reader_ = std::make_unique<capnp::FlatArrayMessageReader>(
-            kj::ArrayPtr<const capnp::word>(reinterpret_cast<const capnp::word*>(v.bytes_.begin()),
-                                            size / sizeof(capnp::word)),
-            reader_options_for(size));
-        v.root_ = v.reader_->getRoot<schema::Envelope>();
+        v.open(data, size);
         auto e = v.root_;
         if (e.getId().size() != 16) throw EnvelopeError("id", "must be 16 bytes");
         if (e.getType().size() == 0) throw EnvelopeError("type", "must not be empty");

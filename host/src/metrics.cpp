@@ -1,5 +1,6 @@
 #include <renkei/metrics.hpp>
 
+#include <array>
 #include <mutex>
 #include <sstream>
 
@@ -20,17 +21,43 @@ std::string escape(const std::string& v) {
 }
 } // namespace
 
+namespace {
+std::atomic<uint64_t> registries{0};
+} // namespace
+
+Metrics::Metrics() : serial_(++registries) {}
+
 MessageCounters& Metrics::counters(const std::string& type, const std::string& plugin) {
+    // The pairs this thread asked for last (a sending thread asks for two a message: its plugin's
+    // and the links'). Counters live as long as their registry, which the serial (never reused)
+    // names.
+    struct Recent {
+        uint64_t registry = 0;
+        std::string type, plugin;
+        MessageCounters* counters = nullptr;
+    };
+    thread_local std::array<Recent, 4> recent;
+    thread_local size_t next = 0;
+    for (auto& r : recent)
+        if (r.registry == serial_ && r.type == type && r.plugin == plugin) return *r.counters;
+    MessageCounters* found = nullptr;
     auto key = std::make_pair(type, plugin);
     {
         std::shared_lock lock(mutex_);
-        auto it = counters_.find(key);
-        if (it != counters_.end()) return *it->second;
+        if (auto it = counters_.find(key); it != counters_.end()) found = it->second.get();
     }
-    std::unique_lock lock(mutex_);
-    auto& slot = counters_[key];
-    if (!slot) slot = std::make_unique<MessageCounters>();
-    return *slot;
+    if (!found) {
+        std::unique_lock lock(mutex_);
+        auto& slot = counters_[key];
+        if (!slot) slot = std::make_unique<MessageCounters>();
+        found = slot.get();
+    }
+    auto& r = recent[next++ % recent.size()];
+    r.registry = serial_;
+    r.type = type;
+    r.plugin = plugin;
+    r.counters = found;
+    return *found;
 }
 
 void Metrics::gauge(const std::string& name, const std::string& labels,

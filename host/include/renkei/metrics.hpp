@@ -22,6 +22,12 @@ struct MessageCounters {
 
 class Metrics {
 public:
+    Metrics();
+    Metrics(const Metrics&) = delete;
+    Metrics& operator=(const Metrics&) = delete;
+
+    // The counters of (type, plugin), made on first use. A thread asking for one of the few pairs
+    // it asked for last gets it without a lock or a lookup.
     MessageCounters& counters(const std::string& type, const std::string& plugin);
 
     // A gauge read at scrape time (e.g. a queue depth). `read` must stay callable while registered.
@@ -32,6 +38,7 @@ public:
     std::string render() const;
 
 private:
+    const uint64_t serial_; // this registry among all made in the process (never reused)
     mutable std::shared_mutex mutex_;
     std::map<std::pair<std::string, std::string>, std::unique_ptr<MessageCounters>> counters_;
     std::map<std::pair<std::string, std::string>, std::function<double()>> gauges_;
