@@ -19,18 +19,16 @@ std::string escape(const std::string& v) {
     }
     return out;
 }
-} // namespace
 
-namespace {
-std::atomic<uint64_t> registries{0};
+std::atomic<uint64_t> registries{0}; // Metrics made so far: each takes the next as its serial
 } // namespace
 
 Metrics::Metrics() : serial_(++registries) {}
 
 MessageCounters& Metrics::counters(const std::string& type, const std::string& plugin) {
     // The pairs this thread asked for last (a sending thread asks for two a message: its plugin's
-    // and the links'). Counters live as long as their registry, which the serial (never reused)
-    // names.
+    // and the transport's). Counters live as long as their registry, which the serial (never
+    // reused) names.
     struct Recent {
         uint64_t registry = 0;
         std::string type, plugin;
