@@ -271,6 +271,15 @@ kj::Array<capnp::word> plugin_envelope(size_t payload_size) {
     return capnp::messageToFlatArray(mb);
 }
 
+// The transport options of a bare link speaking as the node whose keys these are.
+TransportOptions bare_link_options(const NodeKeys& keys) {
+    TransportOptions o;
+    o.node_id = keys.node_id;
+    o.curve_public = keys.curve_public;
+    o.curve_secret.assign(reinterpret_cast<const char*>(keys.curve_secret.view().data()), 40);
+    return o;
+}
+
 // Counts the ids in acknowledgement frames.
 size_t acked_ids(const uint8_t* f, size_t size) {
     if (size % 8 != 0 || size == 0) return 0;
@@ -315,11 +324,7 @@ Alone run_receiving_alone(size_t n, size_t payload_size, bool memory) {
         for (auto& f : test::batch_frames(keys, "muni:131016", bodies)) frames.push_back(std::move(f));
     }
 
-    TransportOptions o;
-    o.node_id = keys.node_id;
-    o.curve_public = keys.curve_public;
-    o.curve_secret.assign(reinterpret_cast<const char*>(keys.curve_secret.view().data()), 40);
-    Transport link(o, {});
+    Transport link(bare_link_options(keys), {});
     link.on_receive([&](const std::string&, const uint8_t* f, size_t size) {
         size_t k = acked_ids(f, size);
         std::lock_guard lock(m);
@@ -375,10 +380,7 @@ Alone run_sending_alone(size_t n, size_t payload_size, int senders, bool memory)
     test::Network net(tmp);
     net.keys_for("pref:13"); // generates them
     auto pref = load_node_keys(net.keys_dir("pref:13"));
-    TransportOptions o;
-    o.node_id = pref.node_id;
-    o.curve_public = pref.curve_public;
-    o.curve_secret.assign(reinterpret_cast<const char*>(pref.curve_secret.view().data()), 40);
+    auto o = bare_link_options(pref);
     o.listen = "tcp://127.0.0.1:0";
     Transport link(o, {{"muni:131016", net.keys_for("muni:131016").curve_public}});
     const size_t expected = n / size_t(senders) * size_t(senders);

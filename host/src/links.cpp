@@ -156,7 +156,7 @@ struct Links::Impl {
         std::string type;
         kj::Array<capnp::word> body; // canonical envelope, signed in a Merkle batch by the committer
         std::vector<uint8_t> frame; // or the frame already signed on its own
-        Transport::SharedFrame kept; // the frame, once kept in flight (delivery = "memory")
+        Transport::SharedFrame kept; // the frame, once in memory's custody (delivery = "memory")
         int64_t not_before = 0;     // held in the outbox until the operating window opens
         bool in_memory = false;     // kept in flight in memory (delivery = "memory"), not in the outbox
     };
@@ -598,10 +598,7 @@ struct Links::Impl {
                         durable -= keep_in_flight(batch, now);
                         for (auto& o : batch)
                             if (o.in_memory) {
-                                if (o.kept)
-                                    transport->send(o.hop, std::move(o.kept));
-                                else
-                                    transport->send(o.hop, std::move(o.frame));
+                                transport->send(o.hop, std::move(o.kept));
                                 ++sent;
                             }
                     }
@@ -671,8 +668,8 @@ struct Links::Impl {
     }
 
     // Keeps the messages of `batch` for memory peers until they are acknowledged, within the
-    // in-flight limits, and marks them in_memory; the caller sends them now and puts the others in
-    // the outbox. Returns how many it marked.
+    // in-flight limits, and marks them in_memory with their frame in `kept`; the caller sends those
+    // now and puts the others in the outbox. Returns how many it marked.
     size_t keep_in_flight(std::vector<Outgoing>& batch, int64_t now) {
         std::lock_guard lock(flight_mutex);
         Round round{++rounds_made, {}};
@@ -681,6 +678,7 @@ struct Links::Impl {
             if (o.not_before != 0 || !memory_peers.count(o.hop)) continue;
             auto [it, fresh] = in_flight.try_emplace(o.id);
             if (!fresh) { // the same id again: the one waiting stands
+                o.kept = std::make_shared<const std::vector<uint8_t>>(std::move(o.frame));
                 o.in_memory = true;
                 ++kept;
                 continue;

@@ -44,8 +44,8 @@ class EnvelopeView {
 public:
     // Decodes and checks the envelope. `max_bytes` bounds the accepted size. Throws EnvelopeError.
     static EnvelopeView decode(const void* data, size_t size, size_t max_bytes = 16u << 20);
-    // Reads bytes that this host built itself or has already checked with decode(): no checks and
-    // no walk over the message (a plugin's envelope after stamp_outgoing, a delivery's bytes).
+    // Reads bytes that this host built itself (a plugin's envelope after stamp_outgoing) or has
+    // already checked with decode(): no checks and no walk over the message.
     static EnvelopeView trusted(const void* data, size_t size);
 
     schema::Envelope::Reader get() const { return root_; }
