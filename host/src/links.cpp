@@ -63,6 +63,21 @@ std::vector<uint8_t> flat_vector(capnp::MessageBuilder& mb) {
     return out;
 }
 
+// The signed envelope body a frame carries (for outbox entries and dead letters written as whole
+// frames by earlier versions, and for a memory link's dead letters). Throws naming what is wrong.
+std::vector<uint8_t> frame_body(std::span<const uint8_t> frame) {
+    if (frame.empty() || frame.size() % 8 != 0)
+        throw std::runtime_error("frame of " + std::to_string(frame.size()) + " bytes is not a Cap'n Proto message");
+    kj::Array<capnp::word> copy;
+    capnp::FlatArrayMessageReader reader(frame_words(frame, copy), reader_options_for(frame.size()));
+    auto f = reader.getRoot<wire::Frame>();
+    if (f.which() != wire::Frame::ENVELOPE) throw std::runtime_error("frame holds no envelope");
+    auto body = f.getEnvelope().getBody();
+    if (body.size() == 0 || body.size() % 8 != 0)
+        throw std::runtime_error("envelope body of " + std::to_string(body.size()) + " bytes is not whole words");
+    return {body.begin(), body.end()};
+}
+
 struct IdHash {
     size_t operator()(const MessageId& id) const {
         return std::hash<std::string_view>{}({reinterpret_cast<const char*>(id.data()), id.size()});
@@ -154,8 +169,8 @@ struct Links::Impl {
         std::string hop;
         MessageId id;
         std::string type;
-        kj::Array<capnp::word> body; // canonical envelope, signed in a Merkle batch by the committer
-        std::vector<uint8_t> frame; // or the frame already signed on its own
+        kj::Array<capnp::word> body; // canonical envelope: what the outbox keeps
+        std::vector<uint8_t> frame; // signed on its own by forward(), else in a Merkle batch by the committer
         Transport::SharedFrame kept; // the frame, once in memory's custody (delivery = "memory")
         int64_t not_before = 0;     // held in the outbox until the operating window opens
         bool in_memory = false;     // kept in flight in memory (delivery = "memory"), not in the outbox
@@ -303,6 +318,12 @@ struct Links::Impl {
         return flat_vector(mb);
     }
 
+    // `body` signed on its own (signing = "single").
+    std::vector<uint8_t> single_frame(std::span<const uint8_t> body) {
+        auto sig = current_keys()->sign.sign(body);
+        return signed_frame(body, schema::SignatureAlg::ED25519, config.node_id, sig);
+    }
+
     // Queues the envelope for the next hop and returns at once. The committer writes it to the
     // outbox before it goes on the wire, and before any acknowledgement queued after this call
     // (so a relayed or answered message is durable here before its sender is released).
@@ -328,12 +349,9 @@ struct Links::Impl {
                 out.not_before = opens;
             }
         }
-        if (batch_peers.count(hop)) {
-            out.body = std::move(canonical);
-        } else {
-            auto sig = current_keys()->sign.sign({body.begin(), body.size()});
-            out.frame = signed_frame({body.begin(), body.size()}, schema::SignatureAlg::ED25519, config.node_id, sig);
-        }
+        // Signed on its own here, on the sending thread, unless the committer signs it in a batch.
+        if (!batch_peers.count(hop)) out.frame = single_frame({body.begin(), body.size()});
+        out.body = std::move(canonical);
         auto id = out.id;
         auto out_held = out.not_before;
         {
@@ -373,7 +391,6 @@ struct Links::Impl {
                     auto& o = *list[start + i];
                     o.frame = signed_frame(bytes_span(o.body), schema::SignatureAlg::ED25519_MERKLE_SHA256,
                                            config.node_id, sig, &proof, i, static_cast<uint32_t>(n));
-                    o.body = nullptr;
                 }
             }
         }
@@ -606,7 +623,10 @@ struct Links::Impl {
                     puts.reserve(durable);
                     for (auto& o : batch)
                         if (!o.in_memory)
-                            puts.push_back(OutboxPut{o.hop, o.id, o.type, o.frame, o.not_before, o.not_before <= now});
+                            // The body, not the frame: about half the bytes to write and check
+                            // point, and the resend loop signs what it sends again.
+                            puts.push_back(OutboxPut{o.hop, o.id, o.type, bytes_span(o.body), o.not_before,
+                                                     o.not_before <= now});
                     if (!puts.empty() || !released.empty())
                         freed += outbox->commit(puts, released, now).acked; // held ones: the resend loop sends them when due
                     for (auto& o : batch)
@@ -741,7 +761,8 @@ struct Links::Impl {
                     auto& f = it->second;
                     if (f.attempts >= max_attempts) {
                         in_flight_bytes -= f.frame->size();
-                        dead.push_back(DeadLetter{id, std::move(f.hop), std::move(f.type), *f.frame,
+                        // Dead letters keep bodies, as the outbox does (replay puts them there).
+                        dead.push_back(DeadLetter{id, std::move(f.hop), std::move(f.type), frame_body(*f.frame),
                                                   f.attempts,
                                                   "no acknowledgement after " + std::to_string(f.attempts) +
                                                       " sends (delivery = \"memory\")",
@@ -770,6 +791,33 @@ struct Links::Impl {
                                    dead.size(), e.what());
         }
         return ids;
+    }
+
+    // Signs and sends what the outbox has due (it keeps envelope bodies): batch peers' in Merkle
+    // batches, the others' one by one. Returns the seqs sent. An entry that is not a whole
+    // number of words cannot be an envelope: it becomes a dead letter saying so.
+    std::vector<uint64_t> send_due(int64_t now) {
+        auto due = outbox->due(now, 1000);
+        std::vector<uint64_t> seqs;
+        std::vector<Outgoing> out;
+        out.reserve(due.size());
+        for (auto& e : due) {
+            if (e.bytes.empty() || e.bytes.size() % 8 != 0) {
+                auto why = "damaged outbox entry: " + std::to_string(e.bytes.size()) +
+                           " bytes is not a whole number of Cap'n Proto words";
+                logger("links")->error("message {} to {}: {}", hex(e.id), e.peer, why);
+                outbox->move_to_dead_letter(e.seq, why, now);
+                continue;
+            }
+            Outgoing o{std::move(e.peer), e.id, std::move(e.type), kj::heapArray<capnp::word>(e.bytes.size() / 8), {}, {}};
+            memcpy(o.body.begin(), e.bytes.data(), e.bytes.size());
+            if (!batch_peers.count(o.hop)) o.frame = single_frame(bytes_span(o.body));
+            out.push_back(std::move(o));
+            seqs.push_back(e.seq);
+        }
+        sign_batches(out);
+        for (auto& o : out) transport->send(o.hop, std::move(o.frame));
+        return seqs;
     }
 
     size_t in_flight_count() {
@@ -837,12 +885,7 @@ struct Links::Impl {
                 dead.insert(dead.end(), exhausted.begin(), exhausted.end());
                 for (auto& id : dead)
                     logger("links")->error("message {} moved to dead letters after its last attempt", hex(id));
-                auto due = outbox->due(now, 1000);
-                std::vector<uint64_t> seqs;
-                for (auto& e : due) {
-                    transport->send(e.peer, std::move(e.bytes));
-                    seqs.push_back(e.seq);
-                }
+                auto seqs = send_due(now);
                 if (!seqs.empty()) outbox->mark_sent(seqs, now);
                 if (++rounds % 10 == 0) { // resynchronise (an operator may replay dead letters)
                     size_t queued = outbox->size() - outbox->held(now) + in_flight_count();
@@ -859,6 +902,7 @@ struct Links::Impl {
 
 namespace {
 constexpr const char* kOutboxLabel = "where=\"outbox\"";
+constexpr int64_t kOutboxKeepsBodies = 1;
 constexpr const char* kMemoryLabel = "where=\"memory\"";
 constexpr const char* kInLabel = "direction=\"in\"";
 constexpr const char* kOutLabel = "direction=\"out\"";
@@ -882,6 +926,9 @@ void Links::start() {
     oo.retry.base_delay_ms = 5000;
     oo.retry.max_delay_ms = 10000;
     m.outbox = std::make_unique<Outbox>(m.config.data_dir / "outbox.db", oo);
+    // Format 1: the outbox and its dead letters keep envelope bodies, signed when sent. Before it
+    // they kept whole signed frames; such a file is converted once, all or nothing.
+    if (m.outbox->bytes_format() != kOutboxKeepsBodies) m.outbox->convert_bytes(kOutboxKeepsBodies, frame_body);
     // Only the links read and write the receiver's dedup store: exclusive, so the id lookup each
     // incoming message needs takes no file lock.
     m.dedup = std::make_unique<InboxDedup>(m.config.data_dir / "inbox.db", sqlite::OpenOptions{.exclusive = true});

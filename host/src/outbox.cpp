@@ -1,5 +1,6 @@
 #include "renkei/outbox.hpp"
 
+#include "renkei/crypto.hpp"
 #include "renkei/dead_letters.hpp"
 
 #include <algorithm>
@@ -416,6 +417,43 @@ std::optional<OutboxEntry> Outbox::replay_dead_letter(const MessageId& id, int64
     auto entry = m.read_seq(seq);
     tx.commit();
     return entry;
+}
+
+int64_t Outbox::bytes_format() {
+    std::lock_guard lock(impl_->db_mutex);
+    auto q = impl_->db.prepare("PRAGMA user_version", "read the outbox's bytes format");
+    q.step();
+    return q.column_int64(0);
+}
+
+void Outbox::convert_bytes(int64_t format,
+                           const std::function<std::vector<uint8_t>(std::span<const uint8_t>)>& convert) {
+    Impl& m = *impl_;
+    std::lock_guard lock(m.db_mutex);
+    sqlite::Transaction tx(m.db);
+    for (const char* table : {"outbox", "dead_letters"}) {
+        // Read first, then written: no row is updated under a running scan of its table.
+        std::vector<std::pair<std::vector<uint8_t>, std::vector<uint8_t>>> rows;
+        auto read = m.db.prepare(std::string("SELECT id, bytes FROM ") + table, "read bytes to convert");
+        while (read.step()) {
+            auto id = read.column_blob(0);
+            try {
+                rows.emplace_back(id, convert(read.column_blob_view(1)));
+            } catch (const std::exception& e) {
+                read.reset();
+                throw std::runtime_error(m.db.path() + ": " + table + " entry " + crypto::to_hex(id) +
+                                         " could not be converted to format " + std::to_string(format) + ": " +
+                                         e.what());
+            }
+        }
+        read.reset();
+        auto write = m.db.prepare(std::string("UPDATE ") + table + " SET bytes = ?2 WHERE id = ?1",
+                                  "write converted bytes");
+        for (auto& [id, bytes] : rows) write.bind_blob(1, id).bind_blob(2, bytes).run();
+    }
+    // PRAGMA takes no bound parameters; `format` is a number.
+    m.db.exec("PRAGMA user_version = " + std::to_string(format), "record the outbox's bytes format");
+    tx.commit();
 }
 
 size_t Outbox::held(int64_t now_ms) {

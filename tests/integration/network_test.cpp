@@ -7,6 +7,7 @@
 #include <renkei/links.hpp>
 #include <renkei/local_endpoint.hpp>
 #include <renkei/merkle.hpp>
+#include <renkei/outbox.hpp>
 #include <renkei/transport.hpp>
 #include <wire.capnp.h>
 
@@ -34,6 +35,16 @@ struct ThreeTier {
 
 std::string ping(Host& from, const std::string& origin, const std::string& to, const std::string& payload) {
     return submit_new(from, origin, "echo.Ping", to, payload);
+}
+
+// The envelope id of an outbox entry or dead letter, which keeps the canonical envelope body
+// (one segment, no segment table).
+std::string id_of_kept_body(const std::vector<uint8_t>& body) {
+    auto words = kj::heapArray<capnp::word>(body.size() / 8 + 1);
+    uint32_t table[2] = {0, static_cast<uint32_t>(body.size() / 8)};
+    memcpy(words.begin(), table, 8);
+    memcpy(words.begin() + 1, body.data(), body.size());
+    return hex(EnvelopeView::decode(words.begin(), words.asBytes().size()).id());
 }
 
 } // namespace
@@ -488,7 +499,8 @@ TEST(Network, MemoryDeliveryResendsFromMemoryAndDeadLettersAfterTheLastAttempt) 
         EXPECT_EQ(d.attempts, 20);
         EXPECT_NE(d.reason.find("no acknowledgement after 20 sends (delivery = \"memory\")"), std::string::npos)
             << d.reason;
-        EXPECT_FALSE(d.bytes.empty());
+        // The body, as the outbox keeps it (replay puts it there), not the frame that was sent.
+        EXPECT_EQ(id_of_kept_body(d.bytes), hex(d.id));
     }
     EXPECT_EQ(dead, ids);
     EXPECT_EQ(sqlite_scalar(outbox, "SELECT count(*) FROM outbox"), 0);
@@ -779,6 +791,77 @@ TEST(Network, BatchFramesWithABadLeafProofOrSignerAreRefused) {
 
     std::string trail = audit_trail(t.net["pref:13"]);
     EXPECT_NE(trail.find("batch signature does not verify"), std::string::npos);
+}
+
+// Before format 1 an outbox kept whole signed frames. A host started on such a file converts it
+// once, its dead letters too, keeping the envelope bodies; it signs them again as it sends them
+// (here in a Merkle batch) and they are delivered.
+TEST(Network, AnOutboxOfSignedFramesFromAnEarlierVersionIsConvertedAndDelivered) {
+    ThreeTier t(true);
+    t.net.remove("muni:131016");
+    auto keys = load_node_keys(t.net.keys_dir("muni:131016"));
+    std::vector<std::vector<uint8_t>> bodies;
+    std::vector<MessageId> ids;
+    for (int i = 0; i < 3; ++i) {
+        auto [words, id] = hand_built_ping("kept " + std::to_string(i));
+        capnp::FlatArrayMessageReader reader(words);
+        auto canonical = capnp::canonicalize(reader.getRoot<schema::Envelope>());
+        bodies.emplace_back(canonical.asBytes().begin(), canonical.asBytes().end());
+        ids.push_back(EnvelopeView::decode(words.begin(), words.asBytes().size()).id());
+    }
+    auto frames = batch_frames(keys, "muni:131016", bodies);
+    const auto path = t.tmp / "data-muni_131016" / "outbox.db";
+    {
+        Outbox old(path);
+        ASSERT_EQ(old.bytes_format(), 1) << "the municipality's host ran on this file already";
+        // As the earlier version left it: two frames queued, one a dead letter.
+        old.convert_bytes(0, [](std::span<const uint8_t> b) { return std::vector<uint8_t>(b.begin(), b.end()); });
+        old.put("pref:13", ids[0], "echo.Ping", frames[0], 1);
+        old.put("pref:13", ids[1], "echo.Ping", frames[1], 1);
+        old.add_dead_letters(std::vector<DeadLetter>{{ids[2], "pref:13", "echo.Ping", frames[2], 20, "no acknowledgement", 1, 2}});
+    }
+    auto echo = t.net["pref:13"].router().handler_for("echo.Ping");
+    const auto handled_before = echo->status().handled;
+    t.net.start({"muni:131016", false, {}, {{"pref:13", {"*"}}}, {}, true, false});
+    for (int i = 0; i < 500 && echo->status().handled < handled_before + 2; ++i) std::this_thread::sleep_for(20ms);
+    EXPECT_EQ(echo->status().handled, handled_before + 2);
+
+    DeadLetters letters(path);
+    auto dead = letters.get(ids[2]);
+    ASSERT_TRUE(dead);
+    EXPECT_EQ(dead->bytes, bodies[2]) << "the dead letter keeps the body now";
+    EXPECT_EQ(id_of_kept_body(dead->bytes), hex(ids[2]));
+    EXPECT_EQ(Outbox(path).bytes_format(), 1);
+    std::string trail = audit_trail(t.net["pref:13"]);
+    EXPECT_NE(trail.find(hex(ids[0])), std::string::npos);
+    EXPECT_NE(trail.find(hex(ids[1])), std::string::npos);
+}
+
+// A frame that is not one cannot be converted: the host does not start, names the entry, and
+// the file is left as it was.
+TEST(Network, AnOutboxEntryThatIsNoFrameStopsTheConversionAndTheStart) {
+    ThreeTier t;
+    t.net.remove("muni:131016");
+    const auto path = t.tmp / "data-muni_131016" / "outbox.db";
+    auto id = new_message_id();
+    {
+        Outbox old(path);
+        old.convert_bytes(0, [](std::span<const uint8_t> b) { return std::vector<uint8_t>(b.begin(), b.end()); });
+        old.put("pref:13", id, "echo.Ping", std::vector<uint8_t>{1, 2, 3}, 1);
+    }
+    try {
+        t.net.start({"muni:131016", false, {}, {{"pref:13", {"*"}}}});
+        ADD_FAILURE() << "started on an outbox it could not convert";
+    } catch (const std::exception& e) {
+        std::string what = e.what();
+        EXPECT_NE(what.find("outbox entry " + hex(id) + " could not be converted to format 1: frame of 3 bytes is not "
+                            "a Cap'n Proto message"),
+                  std::string::npos)
+            << what;
+    }
+    Outbox after(path);
+    EXPECT_EQ(after.bytes_format(), 0);
+    EXPECT_EQ(after.due(10, 10).at(0).bytes, (std::vector<uint8_t>{1, 2, 3}));
 }
 
 TEST(Network, RelaysApplyTheirOwnPolicyAndRefuseWhatTheyMustNotCarry) {

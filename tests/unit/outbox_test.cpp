@@ -132,6 +132,49 @@ TEST(Outbox, PutOfAQueuedIdIsIdempotent) {
     EXPECT_EQ(outbox.due(10, 10).at(0).bytes, bytes_of_text("first"));
 }
 
+// The caller's format number is kept in the file, and a conversion rewrites the entries and the
+// dead letters together, or nothing when one of them cannot be converted.
+TEST(Outbox, ConvertingBytesRewritesEntriesAndDeadLettersAllOrNothing) {
+    test::TempDir dir;
+    const auto entry = id_from(1), other = id_from(2), dead = id_from(3);
+    {
+        Outbox outbox(dir / "outbox.db");
+        EXPECT_EQ(outbox.bytes_format(), 0) << "a new file records no format";
+        outbox.put("pref:13", entry, "t", bytes_of_text("entry"), 1);
+        outbox.put("pref:13", other, "t", bytes_of_text("other"), 1);
+        outbox.add_dead_letters(std::vector<DeadLetter>{{dead, "pref:13", "t", bytes_of_text("dead"), 20, "gone", 1, 2}});
+        outbox.convert_bytes(1, [](std::span<const uint8_t> b) {
+            std::vector<uint8_t> out(b.begin(), b.end());
+            std::reverse(out.begin(), out.end());
+            return out;
+        });
+        EXPECT_EQ(outbox.bytes_format(), 1);
+    }
+    Outbox outbox(dir / "outbox.db");
+    EXPECT_EQ(outbox.bytes_format(), 1) << "kept in the file";
+    auto due = outbox.due(10, 10);
+    ASSERT_EQ(due.size(), 2u);
+    EXPECT_EQ(due[0].bytes, bytes_of_text("yrtne"));
+    EXPECT_EQ(due[1].bytes, bytes_of_text("rehto"));
+    EXPECT_EQ(DeadLetters(dir / "outbox.db").get(dead)->bytes, bytes_of_text("daed"));
+
+    // The second entry cannot be converted: the error names it, and nothing changed.
+    try {
+        outbox.convert_bytes(2, [](std::span<const uint8_t> b) {
+            if (b[0] == 'r') throw std::runtime_error("not a frame");
+            return std::vector<uint8_t>{'x'};
+        });
+        ADD_FAILURE() << "a failed conversion must throw";
+    } catch (const std::runtime_error& e) {
+        std::string what = e.what();
+        EXPECT_NE(what.find("outbox entry " + hex(other) + " could not be converted to format 2: not a frame"),
+                  std::string::npos) << what;
+    }
+    EXPECT_EQ(outbox.bytes_format(), 1);
+    EXPECT_EQ(outbox.due(10, 10).at(0).bytes, bytes_of_text("yrtne"));
+    EXPECT_EQ(DeadLetters(dir / "outbox.db").get(dead)->bytes, bytes_of_text("daed"));
+}
+
 TEST(Outbox, RejectsBadInputNamingTheFieldAndStoresNothingOfTheBatch) {
     test::TempDir dir;
     OutboxOptions options;

@@ -21,6 +21,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -153,6 +154,15 @@ public:
     // Moves a dead letter back into the queue, due at once with attempts reset, in one
     // transaction. Nothing if there is no dead letter with that id.
     std::optional<OutboxEntry> replay_dead_letter(const MessageId& id, int64_t now_ms);
+
+    // What the bytes of entries and dead letters hold is the caller's to say: a number kept in the
+    // file (PRAGMA user_version), 0 in a file that never recorded one.
+    int64_t bytes_format();
+    // Rewrites the bytes of every entry and dead letter with `convert` and records `format`, in
+    // one transaction: if `convert` throws, nothing changes and the exception (naming the entry's
+    // id) propagates.
+    void convert_bytes(int64_t format,
+                       const std::function<std::vector<uint8_t>(std::span<const uint8_t>)>& convert);
 
     // Queued (un-acknowledged, not dead) entries.
     size_t size();
