@@ -268,7 +268,8 @@ HostConfig parse(const fs::path& file, const std::vector<fs::path>& extra_dirs,
                     "is never exposed beyond loopback)");
     }
     if (auto* links = root["links"].as_table()) {
-        c.only_keys(*links, "links.", {"in_flight_messages", "in_flight_mib", "memory_dedup_ids", "bundle_kib"});
+        c.only_keys(*links, "links.",
+                    {"in_flight_messages", "in_flight_mib", "memory_dedup_ids", "bundle_kib", "dedup_retention_days"});
         // A whole number from `min` to `max`; anything else is an issue naming the key.
         auto count = [&](const char* key, int64_t min, int64_t max, size_t& out, size_t unit) {
             const toml::node* n = links->get(key);
@@ -284,6 +285,9 @@ HostConfig parse(const fs::path& file, const std::vector<fs::path>& extra_dirs,
         count("in_flight_mib", 1, 1 << 16, cfg.links.in_flight_bytes, size_t(1) << 20);
         count("memory_dedup_ids", 1, 1 << 28, cfg.links.memory_dedup_ids, 1);
         count("bundle_kib", 0, 16 << 10, cfg.links.bundle_bytes, size_t(1) << 10); // at most a frame's 16 MiB
+        size_t days = 0;
+        count("dedup_retention_days", 1, 3650, days, 1);
+        if (days) cfg.links.dedup_retention_ms = static_cast<int64_t>(days) * 86'400'000;
     }
     if (auto* log = root["log"].as_table()) {
         c.only_keys(*log, "log.", {"level"});

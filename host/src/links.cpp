@@ -192,6 +192,9 @@ struct Links::Impl {
     static constexpr size_t kMaxParked = 65536;
     static constexpr int64_t kParkMs = 10000;
     static constexpr uint32_t kMaxBatchLeaves = 4096;
+    static constexpr int64_t kPruneEveryMs = 3'600'000;
+    int64_t last_prune = INT64_MIN; // the resend loop's
+    std::atomic<uint64_t> dedup_pruned{0};
     // First-segment words of an acknowledgement frame, plus 3 per id (the MallocMessageBuilder
     // default is 1,024 words, zeroed for every frame).
     static constexpr unsigned kAckWords = 8;
@@ -820,6 +823,18 @@ struct Links::Impl {
         return seqs;
     }
 
+    // Forgets, about once an hour, the ids taken from durable peers longer ago than
+    // [links] dedup_retention_days (in chunks: the receiver waits on the store a chunk at a time).
+    void prune_dedup(int64_t now) {
+        if (last_prune != INT64_MIN && now - last_prune < kPruneEveryMs) return;
+        last_prune = now;
+        auto n = dedup->prune_older_than(now - config.links.dedup_retention_ms);
+        dedup_pruned.fetch_add(n, std::memory_order_relaxed);
+        if (n > 0)
+            logger("links")->info("the dedup store forgot {} message ids taken more than {} days ago", n,
+                                  config.links.dedup_retention_ms / 86'400'000);
+    }
+
     size_t in_flight_count() {
         std::lock_guard lock(flight_mutex);
         return in_flight.size();
@@ -887,6 +902,7 @@ struct Links::Impl {
                     logger("links")->error("message {} moved to dead letters after its last attempt", hex(id));
                 auto seqs = send_due(now);
                 if (!seqs.empty()) outbox->mark_sent(seqs, now);
+                prune_dedup(now);
                 if (++rounds % 10 == 0) { // resynchronise (an operator may replay dead letters)
                     size_t queued = outbox->size() - outbox->held(now) + in_flight_count();
                     std::lock_guard lock(mutex);
@@ -937,6 +953,8 @@ void Links::start() {
     // messages, memory links past their limits) and in memory (delivery = "memory").
     m.metrics.gauge("renkei_links_unacknowledged", kOutboxLabel, [&m] { return static_cast<double>(m.outbox->size()); });
     m.metrics.gauge("renkei_links_unacknowledged", kMemoryLabel, [&m] { return static_cast<double>(m.in_flight_count()); });
+    m.metrics.gauge("renkei_links_dedup_pruned", "",
+                    [&m] { return static_cast<double>(m.dedup_pruned.load(std::memory_order_relaxed)); });
 
     TransportOptions to;
     to.node_id = m.config.node_id;

@@ -506,6 +506,43 @@ TEST(Network, MemoryDeliveryResendsFromMemoryAndDeadLettersAfterTheLastAttempt) 
     EXPECT_EQ(sqlite_scalar(outbox, "SELECT count(*) FROM outbox"), 0);
 }
 
+// The durable dedup store forgets the ids it took longer ago than [links] dedup_retention_days
+// and keeps the newer ones, so inbox.db does not grow without end.
+TEST(Network, TheDedupStoreForgetsIdsOlderThanItsRetention) {
+    TempDir tmp;
+    Network net(tmp);
+    std::atomic<int64_t> now{1'790'000'000'000};
+    net.clock = [&now] { return now.load(); };
+    const int64_t day = 86'400'000;
+    auto& pref = net.start({"pref:13", true, {echo_plugin()}, {{"muni:131016", {}}}},
+                           [&](HostConfig& c) { c.links.dedup_retention_ms = 2 * day; });
+    auto& muni = net.start({"muni:131016", false, {}, {{"pref:13", {"*"}}}});
+    Collector client("client", {"echo.Pong", "echo.Ping.Fault"});
+    muni.add_endpoint(client.endpoint());
+    // Acknowledged means recorded: the receiver acknowledges after its dedup commit.
+    auto taken = [&] {
+        for (int i = 0; i < 500 && muni.links_pending() > 0; ++i) std::this_thread::sleep_for(20ms);
+        return muni.links_pending() == 0;
+    };
+    ping(muni, client.name(), "pref:13", "old");
+    ASSERT_EQ(client.wait_for(1, 20s).size(), 1u);
+    ASSERT_TRUE(taken());
+    now += day;
+    auto recent = ping(muni, client.name(), "pref:13", "recent");
+    ASSERT_EQ(client.wait_for(2, 20s).size(), 2u);
+    ASSERT_TRUE(taken());
+    // A day and a half on, the first is 2.5 days old, past the retention; the second 1.5.
+    now += day + day / 2;
+    auto pruned = [&] { return pref.metrics().render().find("renkei_links_dedup_pruned 1\n") != std::string::npos; };
+    for (int i = 0; i < 500 && !pruned(); ++i) std::this_thread::sleep_for(20ms);
+    EXPECT_TRUE(pruned()) << pref.metrics().render();
+    net.stop("muni:131016");
+    net.stop("pref:13"); // inbox.db is the links' alone while the host runs
+    const auto inbox = tmp / "data-pref_13" / "inbox.db";
+    EXPECT_EQ(sqlite_scalar(inbox, "SELECT count(*) FROM inbox_seen"), 1);
+    EXPECT_EQ(sqlite_scalar(inbox, "SELECT count(*) FROM inbox_seen WHERE lower(hex(id)) = '" + recent + "'"), 1);
+}
+
 // A memory link's receiver takes an id once while it runs, and forgets the ids when it stops:
 // the trade for not writing them.
 TEST(Network, MemoryDeliveryTakesARepeatedIdOnceAndForgetsItOnRestart) {

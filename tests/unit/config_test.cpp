@@ -566,7 +566,7 @@ TEST(Config, CalendarHoursTrustSigningAndDeliverySettings) {
     EXPECT_EQ(issues_for(issues, "node.trust_root").size(), 1u) << dump(issues);
 }
 
-TEST(Config, LinksMemoryLimitsAndBundleSize) {
+TEST(Config, LinksMemoryLimitsBundleSizeAndDedupRetention) {
     TempDir tmp;
     write_file(tmp / "node.toml", "[node]\nid = \"muni:131016\"\n");
     auto defaults = load_config(tmp / "node.toml");
@@ -574,20 +574,23 @@ TEST(Config, LinksMemoryLimitsAndBundleSize) {
     EXPECT_EQ(defaults.links.in_flight_bytes, size_t(256) << 20);
     EXPECT_EQ(defaults.links.memory_dedup_ids, size_t(1) << 20);
     EXPECT_EQ(defaults.links.bundle_bytes, size_t(128) << 10);
+    EXPECT_EQ(defaults.links.dedup_retention_ms, int64_t(30) * 86'400'000);
     write_file(tmp / "node.toml", "[node]\nid = \"muni:131016\"\n[links]\nin_flight_messages = 1000\nin_flight_mib = 8\n"
-                                  "memory_dedup_ids = 5000\nbundle_kib = 0\n");
+                                  "memory_dedup_ids = 5000\nbundle_kib = 0\ndedup_retention_days = 7\n");
     auto cfg = load_config(tmp / "node.toml");
     EXPECT_EQ(cfg.links.in_flight_messages, 1000u);
     EXPECT_EQ(cfg.links.in_flight_bytes, size_t(8) << 20);
     EXPECT_EQ(cfg.links.memory_dedup_ids, 5000u);
     EXPECT_EQ(cfg.links.bundle_bytes, 0u);
+    EXPECT_EQ(cfg.links.dedup_retention_ms, int64_t(7) * 86'400'000);
     auto issues = check_with_node(tmp, "[links]\nin_flight_messages = 0\nin_flight_mib = \"lots\"\nmemory_dedup_ids = 1.5\n"
-                                       "in_flight = 3\nbundle_kib = 16385\n");
+                                       "in_flight = 3\nbundle_kib = 16385\ndedup_retention_days = 0\n");
     const std::tuple<const char*, int, const char*> expected[] = {
         {"links.in_flight_messages", 4, "must be a whole number from 1 to 16777216"},
         {"links.in_flight_mib", 5, "must be a whole number from 1 to 65536"},
         {"links.memory_dedup_ids", 6, "must be a whole number from 1 to 268435456"},
         {"links.in_flight", 7, "unknown key"},
-        {"links.bundle_kib", 8, "must be a whole number from 0 to 16384"}};
+        {"links.bundle_kib", 8, "must be a whole number from 0 to 16384"},
+        {"links.dedup_retention_days", 9, "must be a whole number from 1 to 3650"}};
     for (auto& [key, line, says] : expected) expect_issue(issues, tmp / "node.toml", key, line, says);
 }

@@ -40,6 +40,10 @@ struct LinksConfig {
     size_t in_flight_messages = 65536;          // sent, unacknowledged, held in memory; past it: the outbox
     size_t in_flight_bytes = size_t(256) << 20; // the same in bytes (in_flight_mib)
     size_t memory_dedup_ids = size_t(1) << 20;  // ids taken from memory peers remembered (the newest)
+    // Ids taken from durable peers are kept in inbox.db this long (dedup_retention_days), then
+    // forgotten: far longer than a sender retries (about 3 minutes), so only a dead letter
+    // replayed later than this could be taken twice.
+    int64_t dedup_retention_ms = int64_t(30) * 86'400'000;
     // Every link: the frames queued for one peer go out together in bundles of at most this many
     // bytes (bundle_kib); 0 sends each alone, for peers still on a build that reads no bundles.
     size_t bundle_bytes = size_t(128) << 10;
