@@ -29,7 +29,7 @@ const char* const kLockName = "audit.lock";
 constexpr size_t kFields = 14; // seq time event id type from to purpose operator outcome detail subject prev hash
 
 // Appends `s` to `out` with tab, newline, carriage return and backslash escaped.
-void append_escaped(std::string& out, const std::string& s) {
+void append_escaped(std::string& out, std::string_view s) {
     // One pass over the bytes (find_first_of with a set calls memchr on the set for every byte).
     auto special = [](char c) { return c == '\\' || c == '\t' || c == '\n' || c == '\r'; };
     if (std::none_of(s.begin(), s.end(), special)) {
@@ -54,21 +54,17 @@ std::vector<std::string> split(const std::string& line) {
     return out;
 }
 
-// A record's fields after its sequence number and before the hashes: time, event, message id,
-// type, from, to, purpose, operator, outcome, detail (escaped) and subject (already a hex HMAC).
-std::string format_fields(const AuditRecord& r) {
-    std::string out;
-    out.reserve(128 + r.message_id.size() + r.detail.size() + r.subject.size());
+// Appends a record's fields after its sequence number and before the hashes: time, event,
+// message id, type, from, to, purpose, operator, outcome, detail (escaped) and `subject_hmac`.
+void format_fields(std::string& out, const AuditFields& r, std::string_view subject_hmac) {
     char number[24];
     out.append(number, std::to_chars(number, number + sizeof number, r.time_ms).ptr);
-    for (const std::string* f : {&r.event, &r.message_id, &r.type, &r.from, &r.to, &r.purpose, &r.operator_id,
-                                 &r.outcome, &r.detail}) {
+    for (std::string_view f : {r.event, r.message_id, r.type, r.from, r.to, r.purpose, r.operator_id, r.outcome, r.detail}) {
         out += '\t';
-        append_escaped(out, *f);
+        append_escaped(out, f);
     }
     out += '\t';
-    out += r.subject;
-    return out;
+    out += subject_hmac;
 }
 
 // SHA-256(prev || "\t" || body), written in hex into `hex`; `h` is reused across records.
@@ -243,7 +239,7 @@ bool AuditLog::tail_moved() const {
     return next != current_file_ && fs::exists(next, ec);
 }
 
-std::string AuditLog::hmac(const std::string& value) const {
+std::string AuditLog::hmac(std::string_view value) const {
     unsigned char out[32];
     unsigned int n = 0;
     HMAC(EVP_sha256(), key_.data(), static_cast<int>(key_.size()), reinterpret_cast<const unsigned char*>(value.data()),
@@ -251,16 +247,25 @@ std::string AuditLog::hmac(const std::string& value) const {
     return crypto::to_hex({out, n});
 }
 
-void AuditLog::append(AuditRecord&& r) {
-    if (!r.subject.empty()) r.subject = hmac(r.subject);
-    // Formatted here, on the appending threads, so the one writer only numbers, chains and writes.
-    std::string fields = format_fields(r);
+void AuditLog::append(const AuditRecord& r) {
+    append(AuditFields{r.time_ms, r.event, r.message_id, r.type, r.from, r.to, r.purpose, r.operator_id, r.outcome,
+                       r.detail, r.subject});
+}
+
+void AuditLog::append(const AuditFields& r) {
+    // Formatted here, on the appending threads, so the one writer only numbers, chains and writes;
+    // into this thread's scratch, so nothing is allocated per record once it has grown.
+    thread_local std::string line;
+    line.clear();
+    format_fields(line, r, r.subject.empty() ? std::string() : hmac(r.subject));
+    line += '\n';
     std::lock_guard lock(mutex_);
-    pending_.push_back(std::move(fields));
+    pending_ += line;
+    ++pending_records_;
     ++queued_seq_;
     // The writer waits for the first record, then gathers for a moment (see writer()); waking it
     // for every record would cost a system call per record.
-    if (pending_.size() == 1 || pending_.size() == kFullBatch) cv_.notify_one();
+    if (pending_records_ == 1 || pending_records_ == kFullBatch) cv_.notify_one();
 }
 
 void AuditLog::flush() {
@@ -278,10 +283,12 @@ uint64_t AuditLog::appended() const {
 }
 
 // Serialises `batch` onto the chain's tail, writes it and rotates; the directory lock is held.
-void AuditLog::write_batch(const std::vector<std::string>& batch, std::string& out) {
+void AuditLog::write_batch(std::string_view batch, std::string& out) {
     out.clear();
     crypto::Sha256 h;
-    for (auto& fields : batch) {
+    for (size_t at = 0, end; at < batch.size(); at = end + 1) {
+        end = batch.find('\n', at);
+        const std::string_view fields = batch.substr(at, end - at);
         const size_t start = out.size();
         char number[24];
         out.append(number, std::to_chars(number, number + sizeof number, next_seq_).ptr);
@@ -317,7 +324,8 @@ void AuditLog::write_batch(const std::vector<std::string>& batch, std::string& o
 }
 
 void AuditLog::writer() {
-    std::vector<std::string> batch;
+    std::string batch;
+    size_t records = 0;
     std::string out;
     for (;;) {
         {
@@ -329,8 +337,9 @@ void AuditLog::writer() {
             // and stopping cut it short.
             if (options_.linger_ms > 0)
                 cv_.wait_for(lock, std::chrono::milliseconds(options_.linger_ms),
-                             [&] { return stopping_ || flushing_ > 0 || pending_.size() >= kFullBatch; });
+                             [&] { return stopping_ || flushing_ > 0 || pending_records_ >= kFullBatch; });
             batch.swap(pending_);
+            records = std::exchange(pending_records_, 0);
         }
         {
             std::lock_guard io(io_mutex_);
@@ -345,7 +354,7 @@ void AuditLog::writer() {
         }
         {
             std::lock_guard lock(mutex_);
-            written_seq_ += batch.size();
+            written_seq_ += records;
             flushed_.notify_all();
         }
         batch.clear();

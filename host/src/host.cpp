@@ -3,6 +3,7 @@
 
 #include <renkei/admin_server.hpp>
 #include <renkei/audit_log.hpp>
+#include <renkei/crypto.hpp>
 #include <renkei/in_process_plugin.hpp>
 #include <renkei/isolated_plugin.hpp>
 #include <renkei/links.hpp>
@@ -15,6 +16,15 @@
 
 namespace renkei {
 namespace {
+
+std::string_view view(capnp::Text::Reader t) { return {t.begin(), t.size()}; }
+
+// A message id in hex, written into `buf`. Ids are 16 bytes: decode() and stamping see to it.
+std::string_view id_hex(capnp::Data::Reader id, char (&buf)[32]) {
+    const size_t n = std::min<size_t>(id.size(), 16);
+    crypto::to_hex({id.begin(), n}, buf);
+    return {buf, 2 * n};
+}
 std::string json_escape(const std::string& s) {
     std::string out;
     for (unsigned char c : s) {
@@ -207,36 +217,23 @@ void Host::start() {
     std::filesystem::create_directories(config_.data_dir);
     try {
         audit_ = std::make_unique<AuditLog>(config_.data_dir / "audit");
+        // The records of the message path are appended as views: nothing copied on the way.
         router_.set_observer([this](const EnvelopeView& v, const std::string& event, const std::string& detail) {
             auto e = v.get();
-            AuditRecord r;
-            r.time_ms = now_unix_ms();
-            r.event = event;
-            r.message_id = hex(e.getId());
-            r.type = e.getType();
-            r.from = e.getFrom();
-            r.to = e.getTo();
-            r.purpose = e.getPurpose();
-            r.operator_id = e.getOperatorId();
-            r.outcome = event == "delivered" || event == "forwarded" ? "ok" : "refused";
-            r.detail = detail;
-            audit_->append(std::move(r));
+            char id[32];
+            audit_->append(AuditFields{now_unix_ms(), event, id_hex(e.getId(), id), view(e.getType()),
+                                       view(e.getFrom()), view(e.getTo()), view(e.getPurpose()),
+                                       view(e.getOperatorId()),
+                                       event == "delivered" || event == "forwarded" ? "ok" : "refused", detail, {}});
         });
         if (keys() && (!config_.listen.empty() || !config_.peers.empty())) {
             links_ = std::make_unique<Links>(config_, keys(), router_, metrics_, [this] { return now_unix_ms(); });
             links_->set_observer([this](const std::string& event, const std::string& peer, const std::string& id,
                                         const std::string& type, const std::string& detail) {
-                AuditRecord r;
-                r.time_ms = now_unix_ms();
-                r.event = event;
-                r.message_id = id;
-                r.type = type;
                 const bool held = event == "held"; // outgoing, to `peer`; the rest came from it
-                r.from = held ? config_.node_id : peer;
-                r.to = held ? peer : config_.node_id;
-                r.outcome = event == "accepted" || held ? "ok" : "refused";
-                r.detail = detail;
-                audit_->append(std::move(r));
+                audit_->append(AuditFields{now_unix_ms(), event, id, type, held ? config_.node_id : peer,
+                                           held ? peer : config_.node_id, {}, {},
+                                           event == "accepted" || held ? "ok" : "refused", detail, {}});
             });
             links_->set_policy([this](const schema::Envelope::Reader& e) -> std::string {
                 std::vector<std::string> conditions;
@@ -247,18 +244,11 @@ void Host::start() {
                 auto d = !transit.empty() ? PolicyDecision{false, "", transit}
                          : policy_        ? policy_->check(from, type, purpose, conditions)
                                           : PolicyDecision{false, "", "no access policy configured: denied by default"};
-                AuditRecord r;
-                r.time_ms = now_unix_ms();
-                r.event = d.allowed ? "policy_allow" : "policy_deny";
-                r.message_id = hex(e.getId());
-                r.type = type;
-                r.from = from;
-                r.to = to; // this node, or the destination of a message it relays
-                r.purpose = purpose;
-                r.operator_id = e.getOperatorId();
-                r.outcome = d.allowed ? "ok" : "refused";
-                r.detail = d.reason;
-                audit_->append(std::move(r));
+                char id[32];
+                // `to`: this node, or the destination of a message it relays.
+                audit_->append(AuditFields{now_unix_ms(), d.allowed ? "policy_allow" : "policy_deny",
+                                           id_hex(e.getId(), id), type, from, to, purpose, view(e.getOperatorId()),
+                                           d.allowed ? "ok" : "refused", d.reason, {}});
                 return d.allowed ? std::string() : d.reason;
             });
             if (trust_) apply_trust(*trust_);

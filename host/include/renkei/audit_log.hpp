@@ -41,6 +41,13 @@ struct AuditRecord {
     std::string subject;    // a personal identifier (個人番号, 住民票コード): stored only as its HMAC
 };
 
+// The same fields as views, for the message path: formatted straight into the queue, nothing
+// copied on the way. `subject` is the personal identifier in clear; append() keeps only its HMAC.
+struct AuditFields {
+    int64_t time_ms = 0;
+    std::string_view event, message_id, type, from, to, purpose, operator_id, outcome, detail, subject;
+};
+
 struct AuditOptions {
     bool durable = true;                  // fdatasync each batch
     // A batch gathers the records appended within this long after its first one (group commit:
@@ -57,7 +64,8 @@ public:
     AuditLog(const AuditLog&) = delete;
     AuditLog& operator=(const AuditLog&) = delete;
 
-    void append(AuditRecord&& record); // moved once, into the queue
+    void append(const AuditFields& fields);
+    void append(const AuditRecord& record);
     void flush();
     uint64_t appended() const;
 
@@ -72,8 +80,8 @@ private:
     void read_tail();          // with the directory lock held
     bool tail_moved() const;   // with the directory lock held
     void open_current();
-    void write_batch(const std::vector<std::string>& batch, std::string& out);
-    std::string hmac(const std::string& value) const;
+    void write_batch(std::string_view batch, std::string& out);
+    std::string hmac(std::string_view value) const;
 
     std::filesystem::path dir_;
     AuditOptions options_;
@@ -82,8 +90,9 @@ private:
     std::mutex io_mutex_; // the file state below, between the writer and expire_before (flock is per open file)
     std::condition_variable cv_, flushed_;
     // Records formatted by the threads that appended them: the fields between the sequence number
-    // and the hashes, which only the writer knows.
-    std::vector<std::string> pending_;
+    // and the hashes, which only the writer knows, one line each (the fields escape newlines).
+    std::string pending_;
+    size_t pending_records_ = 0;
     uint64_t next_seq_ = 1, written_seq_ = 0, queued_seq_ = 0;
     std::string last_hash_;
     std::filesystem::path current_file_;
