@@ -1,6 +1,7 @@
 #include "renkei/inbox_dedup.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <stdexcept>
 
 namespace renkei {
@@ -28,18 +29,101 @@ constexpr int64_t kPruneChunk = 5000;
 
 } // namespace
 
-InboxDedup::InboxDedup(const std::filesystem::path& path, const sqlite::OpenOptions& options)
+InboxDedup::InboxDedup(const std::filesystem::path& path, const sqlite::OpenOptions& options, DedupFilterOptions filter)
     : db_(path, options),
       insert_((create_schema(db_),
                db_.prepare("INSERT INTO inbox_seen (id, seen_ms) VALUES (?1, ?2)"
                            " ON CONFLICT (id) DO NOTHING",
                            "record inbox message id"))),
-      select_(db_.prepare("SELECT 1 FROM inbox_seen WHERE id = ?1", "look up inbox message id")) {}
+      select_(db_.prepare("SELECT 1 FROM inbox_seen WHERE id = ?1", "look up inbox message id")),
+      filter_options_(filter) {
+    if (filter_options_.ids > 0) filler_ = std::thread([this] { build_filters(); });
+}
+
+InboxDedup::~InboxDedup() {
+    {
+        std::lock_guard lock(mutex_);
+        stopping_ = true;
+    }
+    fill_cv_.notify_all();
+    if (filler_.joinable()) filler_.join();
+}
 
 bool InboxDedup::record(const MessageId& id, int64_t now_ms) {
     insert_.bind_blob(1, id_bytes(id)).bind(2, now_ms);
     insert_.run();
-    return db_.changes() == 1;
+    if (db_.changes() != 1) return false;
+    // Also when the transaction is later rolled back: the filter may say "perhaps" wrongly, never
+    // "no" wrongly.
+    if (filling_) filling_->add(id);
+    if (filter_) {
+        filter_->add(id);
+        if (filter_->added() > filter_->capacity() && !filling_) fill_cv_.notify_one(); // full: a larger one
+    }
+    return true;
+}
+
+// Fills a filter from the file in chunks of ids in key order, the lock released between chunks so
+// receivers wait a chunk at a time; then waits until the one in use is full and fills a larger one.
+// The file's size bounds how many ids it holds (each takes more than 32 bytes with its index).
+void InboxDedup::build_filters() {
+    const int64_t chunk = std::max<int64_t>(1, filter_options_.chunk);
+    for (;;) {
+        uint64_t expected = filter_options_.ids;
+        {
+            std::unique_lock lock(mutex_);
+            fill_cv_.wait(lock, [&] { return stopping_ || !filter_ || filter_->added() > filter_->capacity(); });
+            if (stopping_) return;
+            try {
+                int64_t pages = 0, page_size = 0;
+                auto q = db_.prepare("PRAGMA page_count", "size the dedup filter");
+                if (q.step()) pages = q.column_int64(0);
+                auto p = db_.prepare("PRAGMA page_size", "size the dedup filter");
+                if (p.step()) page_size = p.column_int64(0);
+                expected = std::max<uint64_t>({expected, static_cast<uint64_t>(pages * page_size / 32),
+                                               filter_ ? 2 * filter_->added() : 0});
+                filling_ = std::make_unique<IdFilter>(expected);
+            } catch (const std::exception&) {
+                return; // the file cannot be read: every lookup keeps reading it (and fails as it would)
+            }
+        }
+        MessageId last{};
+        for (bool done = false; !done;) {
+            if (filter_options_.between_chunks && last != MessageId{}) filter_options_.between_chunks();
+            std::lock_guard lock(mutex_);
+            if (stopping_) return;
+            try {
+                auto q = db_.prepare("SELECT id FROM inbox_seen WHERE id > ?1 ORDER BY id LIMIT ?2", "fill the dedup filter");
+                q.bind_blob(1, id_bytes(last)).bind(2, chunk);
+                int64_t n = 0;
+                while (q.step()) {
+                    auto b = q.column_blob_view(0);
+                    if (b.size() != last.size()) continue; // the table's CHECK rules these out
+                    std::memcpy(last.data(), b.data(), last.size());
+                    filling_->add(last);
+                    ++n;
+                }
+                if (n < chunk) {
+                    filter_ = std::move(filling_);
+                    ++filters_built_;
+                    done = true;
+                }
+            } catch (const std::exception&) {
+                filling_.reset();
+                return;
+            }
+        }
+    }
+}
+
+bool InboxDedup::filter_ready() {
+    std::lock_guard lock(mutex_);
+    return filter_ != nullptr;
+}
+
+uint64_t InboxDedup::filters_built() {
+    std::lock_guard lock(mutex_);
+    return filters_built_;
 }
 
 bool InboxDedup::first_time(const MessageId& id, int64_t now_ms) {
@@ -71,6 +155,7 @@ bool InboxDedup::apply_once(const MessageId& id, int64_t now_ms,
 
 bool InboxDedup::seen(const MessageId& id) {
     std::lock_guard lock(mutex_);
+    if (filter_ && !filter_->may_contain(id)) return false;
     select_.bind_blob(1, id_bytes(id));
     bool found = select_.step();
     select_.reset();

@@ -106,4 +106,44 @@ void RecentIds::clear() {
     size_ = 0;
 }
 
+IdFilter::IdFilter(uint64_t expected) {
+    uint64_t bits = uint64_t(1) << 16;
+    while (bits < (uint64_t(1) << 32) && bits / 16 < expected) bits <<= 1;
+    words_.assign(bits / 64, 0);
+    mask_ = bits - 1;
+    capacity_ = bits / 16;
+    std::random_device random;
+    for (auto& k : key_) k = (uint64_t(random()) << 32) ^ random();
+}
+
+namespace {
+
+constexpr int kFilterProbes = 4;
+
+// Two independent hashes of `id`; probe i is h1 + i * h2 (Kirsch and Mitzenmacher).
+void filter_hashes(const MessageId& id, const uint64_t key[2], uint64_t& h1, uint64_t& h2) {
+    uint64_t a, b;
+    std::memcpy(&a, id.data(), 8);
+    std::memcpy(&b, id.data() + 8, 8);
+    h1 = mix(mix(a ^ key[0]) ^ b);
+    h2 = mix(mix(b ^ key[1]) ^ a) | 1;
+}
+
+} // namespace
+
+void IdFilter::add(const MessageId& id) {
+    uint64_t h1, h2;
+    filter_hashes(id, key_, h1, h2);
+    for (int i = 0; i < kFilterProbes; ++i, h1 += h2) words_[(h1 & mask_) >> 6] |= uint64_t(1) << (h1 & 63);
+    ++added_;
+}
+
+bool IdFilter::may_contain(const MessageId& id) const {
+    uint64_t h1, h2;
+    filter_hashes(id, key_, h1, h2);
+    for (int i = 0; i < kFilterProbes; ++i, h1 += h2)
+        if (!(words_[(h1 & mask_) >> 6] >> (h1 & 63) & 1)) return false;
+    return true;
+}
+
 } // namespace renkei

@@ -8,7 +8,12 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <cstring>
+#include <random>
+#include <thread>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -173,6 +178,94 @@ TEST(InboxDedup, PruneForgetsOnlyIdsOlderThanTheCutoff) {
 }
 
 // A receiver killed at any instant: every recorded id has its effect and vice versa.
+MessageId random_id(std::mt19937_64& rng) {
+    MessageId id{};
+    for (size_t i = 0; i < id.size(); i += 8) {
+        uint64_t r = rng();
+        std::memcpy(id.data() + i, &r, 8);
+    }
+    id[0] |= 1; // never all zero
+    return id;
+}
+
+TEST(IdFilter, NeverForgetsAnIdAndSeldomClaimsOneItWasNotGiven) {
+    std::mt19937_64 rng(7);
+    IdFilter filter(100'000);
+    std::vector<MessageId> given;
+    for (int i = 0; i < 100'000; ++i) given.push_back(random_id(rng));
+    for (auto& id : given) filter.add(id);
+    EXPECT_EQ(filter.added(), 100'000u);
+    EXPECT_GE(filter.capacity(), 100'000u);
+    for (auto& id : given) ASSERT_TRUE(filter.may_contain(id));
+    int claimed = 0;
+    for (int i = 0; i < 100'000; ++i) claimed += filter.may_contain(random_id(rng));
+    EXPECT_LT(claimed, 1'000) << "at most 1% false positives at its design load (about 0.2% expected)";
+}
+
+// The filter in front of the file changes no answer: for ids recorded before the store was
+// opened, while a filter was being filled (between its reads of the file, some of them below
+// where it had read to), and when a full filter was replaced by a larger one.
+TEST(InboxDedup, TheFilterAnswersAsTheFileDoesAcrossFillsAndRefills) {
+    test::TempDir dir;
+    std::mt19937_64 rng(11);
+    std::vector<MessageId> recorded;
+    for (int i = 0; i < 3'000; ++i) recorded.push_back(random_id(rng));
+    {
+        DedupFilterOptions none;
+        none.ids = 0;
+        InboxDedup store(dir / "inbox.db", {}, none);
+        EXPECT_FALSE(store.filter_ready()) << "0: no filter";
+        store.first_time_batch(recorded, 1);
+    }
+    std::mutex m;
+    std::condition_variable opened;
+    InboxDedup* store_ptr = nullptr;
+    size_t recorded_while_filling = 0;
+    DedupFilterOptions o; // sized by the file: the smallest filter, 4,096 ids
+    o.ids = 1;
+    o.chunk = 50;
+    o.between_chunks = [&] {
+        std::unique_lock lock(m);
+        opened.wait(lock, [&] { return store_ptr != nullptr; });
+        std::vector<MessageId> batch;
+        for (int i = 0; i < 10; ++i) batch.push_back(random_id(rng));
+        store_ptr->first_time_batch(batch, 2);
+        recorded.insert(recorded.end(), batch.begin(), batch.end());
+        recorded_while_filling += batch.size();
+    };
+    InboxDedup store(dir / "inbox.db", {}, o);
+    {
+        std::lock_guard lock(m);
+        store_ptr = &store;
+    }
+    opened.notify_all();
+    auto filled = [&](uint64_t n) {
+        for (int i = 0; i < 1'000 && store.filters_built() < n; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+        return store.filters_built() >= n;
+    };
+    auto check = [&] {
+        std::lock_guard lock(m);
+        for (auto& id : recorded) ASSERT_TRUE(store.seen(id)) << "missed " << hex(id);
+        for (int i = 0; i < 1'000; ++i) ASSERT_FALSE(store.seen(random_id(rng)));
+    };
+    ASSERT_TRUE(filled(1));
+    EXPECT_TRUE(store.filter_ready());
+    EXPECT_GT(recorded_while_filling, 0u);
+    check();
+    // More than the first filter holds: a larger one is filled, with records between its reads.
+    const size_t before_refill = recorded_while_filling;
+    {
+        std::lock_guard lock(m);
+        std::vector<MessageId> batch;
+        for (int i = 0; i < 5'000; ++i) batch.push_back(random_id(rng));
+        store.first_time_batch(batch, 3);
+        recorded.insert(recorded.end(), batch.begin(), batch.end());
+    }
+    ASSERT_TRUE(filled(2));
+    EXPECT_GT(recorded_while_filling, before_refill);
+    check();
+}
+
 TEST(InboxDedup, SigkillNeverSeparatesIdFromEffect) {
     test::TempDir dir;
     auto path = dir / "inbox.db";

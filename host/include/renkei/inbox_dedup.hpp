@@ -18,23 +18,41 @@
 #pragma once
 
 #include "renkei/envelope.hpp"
+#include "renkei/recent_ids.hpp"
 #include "renkei/sqlite.hpp"
 
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <condition_variable>
+#include <memory>
 #include <mutex>
 #include <span>
+#include <thread>
 #include <vector>
 
 namespace renkei {
 
-// Thread-safe.
+struct DedupFilterOptions {
+    uint64_t ids = uint64_t(1) << 20; // sized for at least this many ids (0: no filter)
+    int64_t chunk = 20000;            // ids read from the file per hold of the store's lock
+    std::function<void()> between_chunks; // for tests: runs on the filling thread, unlocked
+};
+
+// Thread-safe. seen() asks an in-memory filter (IdFilter) first, so a new id, the usual case,
+// costs no read of the file: at a national host's volume the store is gigabytes and a lookup
+// would be a random read. A thread of its own fills the filter from the file after opening, a
+// chunk at a time, and fills a larger one when it is full; until the first is ready every
+// lookup reads the file.
 class InboxDedup {
 public:
     // Opens (creating) the database file. Throws sqlite::Error naming the file.
-    explicit InboxDedup(const std::filesystem::path& path, const sqlite::OpenOptions& options = {});
+    explicit InboxDedup(const std::filesystem::path& path, const sqlite::OpenOptions& options = {},
+                        DedupFilterOptions filter = {});
+    ~InboxDedup();
+    InboxDedup(const InboxDedup&) = delete;
+    InboxDedup& operator=(const InboxDedup&) = delete;
 
     // Records `id` (committed when this returns) and says whether it was new.
     // Throws std::invalid_argument for an all-zero id.
@@ -54,14 +72,26 @@ public:
     // Forgets ids recorded before `cutoff_ms`; returns how many.
     size_t prune_older_than(int64_t cutoff_ms);
     size_t size();
+    // Whether seen() asks the filter first, and how many filters have been filled so far.
+    bool filter_ready();
+    uint64_t filters_built();
 
 private:
     bool record(const MessageId& id, int64_t now_ms);  // requires mutex_ and a transaction
+    void build_filters();                              // the filler thread
 
     std::mutex mutex_;
     sqlite::Database db_;
     sqlite::Statement insert_;
     sqlite::Statement select_;
+    // Under mutex_: the filter in use, and the one being filled (every id recorded meanwhile goes
+    // into both, so the new one misses nothing when it replaces the old).
+    const DedupFilterOptions filter_options_;
+    std::unique_ptr<IdFilter> filter_, filling_;
+    uint64_t filters_built_ = 0;
+    bool stopping_ = false;
+    std::condition_variable fill_cv_;
+    std::thread filler_;
 };
 
 } // namespace renkei

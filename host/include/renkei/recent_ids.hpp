@@ -44,4 +44,25 @@ private:
     uint64_t key_[2];
 };
 
+// A Bloom filter over message ids: "perhaps recorded" or "certainly not". It lets the durable
+// dedup store answer most lookups of new ids without reading its file. Its hashes are keyed
+// afresh in each process, so a peer cannot choose ids that collide. Not thread-safe.
+class IdFilter {
+public:
+    // Sized for `expected` ids at 16 bits each (about 0.2% false positives when full): at least
+    // 2^16 bits (8 KiB), at most 2^32 (512 MiB, 268 million ids).
+    explicit IdFilter(uint64_t expected);
+    void add(const MessageId& id);
+    bool may_contain(const MessageId& id) const;
+    uint64_t capacity() const { return capacity_; } // ids it holds at its design rate
+    uint64_t added() const { return added_; }
+
+private:
+    std::vector<uint64_t> words_;
+    uint64_t mask_;    // bits - 1
+    uint64_t capacity_;
+    uint64_t added_ = 0;
+    uint64_t key_[2];
+};
+
 } // namespace renkei
