@@ -287,7 +287,7 @@ void AuditLog::write_batch(std::string_view batch, std::string& out) {
     out.clear();
     crypto::Sha256 h;
     for (size_t at = 0, end; at < batch.size(); at = end + 1) {
-        end = batch.find('\n', at);
+        end = std::min(batch.find('\n', at), batch.size()); // append() ends every line with one
         const std::string_view fields = batch.substr(at, end - at);
         const size_t start = out.size();
         char number[24];

@@ -765,7 +765,16 @@ struct Links::Impl {
                     if (f.attempts >= max_attempts) {
                         in_flight_bytes -= f.frame->size();
                         // Dead letters keep bodies, as the outbox does (replay puts them there).
-                        dead.push_back(DeadLetter{id, std::move(f.hop), std::move(f.type), frame_body(*f.frame),
+                        std::vector<uint8_t> body;
+                        try {
+                            body = frame_body(*f.frame);
+                        } catch (const std::exception& e) { // this host's own frame: never expected
+                            logger("links")->error("message {}: its frame in flight is unreadable ({}); kept as "
+                                                   "it is among the dead letters",
+                                                   hex(id), e.what());
+                            body = *f.frame;
+                        }
+                        dead.push_back(DeadLetter{id, std::move(f.hop), std::move(f.type), std::move(body),
                                                   f.attempts,
                                                   "no acknowledgement after " + std::to_string(f.attempts) +
                                                       " sends (delivery = \"memory\")",
@@ -944,7 +953,11 @@ void Links::start() {
     m.outbox = std::make_unique<Outbox>(m.config.data_dir / "outbox.db", oo);
     // Format 1: the outbox and its dead letters keep envelope bodies, signed when sent. Before it
     // they kept whole signed frames; such a file is converted once, all or nothing.
-    if (m.outbox->bytes_format() != kOutboxKeepsBodies) m.outbox->convert_bytes(kOutboxKeepsBodies, frame_body);
+    if (auto format = m.outbox->bytes_format(); format > kOutboxKeepsBodies)
+        throw std::runtime_error(m.outbox->path() + ": its entries are in format " + std::to_string(format) +
+                                 ", newer than this build reads (" + std::to_string(kOutboxKeepsBodies) + ")");
+    else if (format < kOutboxKeepsBodies)
+        m.outbox->convert_bytes(kOutboxKeepsBodies, frame_body);
     // Only the links read and write the receiver's dedup store: exclusive, so the id lookup each
     // incoming message needs takes no file lock.
     m.dedup = std::make_unique<InboxDedup>(m.config.data_dir / "inbox.db", sqlite::OpenOptions{.exclusive = true});

@@ -875,8 +875,8 @@ TEST(Network, AnOutboxOfSignedFramesFromAnEarlierVersionIsConvertedAndDelivered)
 }
 
 // A frame that is not one cannot be converted: the host does not start, names the entry, and
-// the file is left as it was.
-TEST(Network, AnOutboxEntryThatIsNoFrameStopsTheConversionAndTheStart) {
+// the file is left as it was. Nor does it start on a file of a newer format.
+TEST(Network, AnOutboxEntryThatIsNoFrameOrANewerFormatStopsTheStart) {
     ThreeTier t;
     t.net.remove("muni:131016");
     const auto path = t.tmp / "data-muni_131016" / "outbox.db";
@@ -896,9 +896,22 @@ TEST(Network, AnOutboxEntryThatIsNoFrameStopsTheConversionAndTheStart) {
                   std::string::npos)
             << what;
     }
-    Outbox after(path);
-    EXPECT_EQ(after.bytes_format(), 0);
-    EXPECT_EQ(after.due(10, 10).at(0).bytes, (std::vector<uint8_t>{1, 2, 3}));
+    {
+        Outbox after(path);
+        EXPECT_EQ(after.bytes_format(), 0);
+        EXPECT_EQ(after.due(10, 10).at(0).bytes, (std::vector<uint8_t>{1, 2, 3}));
+        // A file a newer build wrote is not read as this one's.
+        after.convert_bytes(2, [](std::span<const uint8_t> b) { return std::vector<uint8_t>(b.begin(), b.end()); });
+    }
+    try {
+        t.net.start({"muni:131016", false, {}, {{"pref:13", {"*"}}}});
+        ADD_FAILURE() << "started on an outbox of a newer format";
+    } catch (const std::exception& e) {
+        EXPECT_NE(std::string(e.what()).find("its entries are in format 2, newer than this build reads (1)"),
+                  std::string::npos)
+            << e.what();
+    }
+    EXPECT_EQ(Outbox(path).bytes_format(), 2);
 }
 
 TEST(Network, RelaysApplyTheirOwnPolicyAndRefuseWhatTheyMustNotCarry) {
