@@ -64,8 +64,11 @@ bool InboxDedup::record(const MessageId& id, int64_t now_ms) {
 }
 
 // Fills a filter from the file in chunks of ids in key order, the lock released between chunks so
-// receivers wait a chunk at a time; then waits until the one in use is full and fills a larger one.
-// The file's size bounds how many ids it holds (each takes more than 32 bytes with its index).
+// receivers wait a chunk at a time; then waits until the one in use is full and fills another.
+// The first is sized by the file, which bounds how many ids it holds (each takes more than 32
+// bytes with its index); a later one for twice the ids the store holds now (those the full one
+// took, less those pruned since), so a store that forgets as fast as it records refills at the
+// same size, dropping the forgotten ids, and one that grows gets a larger filter.
 void InboxDedup::build_filters() {
     const int64_t chunk = std::max<int64_t>(1, filter_options_.chunk);
     for (;;) {
@@ -80,8 +83,8 @@ void InboxDedup::build_filters() {
                 if (q.step()) pages = q.column_int64(0);
                 auto p = db_.prepare("PRAGMA page_size", "size the dedup filter");
                 if (p.step()) page_size = p.column_int64(0);
-                expected = std::max<uint64_t>({expected, static_cast<uint64_t>(pages * page_size / 32),
-                                               filter_ ? 2 * filter_->added() : 0});
+                expected = std::max(expected, filter_ ? 2 * (filter_->added() - std::min(pruned_since_fill_, filter_->added()))
+                                                      : static_cast<uint64_t>(pages * page_size / 32));
                 filling_ = std::make_unique<IdFilter>(expected);
             } catch (const std::exception&) {
                 return; // the file cannot be read: every lookup keeps reading it (and fails as it would)
@@ -105,6 +108,7 @@ void InboxDedup::build_filters() {
                 }
                 if (n < chunk) {
                     filter_ = std::move(filling_);
+                    pruned_since_fill_ = 0;
                     ++filters_built_;
                     done = true;
                 }
@@ -114,6 +118,11 @@ void InboxDedup::build_filters() {
             }
         }
     }
+}
+
+uint64_t InboxDedup::filter_capacity() {
+    std::lock_guard lock(mutex_);
+    return filter_ ? filter_->capacity() : 0;
 }
 
 bool InboxDedup::filter_ready() {
@@ -174,6 +183,7 @@ size_t InboxDedup::prune_older_than(int64_t cutoff_ms) {
         q.run();
         auto n = db_.changes();
         tx.commit();
+        pruned_since_fill_ += static_cast<uint64_t>(n); // still in the filter until the next fill
         pruned += static_cast<size_t>(n);
         if (n < kPruneChunk) return pruned;
     }

@@ -266,6 +266,36 @@ TEST(InboxDedup, TheFilterAnswersAsTheFileDoesAcrossFillsAndRefills) {
     check();
 }
 
+// A store that forgets as fast as it records (the host's retention at work) keeps refilling its
+// filter at the size of what it holds, dropping the forgotten ids, instead of doubling it.
+TEST(InboxDedup, RefillsOfAStoreThatPrunesAsItRecordsDoNotGrowTheFilter) {
+    test::TempDir dir;
+    std::mt19937_64 rng(5);
+    DedupFilterOptions o;
+    o.ids = 1; // the smallest filter: 4,096 ids
+    InboxDedup store(dir / "inbox.db", {}, o);
+    auto settled = [&](uint64_t builds) {
+        for (int i = 0; i < 1'000 && store.filters_built() < builds; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(2));
+        return store.filters_built() >= builds;
+    };
+    ASSERT_TRUE(settled(1));
+    // 60,000 ids in batches of 1,000, at most 2,000 held at a time.
+    std::vector<MessageId> latest;
+    for (int64_t t = 1; t <= 60; ++t) {
+        latest.clear();
+        for (int i = 0; i < 1'000; ++i) latest.push_back(random_id(rng));
+        store.first_time_batch(latest, t);
+        store.prune_older_than(t - 1);
+        std::this_thread::sleep_for(std::chrono::milliseconds(2)); // the filler's turn
+    }
+    EXPECT_EQ(store.size(), 2'000u);
+    EXPECT_GE(store.filters_built(), 3u) << "it filled up again and again";
+    // Sized for twice what it holds when a refill starts (an estimate that may count a batch
+    // twice over), never for all it ever took: doubling each time it would be at 16,384 or more.
+    EXPECT_LE(store.filter_capacity(), 8'192u);
+    for (auto& id : latest) EXPECT_TRUE(store.seen(id));
+}
+
 TEST(InboxDedup, SigkillNeverSeparatesIdFromEffect) {
     test::TempDir dir;
     auto path = dir / "inbox.db";

@@ -72,9 +72,11 @@ public:
     // Forgets ids recorded before `cutoff_ms`; returns how many.
     size_t prune_older_than(int64_t cutoff_ms);
     size_t size();
-    // Whether seen() asks the filter first, and how many filters have been filled so far.
+    // Whether seen() asks the filter first, how many filters have been filled so far, and how many
+    // ids the one in use is sized for (0: none yet).
     bool filter_ready();
     uint64_t filters_built();
+    uint64_t filter_capacity();
 
 private:
     bool record(const MessageId& id, int64_t now_ms);  // requires mutex_ and a transaction
@@ -89,6 +91,7 @@ private:
     const DedupFilterOptions filter_options_;
     std::unique_ptr<IdFilter> filter_, filling_;
     uint64_t filters_built_ = 0;
+    uint64_t pruned_since_fill_ = 0; // ids forgotten since the filter in use was filled
     bool stopping_ = false;
     std::condition_variable fill_cv_;
     std::thread filler_;
