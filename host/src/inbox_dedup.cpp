@@ -171,9 +171,9 @@ bool InboxDedup::seen(const MessageId& id) {
     return found;
 }
 
-size_t InboxDedup::prune_older_than(int64_t cutoff_ms) {
+size_t InboxDedup::prune_older_than(int64_t cutoff_ms, size_t limit) {
     size_t pruned = 0;
-    for (;;) {
+    while (pruned < limit) {
         std::lock_guard lock(mutex_);
         auto q = db_.prepare("DELETE FROM inbox_seen WHERE id IN (SELECT id FROM inbox_seen"
                              " WHERE seen_ms < ?1 LIMIT ?2)",
@@ -187,6 +187,7 @@ size_t InboxDedup::prune_older_than(int64_t cutoff_ms) {
         pruned += static_cast<size_t>(n);
         if (n < kPruneChunk) return pruned;
     }
+    return pruned;
 }
 
 size_t InboxDedup::size() {

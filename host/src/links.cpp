@@ -193,6 +193,7 @@ struct Links::Impl {
     static constexpr int64_t kParkMs = 10000;
     static constexpr uint32_t kMaxBatchLeaves = 4096;
     static constexpr int64_t kPruneEveryMs = 3'600'000;
+    static constexpr size_t kPruneRound = 50'000;
     int64_t last_prune = INT64_MIN; // the resend loop's
     std::atomic<uint64_t> dedup_pruned{0};
     // First-segment words of an acknowledgement frame, plus 3 per id (the MallocMessageBuilder
@@ -834,10 +835,12 @@ struct Links::Impl {
 
     // Forgets, about once an hour, the ids taken from durable peers longer ago than
     // [links] dedup_retention_days (in chunks: the receiver waits on the store a chunk at a time).
+    // A round forgets at most kPruneRound; a larger backlog (a host that ran an older build, or a
+    // shorter retention) goes on in the next rounds, so resends are never held up for long.
     void prune_dedup(int64_t now) {
         if (last_prune != INT64_MIN && now - last_prune < kPruneEveryMs) return;
-        last_prune = now;
-        auto n = dedup->prune_older_than(now - config.links.dedup_retention_ms);
+        auto n = dedup->prune_older_than(now - config.links.dedup_retention_ms, kPruneRound);
+        if (n < kPruneRound) last_prune = now;
         dedup_pruned.fetch_add(n, std::memory_order_relaxed);
         if (n > 0)
             logger("links")->info("the dedup store forgot {} message ids taken more than {} days ago", n,

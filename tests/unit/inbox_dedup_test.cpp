@@ -161,7 +161,7 @@ TEST(InboxDedup, ApplyOnceCommitsEffectAndIdTogether) {
     EXPECT_EQ(effect_ids(db), std::set<MessageId>{id});
 }
 
-TEST(InboxDedup, PruneForgetsOnlyIdsOlderThanTheCutoff) {
+TEST(InboxDedup, PruneForgetsOnlyIdsOlderThanTheCutoffUpToItsLimit) {
     test::TempDir dir;
     InboxDedup dedup(dir / "inbox.db");
     std::vector<MessageId> ids;
@@ -171,7 +171,8 @@ TEST(InboxDedup, PruneForgetsOnlyIdsOlderThanTheCutoff) {
     dedup.first_time_batch(old_ids, 100);
     dedup.first_time_batch(new_ids, 300);
     EXPECT_EQ(dedup.prune_older_than(100), 0u) << "the cutoff itself is kept";
-    EXPECT_EQ(dedup.prune_older_than(250), 11000u) << "more than one prune chunk";
+    EXPECT_EQ(dedup.prune_older_than(250, 6000), 10000u) << "whole chunks of 5,000 until the limit is reached";
+    EXPECT_EQ(dedup.prune_older_than(250), 1000u) << "the rest, the last chunk a short one";
     EXPECT_EQ(dedup.size(), 1000u);
     EXPECT_FALSE(dedup.first_time(new_ids[0], 400));
     EXPECT_TRUE(dedup.first_time(old_ids[0], 400)) << "a pruned id is new again";

@@ -69,8 +69,9 @@ public:
 
     // Whether `id` has been recorded (and not pruned). Does not record it.
     bool seen(const MessageId& id);
-    // Forgets ids recorded before `cutoff_ms`; returns how many.
-    size_t prune_older_than(int64_t cutoff_ms);
+    // Forgets ids recorded before `cutoff_ms`, at most about `limit` of them (whole chunks of
+    // 5,000, one transaction each); returns how many.
+    size_t prune_older_than(int64_t cutoff_ms, size_t limit = SIZE_MAX);
     size_t size();
     // Whether seen() asks the filter first, how many filters have been filled so far, and how many
     // ids the one in use is sized for (0: none yet).
