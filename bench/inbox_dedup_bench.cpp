@@ -44,7 +44,7 @@ std::unique_ptr<renkei::InboxDedup> open_store(bool filter) {
     renkei::DedupFilterOptions o;
     if (!filter) o.ids = 0;
     auto store = std::make_unique<renkei::InboxDedup>(store_file(), renkei::sqlite::OpenOptions{.exclusive = true}, o);
-    while (filter && !store->filter_ready()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    while (filter && store->filters_built() == 0) std::this_thread::sleep_for(std::chrono::milliseconds(5));
     return store;
 }
 

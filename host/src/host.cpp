@@ -17,8 +17,6 @@
 namespace renkei {
 namespace {
 
-std::string_view view(capnp::Text::Reader t) { return {t.begin(), t.size()}; }
-
 // A message id in hex, written into `buf`. Ids are 16 bytes: decode() and stamping see to it.
 std::string_view id_hex(capnp::Data::Reader id, char (&buf)[32]) {
     const size_t n = std::min<size_t>(id.size(), 16);
@@ -221,9 +219,9 @@ void Host::start() {
         router_.set_observer([this](const EnvelopeView& v, const std::string& event, const std::string& detail) {
             auto e = v.get();
             char id[32];
-            audit_->append(AuditFields{now_unix_ms(), event, id_hex(e.getId(), id), view(e.getType()),
-                                       view(e.getFrom()), view(e.getTo()), view(e.getPurpose()),
-                                       view(e.getOperatorId()),
+            audit_->append(AuditFields{now_unix_ms(), event, id_hex(e.getId(), id), as_view(e.getType()),
+                                       as_view(e.getFrom()), as_view(e.getTo()), as_view(e.getPurpose()),
+                                       as_view(e.getOperatorId()),
                                        event == "delivered" || event == "forwarded" ? "ok" : "refused", detail, {}});
         });
         if (keys() && (!config_.listen.empty() || !config_.peers.empty())) {
@@ -247,7 +245,7 @@ void Host::start() {
                 char id[32];
                 // `to`: this node, or the destination of a message it relays.
                 audit_->append(AuditFields{now_unix_ms(), d.allowed ? "policy_allow" : "policy_deny",
-                                           id_hex(e.getId(), id), type, from, to, purpose, view(e.getOperatorId()),
+                                           id_hex(e.getId(), id), type, from, to, purpose, as_view(e.getOperatorId()),
                                            d.allowed ? "ok" : "refused", d.reason, {}});
                 return d.allowed ? std::string() : d.reason;
             });

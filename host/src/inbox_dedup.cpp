@@ -78,13 +78,16 @@ void InboxDedup::build_filters() {
             fill_cv_.wait(lock, [&] { return stopping_ || !filter_ || filter_->added() > filter_->capacity(); });
             if (stopping_) return;
             try {
-                int64_t pages = 0, page_size = 0;
-                auto q = db_.prepare("PRAGMA page_count", "size the dedup filter");
-                if (q.step()) pages = q.column_int64(0);
-                auto p = db_.prepare("PRAGMA page_size", "size the dedup filter");
-                if (p.step()) page_size = p.column_int64(0);
-                expected = std::max(expected, filter_ ? 2 * (filter_->added() - std::min(pruned_since_fill_, filter_->added()))
-                                                      : static_cast<uint64_t>(pages * page_size / 32));
+                if (filter_) {
+                    expected = std::max(expected, 2 * (filter_->added() - std::min(pruned_since_fill_, filter_->added())));
+                } else {
+                    int64_t pages = 0, page_size = 0;
+                    auto q = db_.prepare("PRAGMA page_count", "size the dedup filter");
+                    if (q.step()) pages = q.column_int64(0);
+                    auto p = db_.prepare("PRAGMA page_size", "size the dedup filter");
+                    if (p.step()) page_size = p.column_int64(0);
+                    expected = std::max(expected, static_cast<uint64_t>(pages * page_size / 32));
+                }
                 filling_ = std::make_unique<IdFilter>(expected);
             } catch (const std::exception&) {
                 return; // the file cannot be read: every lookup keeps reading it (and fails as it would)
@@ -123,11 +126,6 @@ void InboxDedup::build_filters() {
 uint64_t InboxDedup::filter_capacity() {
     std::lock_guard lock(mutex_);
     return filter_ ? filter_->capacity() : 0;
-}
-
-bool InboxDedup::filter_ready() {
-    std::lock_guard lock(mutex_);
-    return filter_ != nullptr;
 }
 
 uint64_t InboxDedup::filters_built() {

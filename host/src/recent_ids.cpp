@@ -7,13 +7,27 @@
 #include <string>
 
 namespace renkei {
+namespace {
+
+// A hash key drawn afresh in each process, so a peer cannot choose ids that collide.
+void random_key(uint64_t (&key)[2]) {
+    std::random_device random;
+    for (auto& k : key) k = (uint64_t(random()) << 32) ^ random();
+}
+
+// An id's two 64-bit halves.
+void halves(const MessageId& id, uint64_t& a, uint64_t& b) {
+    std::memcpy(&a, id.data(), 8);
+    std::memcpy(&b, id.data() + 8, 8);
+}
+
+} // namespace
 
 RecentIds::RecentIds(size_t capacity) : capacity_(capacity), index_(16, kEmpty) {
     if (capacity == 0 || capacity > UINT32_MAX / 4)
         throw std::invalid_argument("recent ids: capacity must be between 1 and " + std::to_string(UINT32_MAX / 4) +
                                     " (got " + std::to_string(capacity) + ")");
-    std::random_device random;
-    for (auto& k : key_) k = (uint64_t(random()) << 32) ^ random();
+    random_key(key_);
 }
 
 namespace {
@@ -32,8 +46,7 @@ uint64_t mix(uint64_t x) {
 
 uint32_t RecentIds::hash_of(const MessageId& id) const {
     uint64_t a, b;
-    std::memcpy(&a, id.data(), 8);
-    std::memcpy(&b, id.data() + 8, 8);
+    halves(id, a, b);
     return static_cast<uint32_t>(mix(mix(a ^ key_[0]) ^ b ^ key_[1]));
 }
 
@@ -112,8 +125,7 @@ IdFilter::IdFilter(uint64_t expected) {
     words_.assign(bits / 64, 0);
     mask_ = bits - 1;
     capacity_ = bits / 16;
-    std::random_device random;
-    for (auto& k : key_) k = (uint64_t(random()) << 32) ^ random();
+    random_key(key_);
 }
 
 namespace {
@@ -123,8 +135,7 @@ constexpr int kFilterProbes = 4;
 // Two independent hashes of `id`; probe i is h1 + i * h2 (Kirsch and Mitzenmacher).
 void filter_hashes(const MessageId& id, const uint64_t key[2], uint64_t& h1, uint64_t& h2) {
     uint64_t a, b;
-    std::memcpy(&a, id.data(), 8);
-    std::memcpy(&b, id.data() + 8, 8);
+    halves(id, a, b);
     h1 = mix(mix(a ^ key[0]) ^ b);
     h2 = mix(mix(b ^ key[1]) ^ a) | 1;
 }

@@ -89,8 +89,9 @@ kj::Array<capnp::word> canonical_with_hops(schema::Envelope::Reader e, uint8_t h
 kj::Array<capnp::word> stamp_outgoing(kj::ArrayPtr<const kj::byte> bytes, const std::string& node_id,
                                       int64_t now_ms, size_t max_bytes);
 
-// Text helpers: capnp::Text::Reader from std::string_view.
+// Text helpers: capnp::Text::Reader from std::string_view, and back.
 inline capnp::Text::Reader text(std::string_view s) { return capnp::Text::Reader(s.data(), s.size()); }
+inline std::string_view as_view(capnp::Text::Reader t) { return {t.begin(), t.size()}; }
 inline kj::ArrayPtr<const kj::byte> bytes_of(std::string_view s) {
     return kj::ArrayPtr<const kj::byte>(reinterpret_cast<const kj::byte*>(s.data()), s.size());
 }

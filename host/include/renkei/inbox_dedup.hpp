@@ -24,8 +24,8 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
-#include <functional>
 #include <condition_variable>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -73,9 +73,8 @@ public:
     // 5,000, one transaction each); returns how many.
     size_t prune_older_than(int64_t cutoff_ms, size_t limit = SIZE_MAX);
     size_t size();
-    // Whether seen() asks the filter first, how many filters have been filled so far, and how many
-    // ids the one in use is sized for (0: none yet).
-    bool filter_ready();
+    // How many filters have been filled so far (seen() asks one first from the first on), and how
+    // many ids the one in use is sized for (0: none yet).
     uint64_t filters_built();
     uint64_t filter_capacity();
 
